@@ -1,0 +1,37 @@
+# The two commands a new user needs: `make run` and `make test`.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+HOST   ?= 127.0.0.1
+PORT   ?= 8080
+
+.PHONY: run test bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+# Stamps re-run the install whenever the packaging files change.
+$(VENV)/.installed: setup.py setup.cfg | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e .
+	touch $@
+
+$(VENV)/.installed-test: setup.py setup.cfg | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[test]'
+	touch $@
+
+run: $(VENV)/.installed
+	@mkdir -p data
+	@echo "consumer-api on http://$(HOST):$(PORT)  (data in ./data)"
+	@echo "Swagger UI:  http://$(HOST):$(PORT)/swagger/"
+	CONSUMER_API_DATA_DIR=$${CONSUMER_API_DATA_DIR:-./data} CONSUMER_API_BIND=$(HOST):$(PORT) \
+		$(BIN)/gunicorn -c gunicorn.conf.py
+
+test: $(VENV)/.installed-test
+	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+bench: $(VENV)/.installed-test
+	$(BIN)/python bench/storage_bench.py
+
+clean:
+	rm -rf $(VENV) *.egg-info

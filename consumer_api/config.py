@@ -1,0 +1,74 @@
+"""The one configuration object.
+
+Every setting has its unit in its name and is read from an environment variable
+``CONSUMER_API_<NAME>`` (for example ``CONSUMER_API_DATA_DIR``,
+``CONSUMER_API_SEGMENT_BYTES``). ``Config.from_env()`` builds it; tests build it directly.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from dataclasses import dataclass, field, fields
+
+MiB = 1 << 20
+DAY_MS = 24 * 3600 * 1000
+ENV_PREFIX = "CONSUMER_API_"
+
+
+@dataclass(frozen=True)
+class Config:
+    # storage
+    data_dir: str = "./data"
+    segment_bytes: int = 64 * MiB
+    index_interval_bytes: int = 4096
+    retention_ms: int = 7 * DAY_MS
+    retention_bytes: int = -1
+    retention_check_interval_ms: int = 60_000
+    flush_policy: str = "interval"  # "always" | "interval"
+    flush_interval_messages: int = -1
+    flush_interval_ms: int = 1000
+    # HTTP
+    max_body_bytes: int = 16 * MiB
+    max_records_per_produce: int = 100_000
+    # consumers
+    session_timeout_ms: int = 30_000
+    max_sessions: int = 10_000
+    default_assignor: str = "range"
+    # security and operations
+    api_keys: str = field(default="", repr=False)
+    api_keys_file: str = ""
+    cors_origins: str = ""
+    log_format: str = "plain"  # "plain" | "json"
+
+    def __post_init__(self):
+        if self.flush_policy not in ("always", "interval"):
+            raise ValueError(f"flush_policy must be 'always' or 'interval', not {self.flush_policy!r}")
+        if self.segment_bytes < 1024:
+            raise ValueError("segment_bytes must be at least 1024")
+
+    @classmethod
+    def from_env(cls, environ=None, **overrides) -> "Config":
+        """Settings from ``CONSUMER_API_*`` variables, then ``overrides``. A value that
+        does not parse as its field's type raises ValueError naming the variable."""
+        environ = os.environ if environ is None else environ
+        values = {}
+        for f in fields(cls):
+            name = ENV_PREFIX + f.name.upper()
+            if name in environ:
+                values[f.name] = _parse(name, environ[name], f.type)
+        values.update(overrides)
+        return cls(**values)
+
+    def replace(self, **changes) -> "Config":
+        return dataclasses.replace(self, **changes)
+
+
+def _parse(name: str, raw: str, kind: str):
+    if kind == "int":
+        try:
+            return int(raw.replace("_", ""))
+        except ValueError:
+            raise ValueError(f"{name} must be an integer, not {raw!r}") from None
+    if kind == "bool":
+        return raw.strip().lower() in ("1", "true", "yes", "on")
+    return raw

@@ -1,0 +1,146 @@
+"""The two sparse indexes of a segment, memory-mapped.
+
+``.index`` (offset index), 8-byte entries ``relative_offset u32 | position u32``: the record
+at ``base_offset + relative_offset`` starts at byte ``position`` of the ``.log``. Entries
+strictly increase in both fields. The first record (relative offset 0, position 0) is
+implicit and never stored, so an all-zero entry marks the end of a preallocated file.
+
+``.timeindex`` (time index), 12-byte entries ``max_timestamp i64 | relative_offset u32``:
+every record of the segment *before* ``base_offset + relative_offset`` has a timestamp
+``<= max_timestamp``. Timestamps never decrease along the file. Entry ``i`` of both files is
+written together (same relative offset); a sealed segment's time index has one extra last
+entry whose offset is the segment's end and whose timestamp is the segment's largest.
+
+Entries are appended every ``index_interval_bytes`` of log. Lookups are binary searches
+over the map (no copy of the index into the heap). Not thread-safe: the owning segment's
+partition lock serialises access.
+"""
+from __future__ import annotations
+
+import os
+import struct
+
+from consumer_api.embedded.storage.mapped_file import MappedFile, map_readonly
+
+
+class _Entries:
+    """Fixed-size entries in a mapped file; ``count`` valid entries from the start."""
+
+    ENTRY: struct.Struct
+
+    def __init__(self, path: str, max_entries: int = 0, count: int = 0, writable: bool = False,
+                 create: bool = False):
+        self.path = path
+        self.writable = writable
+        size = self.ENTRY.size
+        if writable:
+            self._file = MappedFile(path, max(max_entries, count) * size, count * size, create)
+            self.map = self._file.map
+            self.count = count
+        else:
+            self._file = None
+            self.map, length = map_readonly(path)
+            self.count = min(count, length // size) if count else length // size
+
+    @property
+    def capacity(self) -> int:
+        return self._file.capacity // self.ENTRY.size if self._file else self.count
+
+    def get(self, i: int) -> tuple:
+        return self.ENTRY.unpack_from(self.map, i * self.ENTRY.size)
+
+    def reserve(self, more: int) -> None:
+        """Reserve disk blocks for ``more`` entries (raises StorageFull)."""
+        if self._file:
+            self._file.reserve(min(self.count + more, self.capacity) * self.ENTRY.size)
+
+    def append(self, *fields) -> None:
+        if self.count >= self.capacity:
+            return  # a full index only makes lookups scan a little longer
+        self._file.write(self.count * self.ENTRY.size, self.ENTRY.pack(*fields))
+        self.count += 1
+
+    def truncate(self, count: int) -> None:
+        """Forget entries from ``count`` on (zeroing them in a writable file)."""
+        if count < self.count and self._file:
+            size = self.ENTRY.size
+            self.map[count * size:self.count * size] = bytes((self.count - count) * size)
+        self.count = min(count, self.count)
+
+    def _bisect(self, field: int, key) -> int:
+        """Number of entries whose ``field`` is ``< key`` (entries sorted on it)."""
+        lo, hi = 0, self.count
+        unpack, size = self.ENTRY.unpack_from, self.ENTRY.size
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if unpack(self.map, mid * size)[field] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    def seal(self) -> None:
+        """Trim a writable file to its entries and reopen it read-only."""
+        if self._file:
+            self._file.trim(self.count * self.ENTRY.size)
+            self._file = None
+            self.map, _ = map_readonly(self.path)
+
+    def close(self) -> None:
+        if self._file:
+            self._file.trim(self.count * self.ENTRY.size)
+            self._file = None
+        elif hasattr(self.map, "close"):
+            self.map.close()
+        self.map = b""
+
+    def valid_prefix(self, log_size: int) -> int:
+        """Length of the longest prefix of well-formed entries (see ``_follows``)."""
+        prev = None
+        data = self.map[:self.count * self.ENTRY.size]
+        for i, entry in enumerate(self.ENTRY.iter_unpack(data)):
+            if not self._follows(prev, entry, log_size):
+                return i
+            prev = entry
+        return self.count
+
+
+class OffsetIndex(_Entries):
+    ENTRY = struct.Struct("<II")
+
+    @staticmethod
+    def _follows(prev, entry, log_size) -> bool:
+        """Offsets and positions strictly increase from above zero, inside the log."""
+        prev = prev or (0, 0)
+        return prev[0] < entry[0] and prev[1] < entry[1] < log_size
+
+    def lookup(self, relative_offset: int) -> tuple[int, int]:
+        """``(relative_offset, position)`` of the greatest entry at or before the target,
+        ``(0, 0)`` (the implicit first record) if there is none."""
+        i = self._bisect(0, relative_offset + 1)
+        return self.get(i - 1) if i else (0, 0)
+
+
+class TimeIndex(_Entries):
+    ENTRY = struct.Struct("<qI")
+
+    @staticmethod
+    def _follows(prev, entry, log_size) -> bool:
+        """Timestamps never decrease; offsets strictly increase from above zero."""
+        prev = prev or (-1, 0)
+        return prev[0] <= entry[0] and prev[1] < entry[1]
+
+    def scan_start(self, timestamp: int) -> int:
+        """Relative offset from which to scan for the first record with a timestamp
+        ``>= timestamp``: after the last entry whose records are all older."""
+        i = self._bisect(0, timestamp)
+        return self.get(i - 1)[1] if i else 0
+
+    def last_timestamp(self) -> int:
+        return self.get(self.count - 1)[0] if self.count else -1
+
+
+def index_paths(directory: str, base_offset: int) -> tuple[str, str, str]:
+    """``(log, index, timeindex)`` paths of the segment starting at ``base_offset``."""
+    stem = os.path.join(directory, f"{base_offset:020d}")
+    return stem + ".log", stem + ".index", stem + ".timeindex"

@@ -1,0 +1,353 @@
+"""The log of one partition: an ordered list of segments in one directory.
+
+Offsets are dense and start at 0. ``log_start_offset`` is the base offset of the oldest
+segment (it moves up when retention deletes segments); ``high_watermark`` is the offset the
+next appended record gets. A record is readable as soon as ``append`` returns its offset.
+
+Thread-safety: every public method takes ``lock`` (one ``threading.Lock`` per partition).
+``cond`` is a Condition on that lock, notified on every append and on close; listeners
+registered with :meth:`add_listener` are called after every append and on close, *with the
+lock held* -- they must be quick and must not take a lock that is held while calling into
+a partition log (the session waiter's lock qualifies: it is never held across a log call).
+"""
+from __future__ import annotations
+
+import bisect
+import logging
+import os
+import shutil
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Callable, Sequence
+
+from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
+from consumer_api.embedded.storage import records
+from consumer_api.embedded.storage.segment import Segment
+
+log = logging.getLogger(__name__)
+
+MiB = 1 << 20
+DAY_MS = 24 * 3600 * 1000
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class LogConfig:
+    """Per-partition settings. ``-1`` disables a retention limit.
+
+    ``flush_policy``: ``"always"`` syncs to disk before ``append`` returns; ``"interval"``
+    syncs after ``flush_interval_messages`` records (``-1``: never by count) or when
+    :meth:`PartitionLog.flush_if_due` (called by the engine's flusher thread) finds data
+    older than ``flush_interval_ms``. An acknowledged record always survives a crash of the
+    process (it is in the page cache); the flush protects against a crash of the machine.
+    """
+
+    segment_bytes: int = 64 * MiB
+    index_interval_bytes: int = 4096
+    retention_ms: int = 7 * DAY_MS
+    retention_bytes: int = -1
+    flush_policy: str = "interval"
+    flush_interval_messages: int = -1
+    flush_interval_ms: int = 1000
+
+
+@dataclass
+class RecoveryReport:
+    """What opening the partition found. ``dropped_bytes`` were cut from the tail."""
+
+    segments: int = 0
+    dropped_bytes: int = 0
+    reason: str = "end"
+    high_watermark: int = 0
+    rebuilt: list = field(default_factory=list)
+
+
+def _segment_bases(directory: str) -> list[int]:
+    bases = []
+    for name in os.listdir(directory):
+        stem, ext = os.path.splitext(name)
+        if len(stem) == 20 and stem.isdigit() and ext == ".log":
+            bases.append(int(stem))
+        elif ext in (".index", ".timeindex") and not os.path.exists(
+                os.path.join(directory, stem + ".log")):
+            os.unlink(os.path.join(directory, name))  # left over from a deleted segment
+    return sorted(bases)
+
+
+class PartitionLog:
+    def __init__(self, directory: str, config: LogConfig = LogConfig(),
+                 now_ms: Callable[[], int] = wall_clock_ms):
+        self.directory = directory
+        self.config = config
+        self._now_ms = now_ms
+        self.lock = threading.Lock()
+        self.cond = threading.Condition(self.lock)
+        self._listeners: set = set()
+        self.closed = False
+        os.makedirs(directory, exist_ok=True)
+        self.segments: list[Segment] = []
+        self._bases: list[int] = []
+        self.recovery = self._open()
+        self._unflushed_since_ms = None
+        self._unflushed_records = 0
+
+    # -- opening ---------------------------------------------------------------------------
+
+    def _open(self) -> RecoveryReport:
+        bases = _segment_bases(self.directory)
+        report = RecoveryReport(segments=max(len(bases), 1))
+        interval = self.config.index_interval_bytes
+        for base in bases[:-1]:
+            self._add_segment(Segment.open_sealed(self.directory, base, interval))
+        if bases:
+            seg, report.dropped_bytes, report.reason = Segment.recover(
+                self.directory, bases[-1], self.config.segment_bytes, interval)
+            if report.dropped_bytes:
+                log.warning("%s: recovery dropped %d bytes at the tail (%s)",
+                            self.directory, report.dropped_bytes, report.reason)
+        else:
+            seg = Segment.create(self.directory, 0, self.config.segment_bytes, interval)
+        self._add_segment(seg)
+        report.high_watermark = self.active.next_offset
+        return report
+
+    def _add_segment(self, seg: Segment) -> None:
+        self.segments.append(seg)
+        self._bases.append(seg.base_offset)
+
+    @property
+    def active(self) -> Segment:
+        return self.segments[-1]
+
+    # -- positions -------------------------------------------------------------------------
+
+    @property
+    def log_start_offset(self) -> int:
+        with self.lock:
+            return self.segments[0].base_offset
+
+    @property
+    def high_watermark(self) -> int:
+        return self.segments[-1].next_offset  # one attribute read: atomic under the GIL
+
+    @property
+    def size_bytes(self) -> int:
+        with self.lock:
+            return sum(seg.size for seg in self.segments)
+
+    def offsets(self) -> tuple[int, int]:
+        """``(log_start_offset, high_watermark)`` read together."""
+        with self.lock:
+            return self.segments[0].base_offset, self.segments[-1].next_offset
+
+    # -- appending -------------------------------------------------------------------------
+
+    def append(self, batch: Sequence) -> int:
+        """Append ``batch`` (a non-empty sequence of :class:`records.NewRecord`) atomically;
+        return the offset of its first record (the others follow consecutively). Records
+        without a timestamp get the log clock's now. Raises StorageFull (nothing appended)
+        when the disk is full."""
+        if not batch:
+            raise ValueError("empty batch")
+        now = self._now_ms()
+        with self.lock:
+            self._check_open()
+            encoded = self._encode(batch, now)
+            if not self.active.fits(len(encoded.data)):
+                self._make_room(len(encoded.data))
+                encoded = self._encode(batch, now)
+            base = self.active.next_offset
+            self.active.append(encoded)
+            self._after_append(encoded.count, now)
+            self.cond.notify_all()
+            for listener in self._listeners:
+                listener(self)
+            return base
+
+    def _encode(self, batch, now: int) -> records.EncodedBatch:
+        seg = self.active
+        return records.encode_batch(batch, seg.next_offset, now,
+                                    self.config.index_interval_bytes, seg.since_mark,
+                                    seg.max_timestamp)
+
+    def _make_room(self, nbytes: int) -> None:
+        """Roll so that ``nbytes`` fit in the active segment (a batch larger than
+        ``segment_bytes`` gets a segment of its own size)."""
+        capacity = max(self.config.segment_bytes, nbytes)
+        seg = self.active
+        if seg.size == 0:  # an empty segment too small for this batch: replace it
+            seg.close()
+            seg.remove_files()
+            self.segments.pop()
+            self._bases.pop()
+            self._add_segment(Segment.create(self.directory, seg.base_offset, capacity,
+                                             self.config.index_interval_bytes))
+        else:
+            self._roll(capacity)
+
+    def _roll(self, capacity: int) -> None:
+        old = self.active
+        old.seal()
+        self._add_segment(Segment.create(self.directory, old.next_offset, capacity,
+                                         self.config.index_interval_bytes))
+        self._fsync_directory()
+
+    def _fsync_directory(self) -> None:
+        fd = os.open(self.directory, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _after_append(self, count: int, now: int) -> None:
+        if self.config.flush_policy == "always":
+            self.active.sync()
+            return
+        self._unflushed_records += count
+        if self._unflushed_since_ms is None:
+            self._unflushed_since_ms = now
+        limit = self.config.flush_interval_messages
+        if 0 < limit <= self._unflushed_records:
+            self.active.sync()
+            self._unflushed_records, self._unflushed_since_ms = 0, None
+
+    def flush(self) -> None:
+        """Make everything appended so far durable. The sync runs outside the lock (on a
+        duplicate descriptor), so appends and reads go on meanwhile."""
+        with self.lock:
+            if self.closed:
+                return
+            fd = self.active.dup_fd()
+            self._unflushed_records, self._unflushed_since_ms = 0, None
+        try:
+            os.fdatasync(fd)
+        finally:
+            os.close(fd)
+
+    def flush_if_due(self, now_ms: int | None = None) -> bool:
+        """Flush when the oldest unflushed record is ``flush_interval_ms`` old."""
+        now = self._now_ms() if now_ms is None else now_ms
+        with self.lock:
+            since = self._unflushed_since_ms
+            due = since is not None and now - since >= self.config.flush_interval_ms
+        if due:
+            self.flush()
+        return due
+
+    # -- reading ---------------------------------------------------------------------------
+
+    def read(self, offset: int, max_records: int = 500, max_bytes: int = MiB) -> list:
+        """Up to ``max_records`` records from ``offset`` on, at most ``max_bytes`` of frames
+        (but at least one record when any exists). ``offset == high_watermark`` gives [];
+        outside ``[log_start_offset, high_watermark]`` raises OffsetOutOfRange."""
+        with self.lock:
+            self._check_open()
+            self._check_range(offset)
+            out, taken = [], 0
+            first = bisect.bisect_right(self._bases, offset) - 1
+            try:
+                for seg in self.segments[first:]:
+                    if offset >= seg.next_offset:
+                        continue
+                    got, taken = seg.read(offset, max_records - len(out), max_bytes, taken)
+                    out.extend(got)
+                    if len(out) >= max_records or (taken and len(got) == 0):
+                        break
+            except records.CorruptRecordError as exc:
+                raise CorruptLog(f"{exc} in {self.directory}") from exc
+            return out
+
+    def _check_range(self, offset: int) -> None:
+        start, end = self.segments[0].base_offset, self.segments[-1].next_offset
+        if not start <= offset <= end:
+            raise OffsetOutOfRange(
+                f"offset {offset} is outside the log [{start}, {end}]",
+                {"log_start_offset": start, "high_watermark": end})
+
+    def offset_for_timestamp(self, timestamp: int) -> int | None:
+        """The earliest offset whose record's timestamp is ``>= timestamp`` (epoch ms),
+        None when every record is older."""
+        with self.lock:
+            self._check_open()
+            for seg in self.segments:
+                found = seg.offset_for_timestamp(timestamp)
+                if found is not None:
+                    return found
+            return None
+
+    # -- retention -------------------------------------------------------------------------
+
+    def enforce_retention(self, now_ms: int | None = None) -> int:
+        """Delete whole old segments past ``retention_ms`` (by their newest record) or
+        beyond ``retention_bytes``; returns how many were deleted. An expired active
+        segment is rolled first so it can go too."""
+        now = self._now_ms() if now_ms is None else now_ms
+        cfg = self.config
+        deleted = 0
+        with self.lock:
+            if self.closed:
+                return 0
+            if cfg.retention_ms >= 0:
+                horizon = now - cfg.retention_ms
+                act = self.active
+                if len(self.segments) == 1 and act.size and act.max_timestamp < horizon:
+                    self._roll(cfg.segment_bytes)
+                while len(self.segments) > 1 and self.segments[0].max_timestamp < horizon:
+                    deleted += self._delete_oldest()
+            if cfg.retention_bytes >= 0:
+                total = sum(seg.size for seg in self.segments)
+                while len(self.segments) > 1 and total - self.segments[0].size >= cfg.retention_bytes:
+                    total -= self.segments[0].size
+                    deleted += self._delete_oldest()
+        return deleted
+
+    def _delete_oldest(self) -> int:
+        seg = self.segments.pop(0)
+        self._bases.pop(0)
+        seg.close()
+        seg.remove_files()
+        return 1
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def add_listener(self, listener: Callable[["PartitionLog"], None]) -> None:
+        with self.lock:
+            self._listeners.add(listener)
+
+    def remove_listener(self, listener) -> None:
+        with self.lock:
+            self._listeners.discard(listener)
+
+    def wait_for(self, offset: int, timeout_s: float) -> bool:
+        """Block until a record at ``offset`` exists (True), the timeout passes or the log
+        closes (False)."""
+        with self.cond:
+            return self.cond.wait_for(lambda: self.closed or self.high_watermark > offset,
+                                      timeout_s) and not self.closed
+
+    # -- closing ---------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self.closed:
+            raise Unavailable(f"partition log {self.directory} is closed")
+
+    def close(self) -> None:
+        """Flush, trim and close every segment; wake every waiter. Idempotent."""
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            for seg in self.segments:
+                seg.close()
+            self.cond.notify_all()
+            for listener in list(self._listeners):
+                listener(self)
+
+    def delete(self) -> None:
+        """Close and remove the partition's directory."""
+        self.close()
+        shutil.rmtree(self.directory, ignore_errors=True)
