@@ -1,31 +1,60 @@
 """The Flask application factory.
 
-``create_app(config)`` opens the engine over ``config.data_dir`` and registers the
-blueprints. It starts no threads: :func:`start_background` does, called by gunicorn's
+``create_app(config)`` opens the engine over ``config.data_dir`` (unless one is passed in)
+and registers the blueprints, the error envelope, the JSON provider, request ids and
+Swagger. It starts no threads: :func:`start_background` does, called by gunicorn's
 ``post_worker_init`` hook (after the fork) or by whoever embeds the app.
 """
 from __future__ import annotations
 
-from flask import Flask
+import uuid
 
+from flask import Flask, g, request
+
+from consumer_api.api import errors, health, records, topics
+from consumer_api.api.context import BACKEND, SETTINGS
+from consumer_api.api.json_io import OrjsonProvider
+from consumer_api.api.spec import init_swagger
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
 
-EXTENSION = "consumer_api"
+REQUEST_ID_HEADER = "X-Request-ID"
 
 
 def create_app(config: Config | None = None, engine: Engine | None = None) -> Flask:
     config = config or Config.from_env()
     app = Flask(__name__)
+    app.json_provider_class = OrjsonProvider
+    app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
-    app.extensions[EXTENSION] = engine or Engine(config)
-    from consumer_api.api import health
-    app.register_blueprint(health.bp)
+    app.url_map.strict_slashes = False
+    app.extensions[SETTINGS] = config
+    app.extensions[BACKEND] = engine or Engine(config)
+    for blueprint in (health.bp, topics.bp, records.bp):
+        app.register_blueprint(blueprint)
+    errors.register(app)
+    _request_ids(app)
+    init_swagger(app)
     return app
 
 
+def _request_ids(app: Flask) -> None:
+    """Every request gets an id: the caller's ``X-Request-ID`` (nginx passes one) or a new
+    one; it is echoed in the response and names the request in the logs."""
+
+    @app.before_request
+    def assign():
+        given = request.headers.get(REQUEST_ID_HEADER, "")
+        g.request_id = given[:64] if given.isprintable() and given else uuid.uuid4().hex
+
+    @app.after_request
+    def echo(resp):
+        resp.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
+        return resp
+
+
 def engine_of(app: Flask) -> Engine:
-    return app.extensions[EXTENSION]
+    return app.extensions[BACKEND]
 
 
 def start_background(app: Flask) -> None:

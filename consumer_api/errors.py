@@ -82,3 +82,11 @@ class DataDirLocked(ConsumerApiError):
     """Another process holds the data directory."""
 
     code, message = "data_dir_locked", "the data directory is in use by another process"
+
+
+class Unauthorized(ConsumerApiError):
+    code, message = "unauthorized", "missing or invalid API key"
+
+
+class Forbidden(ConsumerApiError):
+    code, message = "forbidden", "this API key may not do that"

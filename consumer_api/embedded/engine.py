@@ -57,6 +57,75 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._last_retention_ms = 0
 
+    # -- topics and records (the backend seam: consumer_api.backend.Backend) ---------------
+
+    def create_topic(self, name: str, partitions: int, config: dict | None = None) -> dict:
+        topic = self.topics.create(name, partitions, config)
+        return {"name": topic.name, "partitions": len(topic.partitions),
+                "config": topic.config.to_dict()}
+
+    def list_topics(self) -> list[dict]:
+        out = []
+        for topic in self.topics.list():
+            parts = []
+            for number, plog in enumerate(topic.partitions):
+                start, end = plog.offsets()
+                parts.append({"partition": number, "log_start_offset": start,
+                              "high_watermark": end})
+            out.append({"name": topic.name, "partitions": parts})
+        return out
+
+    def describe_topic(self, name: str) -> dict:
+        topic = self.topics.get(name)
+        parts = []
+        for number, plog in enumerate(topic.partitions):
+            start, end = plog.offsets()
+            parts.append({"partition": number, "log_start_offset": start, "high_watermark": end,
+                          "size_bytes": plog.size_bytes})
+        return {"name": topic.name, "config": topic.config.to_dict(), "partitions": parts}
+
+    def delete_topic(self, name: str) -> None:
+        self.topics.delete(name)
+
+    def produce(self, topic_name: str, records: list, partitions: list) -> list[tuple]:
+        """Append ``records`` (:class:`NewRecord`) to a topic; ``partitions[i]`` is record
+        i's explicit partition or None (keyed: Kafka's murmur2; keyless: round-robin).
+        Every explicit partition is checked before anything is appended; each partition's
+        share of the request is one atomic batch. Returns ``(partition, offset,
+        timestamp)`` per record, in request order."""
+        topic = self.topics.get(topic_name)
+        count = len(topic.partitions)
+        choose = topic.partitioner.partition
+        batches: dict[int, list] = {}
+        chosen = []
+        for record, partition in zip(records, partitions):
+            if partition is None:
+                partition = choose(record[0], count)
+            elif partition >= count:
+                topic.partition(partition)  # raises PartitionNotFound
+            batch = batches.get(partition)
+            if batch is None:
+                batches[partition] = batch = []
+            batch.append(record)
+            chosen.append(partition)
+        now = self._now_ms()
+        next_offset = {p: topic.partitions[p].append(batch, now) for p, batch in batches.items()}
+        out = []
+        for record, partition in zip(records, chosen):
+            offset = next_offset[partition]
+            next_offset[partition] = offset + 1
+            ts = record[3]
+            out.append((partition, offset, now if ts is None else ts))
+        return out
+
+    def read(self, topic_name: str, partition: int, offset: int | None, max_records: int,
+             max_bytes: int) -> list:
+        """Stateless read of one partition from ``offset`` (default: the log start)."""
+        plog = self.topics.get(topic_name).partition(partition)
+        if offset is None:
+            offset = plog.log_start_offset
+        return plog.read(offset, max_records, max_bytes)
+
     # -- maintenance -----------------------------------------------------------------------
 
     def start(self) -> None:

@@ -146,14 +146,14 @@ class PartitionLog:
 
     # -- appending -------------------------------------------------------------------------
 
-    def append(self, batch: Sequence) -> int:
+    def append(self, batch: Sequence, now_ms: int | None = None) -> int:
         """Append ``batch`` (a non-empty sequence of :class:`records.NewRecord`) atomically;
         return the offset of its first record (the others follow consecutively). Records
-        without a timestamp get the log clock's now. Raises StorageFull (nothing appended)
-        when the disk is full."""
+        without a timestamp get ``now_ms`` (default: the log clock's now). Raises
+        StorageFull (nothing appended) when the disk is full."""
         if not batch:
             raise ValueError("empty batch")
-        now = self._now_ms()
+        now = self._now_ms() if now_ms is None else now_ms
         with self.lock:
             self._check_open()
             encoded = self._encode(batch, now)
@@ -294,7 +294,7 @@ class PartitionLog:
             if cfg.retention_ms >= 0:
                 horizon = now - cfg.retention_ms
                 act = self.active
-                if len(self.segments) == 1 and act.size and act.max_timestamp < horizon:
+                if act.size and act.max_timestamp < horizon:
                     self._roll(cfg.segment_bytes)
                 while len(self.segments) > 1 and self.segments[0].max_timestamp < horizon:
                     deleted += self._delete_oldest()

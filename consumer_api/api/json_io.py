@@ -1,0 +1,114 @@
+"""JSON in and out: the orjson provider behind Flask's JSON API, and request parsing.
+
+orjson serialises responses ~5-10x faster than the standard library (hundreds of records
+per consume response). One exception to orjson on input: it reads integers beyond 64 bits
+as floats, which would silently change a JSON record value, so a body holding a run of 20+
+digits is parsed with the standard library instead.
+
+``json_body(schema)`` / ``query_args(schema)`` validate with a marshmallow schema and turn
+every failure (wrong content type, malformed JSON, schema violation) into
+``InvalidRequest`` with ``details`` naming the fields.
+"""
+from __future__ import annotations
+
+import json
+import re
+
+import orjson
+from flask import request
+from flask.json.provider import JSONProvider
+from marshmallow import Schema, ValidationError
+
+from consumer_api.errors import InvalidRequest
+
+_BIG_INT = re.compile(rb"\d{20}")
+_DUMP_OPTS = orjson.OPT_NON_STR_KEYS
+
+
+def _default(obj):
+    if isinstance(obj, (set, frozenset, tuple)):
+        return list(obj)
+    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
+
+
+def loads(data):
+    if isinstance(data, str):
+        data = data.encode()
+    if _BIG_INT.search(data):
+        return json.loads(data)
+    return orjson.loads(data)
+
+
+def dumps(obj) -> bytes:
+    return orjson.dumps(obj, default=_default, option=_DUMP_OPTS)
+
+
+class OrjsonProvider(JSONProvider):
+    mimetype = "application/json"
+
+    def dumps(self, obj, **kwargs) -> str:
+        return dumps(obj).decode()
+
+    def loads(self, s, **kwargs):
+        return loads(s)
+
+    def response(self, *args, **kwargs):
+        obj = self._prepare_response_obj(args, kwargs)
+        return self._app.response_class(dumps(obj), mimetype=self.mimetype)
+
+
+def raw_json_body(empty_ok: bool = False):
+    """The parsed JSON body. An empty body is ``{}`` when ``empty_ok``."""
+    data = request.get_data(cache=False)
+    if not data.strip():
+        if empty_ok:
+            return {}
+        raise InvalidRequest("the request needs a JSON body", {"body": ["Missing data."]})
+    if request.mimetype != "application/json":
+        raise InvalidRequest("the request body must be JSON (Content-Type: application/json)",
+                             {"content_type": [f"must be application/json, not {request.mimetype or 'empty'!r}"]})
+    try:
+        return loads(data)
+    except ValueError as exc:
+        raise InvalidRequest(f"malformed JSON: {exc}", {"body": [f"Malformed JSON: {exc}"]}) from None
+
+
+def validate(schema: Schema, data, what: str = "request body"):
+    try:
+        return schema.load(data)
+    except ValidationError as exc:
+        details = exc.messages if isinstance(exc.messages, dict) else {"_schema": exc.messages}
+        raise InvalidRequest(f"invalid {what}: " + summarize(details), details) from None
+
+
+def json_body(schema: Schema, empty_ok: bool = False):
+    return validate(schema, raw_json_body(empty_ok))
+
+
+def query_args(schema: Schema):
+    return validate(schema, request.args.to_dict(), "query string")
+
+
+def summarize(details: dict, limit: int = 3) -> str:
+    """A one-line human summary of marshmallow-style field errors."""
+    parts = []
+    for path, msg in _flatten(details):
+        parts.append(f"{path}: {msg}")
+        if len(parts) == limit:
+            break
+    more = len(list(_flatten(details))) - len(parts)
+    return "; ".join(parts) + (f" (and {more} more)" if more > 0 else "")
+
+
+def _flatten(details, prefix=""):
+    if isinstance(details, dict):
+        for key, value in details.items():
+            yield from _flatten(value, f"{prefix}.{key}" if prefix else str(key))
+    elif isinstance(details, list):
+        for msg in details:
+            if isinstance(msg, (dict, list)):
+                yield from _flatten(msg, prefix)
+            else:
+                yield prefix or "body", msg
+    else:
+        yield prefix or "body", details

@@ -1,0 +1,106 @@
+"""Record routes: produce to a topic, stateless read of one partition."""
+from __future__ import annotations
+
+from flask import Blueprint, current_app
+
+from consumer_api.api import codec
+from consumer_api.api.context import backend, settings
+from consumer_api.api.json_io import query_args, raw_json_body, validate
+from consumer_api.api.schemas.records import ProduceRequestSchema, ReadQuerySchema
+from consumer_api.errors import InvalidRequest, PartitionNotFound
+
+bp = Blueprint("records", __name__, url_prefix="/api/topics")
+_produce = ProduceRequestSchema()
+_read = ReadQuerySchema()
+
+
+def parse_produce_body(payload, max_records: int):
+    """``(records, partitions)`` of a produce body, validated whole (see codec)."""
+    items = payload.get("records") if isinstance(payload, dict) else None
+    if isinstance(items, list) and len(items) > max_records:
+        raise InvalidRequest(f"at most {max_records} records per request",
+                             {"records": [f"Longer than maximum length {max_records}."]})
+    try:
+        return codec.parse_produce(payload, max_records)
+    except codec.Invalid:
+        validate(_produce, payload)  # raises with the field details
+        current_app.logger.error("produce parser and schema disagree")
+        raise InvalidRequest("invalid request body", {"records": ["Invalid record."]}) from None
+
+
+def partition_number(topic: str, text: str) -> int:
+    """A partition path segment as a number; anything else names no partition."""
+    if not text.isdigit() or len(text) > 10:
+        raise PartitionNotFound(f"topic {topic!r} has no partition {text!r}",
+                                {"topic": topic, "partition": text})
+    return int(text)
+
+
+@bp.post("/<topic>/records")
+def produce(topic):
+    """Produce records.
+    ---
+    post:
+      summary: Append records to a topic
+      description: >
+        The request is validated whole before anything is appended. Keyed records without a
+        partition go to murmur2(key) % partitions (Kafka's default partitioner); keyless
+        ones round-robin. The response comes once the records are readable, with one
+        offset per record in request order.
+      tags: [records]
+      operationId: produce
+      parameters: [topic]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: ProduceRequestSchema
+            example:
+              records:
+                - {key: dXNlci0x, value: aGVsbG8=, headers: {source: web}}
+                - {value: d29ybGQ=, partition: 0}
+      responses:
+        200:
+          description: where each record went
+          content:
+            application/json:
+              schema: ProduceResponseSchema
+        400: InvalidRequest
+        404: NotFound
+        413: PayloadTooLarge
+        507: InsufficientStorage
+    """
+    records, partitions = parse_produce_body(raw_json_body(), settings().max_records_per_produce)
+    offsets = backend().produce(topic, records, partitions)
+    return {"offsets": [{"partition": p, "offset": o, "timestamp": t} for p, o, t in offsets]}
+
+
+@bp.get("/<topic>/partitions/<partition>/records")
+def read(topic, partition):
+    """Read one partition.
+    ---
+    get:
+      summary: Read records of one partition from an offset (no consumer group)
+      tags: [records]
+      operationId: readPartition
+      parameters:
+        - topic
+        - partition
+        - in: query
+          schema: ReadQuerySchema
+      responses:
+        200:
+          description: up to max_records records from the offset on (empty at the end)
+          content:
+            application/json:
+              schema: RecordListSchema
+        400: InvalidRequest
+        404: NotFound
+    """
+    args = query_args(_read)
+    partition = partition_number(topic, partition)
+    records = backend().read(topic, partition, args.get("offset"), args["max_records"],
+                             args["max_bytes_total"])
+    out: list = []
+    codec.render_records(topic, partition, records, args["encoding"], out)
+    return {"records": out}

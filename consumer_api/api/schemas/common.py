@@ -1,0 +1,38 @@
+"""Fields and schemas shared by every resource."""
+from __future__ import annotations
+
+from marshmallow import Schema, fields, validate
+
+INT64_MAX = (1 << 63) - 1
+ENCODINGS = ("base64", "text", "json")
+
+
+def strict_int(minimum: int = 0, maximum: int = INT64_MAX, **kwargs) -> fields.Integer:
+    """An integer field that refuses strings, floats and booleans, within a range."""
+    return fields.Integer(strict=True, validate=validate.Range(min=minimum, max=maximum),
+                          **kwargs)
+
+
+def encoding_field(**kwargs) -> fields.String:
+    return fields.String(
+        validate=validate.OneOf(ENCODINGS), load_default="base64",
+        metadata={"description": "How keys and values travel in JSON: base64 (binary-safe, "
+                                 "the default), text (UTF-8 strings) or json (any JSON value).",
+                  "enum": list(ENCODINGS), "default": "base64"}, **kwargs)
+
+
+class ErrorSchema(Schema):
+    """The one error envelope of every failure."""
+
+    error = fields.String(required=True, metadata={"example": "topic 'orders' does not exist"})
+    code = fields.String(required=True, metadata={"example": "topic_not_found"})
+    details = fields.Dict(metadata={"description": "field errors, valid ranges, ...",
+                                    "example": {"topic": "orders"}})
+
+
+class MessageSchema(Schema):
+    message = fields.String(required=True)
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True, metadata={"example": "ok"})

@@ -1,0 +1,79 @@
+"""The OpenAPI document and Swagger UI.
+
+The document is built once per app by apispec: the template in ``swagger/template.yml``
+(info, tags, security scheme, shared parameters and error responses), one path per route
+from the YAML after ``---`` in each view's docstring, and the schemas from the marshmallow
+classes those docstrings name. flasgger serves it at ``/swagger.json`` and Swagger UI at
+``/swagger/``; it is told to parse no docstrings itself, so there is one source of truth.
+"""
+from __future__ import annotations
+
+import os
+
+import yaml
+from apispec import APISpec
+from apispec.ext.marshmallow import MarshmallowPlugin
+from apispec_webframeworks.flask import FlaskPlugin
+from flasgger import Swagger
+from flask import Flask
+
+from consumer_api import __version__
+from consumer_api.api.schemas.common import ErrorSchema
+
+# Works from a source checkout or an editable install (the Makefile's); a wheel install
+# carries a copy in share/consumer-api/swagger (setup.cfg data_files).
+_CANDIDATES = (
+    os.path.join(os.path.dirname(__file__), "..", "..", "swagger", "template.yml"),
+    os.path.join(os.sys.prefix, "share", "consumer-api", "swagger", "template.yml"),
+)
+#: route prefixes that belong to the API (documented); others (static, Swagger UI) do not
+DOCUMENTED_PREFIXES = ("/api/", "/metrics")
+
+
+def load_template() -> dict:
+    for path in _CANDIDATES:
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                return yaml.safe_load(f)
+    raise FileNotFoundError("swagger/template.yml not found (looked in %s)" % ", ".join(_CANDIDATES))
+
+
+def documented_rules(app: Flask):
+    for rule in app.url_map.iter_rules():
+        if rule.rule.startswith(DOCUMENTED_PREFIXES):
+            yield rule
+
+
+def build_spec(app: Flask) -> dict:
+    template = load_template()
+    components = template.pop("components", {})
+    info = template.pop("info")
+    spec = APISpec(title=info.pop("title"), version=__version__,
+                   openapi_version=template.pop("openapi"),
+                   plugins=[FlaskPlugin(), MarshmallowPlugin()], info=info, **template)
+    spec.components.schema("Error", schema=ErrorSchema)
+    for name, value in components.get("securitySchemes", {}).items():
+        spec.components.security_scheme(name, value)
+    for name, value in components.get("parameters", {}).items():
+        spec.components.parameter(name, value.pop("in"), value)
+    for name, value in components.get("responses", {}).items():
+        spec.components.response(name, value)
+    with app.test_request_context():
+        for endpoint in sorted({rule.endpoint for rule in documented_rules(app)}):
+            spec.path(view=app.view_functions[endpoint], app=app)
+    return spec.to_dict()
+
+
+def init_swagger(app: Flask) -> None:
+    document = build_spec(app)
+    app.extensions["consumer_api.openapi"] = document
+    Swagger(app, template=document, config={
+        "openapi": document["openapi"],
+        "headers": [],
+        "specs": [{"endpoint": "openapi", "route": "/swagger.json",
+                   "rule_filter": lambda rule: False, "model_filter": lambda tag: False}],
+        "static_url_path": "/swagger/static",
+        "swagger_ui": True,
+        "specs_route": "/swagger/",
+        "title": "consumer-api",
+    })

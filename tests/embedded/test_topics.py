@@ -1,0 +1,130 @@
+import json
+import os
+
+import pytest
+
+from consumer_api.embedded.storage.partition_log import LogConfig
+from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.embedded.topics import MAX_PARTITIONS, TopicRegistry
+from consumer_api.errors import InvalidRequest, PartitionNotFound, TopicExists, TopicNotFound
+
+
+@pytest.fixture
+def registry(data_dir, clock):
+    reg = TopicRegistry(data_dir, LogConfig(segment_bytes=64 * 1024), clock.now_ms)
+    yield reg
+    reg.close()
+
+
+def reopen(reg, data_dir, clock):
+    reg.close()
+    return TopicRegistry(data_dir, LogConfig(segment_bytes=64 * 1024), clock.now_ms)
+
+
+def tree(data_dir):
+    return sorted(os.path.relpath(os.path.join(d, f), data_dir)
+                  for d, _, files in os.walk(data_dir) for f in files)
+
+
+@pytest.mark.parametrize("name", ["../x", "a/b", "__offsets", "x" * 250, "", ".", "..",
+                                  "sp ace", "tab\t", "nul\x00", "ünï", "../../etc/passwd",
+                                  "/abs", "a\\b", None, 7])
+def test_hostile_names_are_rejected_before_touching_the_filesystem(registry, data_dir, name):
+    before = tree(data_dir)
+    with pytest.raises(InvalidRequest) as err:
+        registry.create(name, 1)
+    assert "name" in err.value.details
+    assert tree(data_dir) == before
+    assert not os.path.exists(os.path.join(os.path.dirname(data_dir), "x"))
+
+
+@pytest.mark.parametrize("name", ["a", "orders.v1", "A-b_c.9", "x" * 249, "_single"])
+def test_valid_names_are_accepted(registry, name):
+    assert registry.create(name, 1).name == name
+
+
+@pytest.mark.parametrize("partitions", [0, -1, MAX_PARTITIONS + 1, "3", 1.5, True, None])
+def test_partition_count_must_be_1_to_1024(registry, partitions):
+    with pytest.raises(InvalidRequest) as err:
+        registry.create("t", partitions)
+    assert "partitions" in err.value.details
+    assert not registry.exists("t")
+
+
+@pytest.mark.parametrize("config,field", [
+    ({"retention_ms": -2}, "retention_ms"),
+    ({"retention_bytes": -5}, "retention_bytes"),
+    ({"segment_bytes": 10}, "segment_bytes"),
+    ({"segment_bytes": 1 << 31}, "segment_bytes"),
+    ({"colour": "red"}, "config"),
+])
+def test_bad_config_is_rejected_naming_the_field(registry, config, field):
+    with pytest.raises(InvalidRequest) as err:
+        registry.create("t", 1, config)
+    assert field in err.value.details
+
+
+def test_create_describe_list_delete_and_reopen(registry, data_dir, clock):
+    t = registry.create("orders", 3, {"retention_ms": 1000, "segment_bytes": 4096})
+    assert len(t.partitions) == 3
+    assert t.config.retention_ms == 1000 and t.config.segment_bytes == 4096
+    assert t.config.retention_bytes == -1  # from the defaults
+    registry.create("events", 1)
+    with pytest.raises(TopicExists):
+        registry.create("orders", 1)
+    assert [x.name for x in registry.list()] == ["events", "orders"]
+    t.partition(2).append([NewRecord(b"k", b"v", {"h": "1"}, 123)])
+    with pytest.raises(PartitionNotFound):
+        t.partition(3)
+
+    meta = json.load(open(os.path.join(data_dir, "topics", "orders", "topic.json")))
+    assert meta["partitions"] == 3 and meta["config"]["segment_bytes"] == 4096
+
+    registry = reopen(registry, data_dir, clock)
+    t = registry.get("orders")
+    assert t.config.retention_ms == 1000 and len(t.partitions) == 3
+    assert t.partition(2).read(0) == [(0, 123, b"k", b"v", {"h": "1"})]
+
+    registry.delete("orders")
+    assert not os.path.exists(os.path.join(data_dir, "topics", "orders"))
+    assert os.listdir(os.path.join(data_dir, "trash")) == []
+    with pytest.raises(TopicNotFound):
+        registry.get("orders")
+    with pytest.raises(TopicNotFound):
+        registry.delete("orders")
+    registry = reopen(registry, data_dir, clock)
+    assert [x.name for x in registry.list()] == ["events"]
+    # the name is free again, with fresh (empty) partitions
+    assert registry.create("orders", 1).partition(0).high_watermark == 0
+    registry.close()
+
+
+def test_delete_wakes_waiters_on_its_partitions(registry):
+    import threading
+    t = registry.create("t", 1)
+    result = []
+    waiting = threading.Event()
+
+    def wait():
+        with t.partition(0).cond:
+            waiting.set()
+            result.append(t.partition(0).cond.wait(timeout=30))
+
+    th = threading.Thread(target=wait)
+    th.start()
+    waiting.wait()
+    registry.delete("t")
+    th.join(timeout=5)
+    assert result == [True]
+
+
+def test_half_created_and_half_deleted_topics_vanish_on_restart(registry, data_dir, clock):
+    registry.create("kept", 1)
+    os.makedirs(os.path.join(data_dir, "staging", "abc", "0"))
+    os.makedirs(os.path.join(data_dir, "trash", "def", "0"))
+    os.makedirs(os.path.join(data_dir, "topics", "no-meta", "0"))
+    registry = reopen(registry, data_dir, clock)
+    assert [x.name for x in registry.list()] == ["kept"]
+    assert os.listdir(os.path.join(data_dir, "staging")) == []
+    assert os.listdir(os.path.join(data_dir, "trash")) == []
+    registry.close()
