@@ -1,8 +1,8 @@
 """gunicorn settings for consumer-api (``gunicorn -c gunicorn.conf.py``).
 
 One worker process: the logs, sessions and groups live in it. ``gthread`` with many threads:
-each waiting long-poll holds a thread. Every setting below can be overridden by the matching
-``GUNICORN_*``-free environment variable named in its comment.
+each waiting long-poll holds a thread. ``CONSUMER_API_BIND`` and ``CONSUMER_API_THREADS``
+override the address and the thread count; command-line flags (``--bind``) override all.
 """
 import os
 
@@ -18,6 +18,8 @@ graceful_timeout = 30
 keepalive = 75
 max_requests = 0  # never recycle the worker: it holds the state
 preload_app = False  # open the data directory in the worker, after the fork
+# gunicorn's control socket lives in ~/.gunicorn and would clash between two servers
+control_socket_disable = True
 
 
 def post_worker_init(worker):
