@@ -28,7 +28,7 @@ import json
 
 import orjson
 
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.embedded.storage.records import NO_HEADERS, NewRecord
 
 ENCODINGS = ("base64", "text", "json")
 INT64_MAX = (1 << 63) - 1
@@ -145,7 +145,12 @@ def _text(data):
 
 
 def _json(data):
-    return None if data is None else orjson.loads(data)
+    """Stored JSON goes out verbatim (an ``orjson.Fragment``), after a parse that proves it
+    is JSON: no float rounding of big integers, no re-serialisation."""
+    if data is None:
+        return None
+    orjson.loads(data)
+    return orjson.Fragment(data)
 
 
 ENCODERS = {"base64": _b64, "text": _text, "json": _json}
@@ -161,12 +166,12 @@ def render_records(topic: str, partition: int, records, encoding: str, out: list
             add({"topic": topic, "partition": partition, "offset": offset, "timestamp": ts,
                  "key": None if key is None else b64(key, newline=False).decode("ascii"),
                  "value": None if value is None else b64(value, newline=False).decode("ascii"),
-                 "headers": headers})
+                 "headers": headers or NO_HEADERS})
         return
     encode = ENCODERS[encoding]
     for offset, ts, key, value, headers in records:
         rec = {"topic": topic, "partition": partition, "offset": offset, "timestamp": ts,
-               "headers": headers}
+               "headers": headers or NO_HEADERS}
         try:
             rec["key"], rec["value"] = encode(key), encode(value)
         except ValueError:  # UnicodeDecodeError and orjson.JSONDecodeError are ValueErrors

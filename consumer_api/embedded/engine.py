@@ -13,9 +13,11 @@ import threading
 import time
 
 from consumer_api.config import Config
+from consumer_api.embedded.groups.service import GroupService
 from consumer_api.embedded.lockfile import DataDirLock
 from consumer_api.embedded.storage.partition_log import LogConfig, wall_clock_ms
 from consumer_api.embedded.topics import TopicRegistry
+from consumer_api.errors import PartitionNotFound, TopicNotFound
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +48,11 @@ class Engine:
         self._dir_lock = DataDirLock(config.data_dir)
         try:
             self.topics = TopicRegistry(config.data_dir, log_defaults(config), now_ms)
+            self.groups = GroupService(self.topics, config.data_dir, config.default_assignor,
+                                       now_ms)
         except BaseException:
+            if hasattr(self, "topics"):
+                self.topics.close()
             self._dir_lock.release()
             raise
         self.open_seconds = time.monotonic() - started
@@ -61,6 +67,7 @@ class Engine:
 
     def create_topic(self, name: str, partitions: int, config: dict | None = None) -> dict:
         topic = self.topics.create(name, partitions, config)
+        self.groups.topic_created(name)
         return {"name": topic.name, "partitions": len(topic.partitions),
                 "config": topic.config.to_dict()}
 
@@ -85,7 +92,10 @@ class Engine:
         return {"name": topic.name, "config": topic.config.to_dict(), "partitions": parts}
 
     def delete_topic(self, name: str) -> None:
+        """Delete a topic, its committed offsets, and its partitions from every group's
+        assignment (members subscribed to it are rebalanced)."""
         self.topics.delete(name)
+        self.groups.topic_deleted(name)
 
     def produce(self, topic_name: str, records: list, partitions: list) -> list[tuple]:
         """Append ``records`` (:class:`NewRecord`) to a topic; ``partitions[i]`` is record
@@ -126,6 +136,42 @@ class Engine:
             offset = plog.log_start_offset
         return plog.read(offset, max_records, max_bytes)
 
+    # -- what consumer sessions need ---------------------------------------------------------
+
+    def log_offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """``(log_start_offset, high_watermark)``; TopicNotFound / PartitionNotFound."""
+        return self.topics.get(topic).partition(partition).offsets()
+
+    def high_watermark(self, topic: str, partition: int) -> int:
+        return self.topics.get(topic).partition(partition).high_watermark
+
+    def fetch(self, topic: str, partition: int, offset: int, max_records: int, max_bytes: int,
+              taken: int):
+        """``(records, taken)``: see PartitionLog.fetch."""
+        return self.topics.get(topic).partition(partition).fetch(offset, max_records, max_bytes,
+                                                                  taken)
+
+    def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int:
+        """First offset with a timestamp >= ``timestamp``; the high watermark if none."""
+        plog = self.topics.get(topic).partition(partition)
+        found = plog.offset_for_timestamp(timestamp)
+        return plog.high_watermark if found is None else found
+
+    def watch(self, topic: str, partition: int, listener) -> bool:
+        """Call ``listener(log)`` on every append to (and the close of) a partition; False
+        if the partition does not exist (any more)."""
+        try:
+            self.topics.get(topic).partition(partition).add_listener(listener)
+            return True
+        except (TopicNotFound, PartitionNotFound):
+            return False
+
+    def unwatch(self, topic: str, partition: int, listener) -> None:
+        try:
+            self.topics.get(topic).partition(partition).remove_listener(listener)
+        except (TopicNotFound, PartitionNotFound):
+            pass
+
     # -- maintenance -----------------------------------------------------------------------
 
     def start(self) -> None:
@@ -156,6 +202,7 @@ class Engine:
                 deleted += plog.enforce_retention(now)
         if retention_due:
             self._last_retention_ms = now
+        self.groups.offsets.maybe_snapshot()
         return {"flushed": flushed, "segments_deleted": deleted}
 
     # -- shutdown --------------------------------------------------------------------------
@@ -165,5 +212,8 @@ class Engine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        self.topics.close()
-        self._dir_lock.release()
+        try:
+            self.groups.close()
+        finally:
+            self.topics.close()
+            self._dir_lock.release()

@@ -17,6 +17,7 @@ partition lock serialises access.
 """
 from __future__ import annotations
 
+import operator
 import os
 import struct
 
@@ -94,8 +95,21 @@ class _Entries:
             self.map.close()
         self.map = b""
 
+    def columns(self) -> tuple:
+        """The valid entries as columns (one tuple per field), unpacked in one C call."""
+        if not self.count:
+            return tuple(() for _ in self.ENTRY.format[1:])
+        fmt = "<" + self.ENTRY.format[1:] * self.count
+        flat = struct.unpack(fmt, self.map[:self.count * self.ENTRY.size])
+        width = len(self.ENTRY.format) - 1
+        return tuple(flat[i::width] for i in range(width))
+
     def valid_prefix(self, log_size: int) -> int:
-        """Length of the longest prefix of well-formed entries (see ``_follows``)."""
+        """Length of the longest prefix of well-formed entries (see ``_follows``). The
+        common case (all valid) is checked column-wise in C; a damaged index is walked
+        entry by entry to find where the damage starts."""
+        if not self.count or self._all_follow(self.columns(), log_size):
+            return self.count
         prev = None
         data = self.map[:self.count * self.ENTRY.size]
         for i, entry in enumerate(self.ENTRY.iter_unpack(data)):
@@ -114,6 +128,13 @@ class OffsetIndex(_Entries):
         prev = prev or (0, 0)
         return prev[0] < entry[0] and prev[1] < entry[1] < log_size
 
+    @staticmethod
+    def _all_follow(columns, log_size) -> bool:
+        rels, positions = columns
+        return (rels[0] > 0 and positions[0] > 0 and positions[-1] < log_size
+                and all(map(operator.lt, rels, rels[1:]))
+                and all(map(operator.lt, positions, positions[1:])))
+
     def lookup(self, relative_offset: int) -> tuple[int, int]:
         """``(relative_offset, position)`` of the greatest entry at or before the target,
         ``(0, 0)`` (the implicit first record) if there is none."""
@@ -129,6 +150,13 @@ class TimeIndex(_Entries):
         """Timestamps never decrease; offsets strictly increase from above zero."""
         prev = prev or (-1, 0)
         return prev[0] <= entry[0] and prev[1] < entry[1]
+
+    @staticmethod
+    def _all_follow(columns, log_size) -> bool:
+        stamps, rels = columns
+        return (stamps[0] >= -1 and rels[0] > 0
+                and all(map(operator.le, stamps, stamps[1:]))
+                and all(map(operator.lt, rels, rels[1:])))
 
     def scan_start(self, timestamp: int) -> int:
         """Relative offset from which to scan for the first record with a timestamp

@@ -244,10 +244,16 @@ class PartitionLog:
         """Up to ``max_records`` records from ``offset`` on, at most ``max_bytes`` of frames
         (but at least one record when any exists). ``offset == high_watermark`` gives [];
         outside ``[log_start_offset, high_watermark]`` raises OffsetOutOfRange."""
+        return self.fetch(offset, max_records, max_bytes)[0]
+
+    def fetch(self, offset: int, max_records: int, max_bytes: int, taken: int = 0):
+        """:meth:`read` for a caller gathering from several partitions: ``taken`` is the
+        frame bytes it already holds (when non-zero, nothing is returned past
+        ``max_bytes``). Returns ``(records, taken + bytes returned)``."""
         with self.lock:
             self._check_open()
             self._check_range(offset)
-            out, taken = [], 0
+            out = []
             first = bisect.bisect_right(self._bases, offset) - 1
             try:
                 for seg in self.segments[first:]:
@@ -255,11 +261,11 @@ class PartitionLog:
                         continue
                     got, taken = seg.read(offset, max_records - len(out), max_bytes, taken)
                     out.extend(got)
-                    if len(out) >= max_records or (taken and len(got) == 0):
+                    if len(out) >= max_records or (taken and not got):
                         break
             except records.CorruptRecordError as exc:
                 raise CorruptLog(f"{exc} in {self.directory}") from exc
-            return out
+            return out, taken
 
     def _check_range(self, offset: int) -> None:
         start, end = self.segments[0].base_offset, self.segments[-1].next_offset
@@ -303,6 +309,20 @@ class PartitionLog:
                 while len(self.segments) > 1 and total - self.segments[0].size >= cfg.retention_bytes:
                     total -= self.segments[0].size
                     deleted += self._delete_oldest()
+        return deleted
+
+    def delete_segments_before(self, offset: int) -> int:
+        """Delete whole segments holding only records below ``offset`` (rolling the active
+        segment first if it is one of them); returns how many."""
+        deleted = 0
+        with self.lock:
+            if self.closed:
+                return 0
+            act = self.active
+            if act.size and act.next_offset <= offset:
+                self._roll(self.config.segment_bytes)
+            while len(self.segments) > 1 and self.segments[0].next_offset <= offset:
+                deleted += self._delete_oldest()
         return deleted
 
     def _delete_oldest(self) -> int:

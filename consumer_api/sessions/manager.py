@@ -1,0 +1,497 @@
+"""ConsumerManager: the HTTP consumer sessions of one server.
+
+# design: a session is created by subscribe (it joins its group at once, so the first
+# consume can return data), and every later request on it is a heartbeat. A consume reads
+# the session's partitions from their positions; when none has data it registers one
+# Waiter with exactly the partitions it owns and sleeps on it until an append to one of
+# them, a rebalance of its group, its close, or server shutdown -- no sleep-and-retry and
+# no waking of unrelated consumers. The reaper keeps (deadline, id) pairs in a heap, sleeps
+# until the earliest, expires sessions under the lock and makes them leave their groups
+# outside it. Sessions live in memory: a restart ends them (committed offsets persist).
+
+Thread-safety: ``_lock`` (an RLock; ``_cond`` is a Condition on it for the reaper) guards
+the session table and the deadline heap only. It is never held while reading a log,
+calling the group coordinator, or waiting for records. Per-session state has the
+session's own locks (see :mod:`consumer_api.sessions.session`). Lock order: manager lock
+-> nothing; session lock -> partition / coordinator locks; partition lock -> waiter lock.
+"""
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import threading
+import time
+import uuid
+
+from consumer_api.errors import (ConsumerNotFound, InvalidRequest, OffsetOutOfRange,
+                                 PartitionNotAssigned, PartitionNotFound, TooManyConsumers,
+                                 TopicNotFound)
+from consumer_api.sessions.session import Session, Waiter
+
+log = logging.getLogger(__name__)
+
+
+def wall_clock_ms() -> int:
+    return int(time.time() * 1000)
+
+
+class ConsumerManager:
+    """``backend`` is the engine (see :mod:`consumer_api.backend`): its ``groups``
+    (GroupService) and its partition access (``fetch``, ``log_offsets``, ``watch``...).
+    ``clock`` (seconds, monotonic) drives heartbeats and deadlines; ``now_ms`` (epoch ms)
+    stamps responses. Both are injectable so tests never sleep."""
+
+    def __init__(self, backend, max_sessions: int = 10_000, clock=time.monotonic,
+                 now_ms=wall_clock_ms):
+        self.backend = backend
+        self.groups = backend.groups
+        self.max_sessions = max_sessions
+        self.clock = clock
+        self.now_ms = now_ms
+        self._lock = threading.RLock()
+        self._cond = threading.Condition(self._lock)
+        self._sessions: dict[str, Session] = {}
+        self._deadlines: list = []  # heap of (deadline_s, seq, consumer_id)
+        self._seq = itertools.count()
+        self._stopping = False
+        self._reaper: threading.Thread | None = None
+        self.expired_total = 0
+
+    # -- session table ---------------------------------------------------------------------
+
+    def _get(self, consumer_id: str, owner=None) -> Session:
+        """The live session (404 for unknown, closed, expired or another key's) -- and a
+        heartbeat."""
+        session = self._sessions.get(consumer_id)
+        if session is None or session.closed or session.owner != owner:
+            raise ConsumerNotFound(f"consumer {consumer_id!r} not found (unknown, closed or "
+                                   "expired)", {"consumer_id": consumer_id})
+        session.last_heartbeat = self.clock()
+        return session
+
+    def _push_deadline(self, session: Session) -> None:
+        heapq.heappush(self._deadlines, (session.deadline(), next(self._seq), session.consumer_id))
+
+    def count(self) -> int:
+        return len(self._sessions)
+
+    def waiting(self) -> int:
+        """Consumes currently waiting for records."""
+        return sum(1 for s in list(self._sessions.values()) if s.waiter is not None)
+
+    # -- subscribe and close ---------------------------------------------------------------
+
+    def subscribe(self, group_id: str, topics: list, auto_offset_reset: str = "latest",
+                  session_timeout_ms: int = 30_000, auto_commit: bool = False,
+                  encoding: str = "base64", owner=None) -> dict:
+        """Create a session, join its group (rebalancing it) and return the assignment."""
+        if self._stopping:
+            from consumer_api.errors import Unavailable
+            raise Unavailable("the server is shutting down")
+        topics = list(dict.fromkeys(topics))
+        session = Session(uuid.uuid4().hex, group_id, topics, auto_offset_reset,
+                          session_timeout_ms, auto_commit, encoding, owner, self.clock())
+        with self._lock:
+            if len(self._sessions) >= self.max_sessions:
+                raise TooManyConsumers(
+                    f"the server has reached its limit of {self.max_sessions} consumer "
+                    "sessions; close unused ones", {"max_sessions": self.max_sessions})
+            self._sessions[session.consumer_id] = session
+            self._push_deadline(session)
+            self._cond.notify()  # the reaper may need an earlier wake-up
+        try:
+            generation, assignment = self.groups.join(group_id, session.consumer_id, topics,
+                                                      session.wake)
+        except BaseException:
+            with self._lock:
+                self._sessions.pop(session.consumer_id, None)
+            raise
+        with session.lock:
+            self._apply_assignment(session, generation, assignment)
+        return self._assignment_body(session)
+
+    def close(self, consumer_id: str, commit: bool = False, owner=None) -> None:
+        """Unsubscribe: optionally commit the positions first, then leave the group."""
+        session = self._get(consumer_id, owner)
+        if commit:
+            self.commit(consumer_id, None, owner)
+        self._end(session, "closed")
+
+    def _end(self, session: Session, why: str) -> None:
+        with self._lock:
+            if session.closed:
+                return
+            session.closed = True
+            self._sessions.pop(session.consumer_id, None)
+        if not session.manual:
+            self.groups.leave(session.group_id, session.consumer_id)
+        session.wake()
+        log.info("consumer %s of group %s %s", session.consumer_id, session.group_id, why)
+
+    # -- assignment ------------------------------------------------------------------------
+
+    def _sync(self, session: Session) -> list:
+        """Bring the session up to its group's current generation (call with its lock).
+        Returns its partitions."""
+        if session.manual:
+            return session.partitions
+        current = self.groups.assignment(session.group_id, session.consumer_id)
+        if current is None:  # no longer a member: it was closed or expired meanwhile
+            raise ConsumerNotFound(f"consumer {session.consumer_id!r} not found (closed or "
+                                   "expired)", {"consumer_id": session.consumer_id})
+        if current[0] != session.generation:
+            self._apply_assignment(session, *current)
+        return session.partitions
+
+    def _apply_assignment(self, session: Session, generation: int, assignment: dict) -> None:
+        """New owned partitions start at the group's committed offset, else at
+        ``auto_offset_reset``; partitions kept across a rebalance keep their position."""
+        partitions = sorted((t, p) for t, ps in assignment.items() for p in ps)
+        old = session.positions
+        session.positions = {tp: old[tp] if tp in old else self._start_offset(session, *tp)
+                             for tp in partitions}
+        session.partitions = partitions
+        session.assignment = assignment
+        session.generation = generation
+        session.pending_commit = {tp: o for tp, o in session.pending_commit.items()
+                                  if tp in session.positions}
+
+    def _start_offset(self, session: Session, topic: str, partition: int) -> int:
+        start, end = self.backend.log_offsets(topic, partition)
+        committed = self.groups.offsets.get(session.group_id, topic, partition)
+        if committed is not None and start <= committed <= end:
+            return committed
+        return start if session.auto_offset_reset == "earliest" else end
+
+    def _assignment_body(self, session: Session) -> dict:
+        return {"consumer_id": session.consumer_id, "group_id": session.group_id,
+                "topics": list(session.topics) if not session.manual else sorted(session.assignment),
+                "assignment": {t: list(ps) for t, ps in session.assignment.items()},
+                "generation": session.generation}
+
+    def get_assignment(self, consumer_id: str, owner=None) -> dict:
+        session = self._get(consumer_id, owner)
+        with session.lock:
+            self._sync(session)
+            return {"group_id": session.group_id,
+                    "assignment": {t: list(ps) for t, ps in session.assignment.items()},
+                    "generation": session.generation}
+
+    def assign(self, consumer_id: str, topics: dict, owner=None) -> dict:
+        """Manual assignment: the session leaves group management and reads exactly the
+        given ``{topic: [partitions]}``."""
+        session = self._get(consumer_id, owner)
+        wanted = {}
+        for topic, partitions in topics.items():
+            count = self.groups.partition_count(topic)  # TopicNotFound
+            for p in partitions:
+                if not 0 <= p < count:
+                    raise PartitionNotFound(f"topic {topic!r} has no partition {p}",
+                                            {"topic": topic, "partition": p})
+            wanted[topic] = sorted(set(partitions))
+        with session.lock:
+            if not session.manual:
+                session.manual = True
+                self.groups.leave(session.group_id, session.consumer_id)
+            self._apply_assignment(session, -1, {t: ps for t, ps in wanted.items() if ps})
+        session.wake()
+        return self._assignment_body(session)
+
+    # -- consume ---------------------------------------------------------------------------
+
+    def consume(self, consumer_id: str, max_records: int = 500, timeout_ms: int = 30_000,
+                max_bytes: int = 1 << 20, owner=None):
+        """Long-poll. Returns ``(chunks, encoding)`` where chunks is a list of
+        ``(topic, partition, records)`` as soon as any owned partition has records, or
+        ``[]`` after ``timeout_ms`` (or at once when the server shuts down). Positions
+        advance past exactly the records returned."""
+        session = self._get(consumer_id, owner)
+        with session.consume_lock:
+            session.consuming = True
+            try:
+                return self._consume(session, max_records, timeout_ms, max_bytes)
+            finally:
+                session.consuming = False
+                session.last_heartbeat = self.clock()
+
+    def _consume(self, session: Session, max_records: int, timeout_ms: int, max_bytes: int):
+        self._check_live(session)
+        if session.auto_commit:
+            self._auto_commit(session)
+        deadline = self.clock() + timeout_ms / 1000
+        waiter = Waiter()
+        session.waiter = waiter
+        watched: set = set()
+        try:
+            while True:
+                self._check_live(session)
+                if self._stopping:
+                    return []
+                with session.lock:
+                    partitions = self._sync(session)
+                self._watch(waiter, watched, partitions)
+                chunks = self._fetch(session, partitions, max_records, max_bytes)
+                if chunks:
+                    return chunks
+                remaining = deadline - self.clock()
+                if remaining <= 0:
+                    return []
+                waiter.wait(remaining)
+        finally:
+            session.waiter = None
+            for tp in watched:
+                self.backend.unwatch(*tp, waiter.notify)
+
+    def _check_live(self, session: Session) -> None:
+        if session.closed:
+            raise ConsumerNotFound(f"consumer {session.consumer_id!r} was closed or expired "
+                                   "while waiting", {"consumer_id": session.consumer_id})
+
+    def _watch(self, waiter: Waiter, watched: set, partitions: list) -> None:
+        """Register the waiter with exactly the owned partitions (after a rebalance: add
+        the new ones, drop the lost ones)."""
+        wanted = set(partitions)
+        for tp in watched - wanted:
+            self.backend.unwatch(*tp, waiter.notify)
+        for tp in wanted - watched:
+            self.backend.watch(*tp, waiter.notify)
+        watched.clear()
+        watched.update(wanted)
+
+    def _fetch(self, session: Session, partitions: list, max_records: int, max_bytes: int):
+        """One pass over the owned partitions, starting one further each time (so a busy
+        partition cannot starve the others)."""
+        chunks, taken, count = [], 0, 0
+        n = len(partitions)
+        if not n:
+            return chunks
+        first = session.rotation % n
+        session.rotation += 1
+        for i in range(n):
+            topic, p = tp = partitions[(first + i) % n]
+            position = session.positions.get(tp)
+            if position is None:
+                continue
+            try:
+                if self.backend.high_watermark(topic, p) == position:
+                    continue
+                records, taken = self._read(session, tp, position, max_records - count,
+                                            max_bytes, taken)
+            except (TopicNotFound, PartitionNotFound):
+                continue  # deleted meanwhile; the rebalance that follows drops it
+            if not records:
+                if taken:
+                    break  # max_bytes reached
+                continue
+            if self._advance(session, tp, position, records[-1][0] + 1):
+                chunks.append((topic, p, records))
+                count += len(records)
+                if count >= max_records:
+                    break
+        return chunks
+
+    def _read(self, session, tp, position, max_records, max_bytes, taken):
+        try:
+            return self.backend.fetch(*tp, position, max_records, max_bytes, taken)
+        except OffsetOutOfRange:  # retention passed the position: reset by the policy
+            start, end = self.backend.log_offsets(*tp)
+            reset = start if session.auto_offset_reset == "earliest" else end
+            log.info("consumer %s: position %d of %s[%d] is out of range [%d, %d]; reset to %d",
+                     session.consumer_id, position, tp[0], tp[1], start, end, reset)
+            with session.lock:
+                if session.positions.get(tp) == position:
+                    session.positions[tp] = reset
+            return self.backend.fetch(*tp, reset, max_records, max_bytes, taken)
+
+    @staticmethod
+    def _advance(session: Session, tp, read_from: int, new_position: int) -> bool:
+        """Move the position past returned records unless a seek or rebalance changed it
+        while reading (then the records are dropped: the seek or the new owner wins)."""
+        with session.lock:
+            current = session.positions.get(tp)
+            if current is None or current > read_from + (new_position - read_from) \
+                    or current not in (read_from, ) and current != read_from:
+                if current is None or current != read_from:
+                    return False
+            session.positions[tp] = new_position
+            if session.auto_commit:
+                session.pending_commit[tp] = new_position
+            return True
+
+    def _auto_commit(self, session: Session) -> None:
+        """Commit what the previous consume returned (partitions still owned only)."""
+        with session.lock:
+            self._sync(session)
+            pending = {tp: o for tp, o in session.pending_commit.items() if tp in session.positions}
+            session.pending_commit = {}
+        if pending:
+            try:
+                self.groups.commit(session.group_id, None if session.manual else session.consumer_id,
+                                   pending)
+            except PartitionNotAssigned:  # a rebalance raced us; the new owner resumes
+                pass
+
+    # -- commit, seek, position ------------------------------------------------------------
+
+    def commit(self, consumer_id: str, offsets: dict | None = None, owner=None) -> dict:
+        """Commit ``{(topic, partition): offset}`` -- or, with None, the current positions
+        (exactly the records returned so far). Returns what was committed."""
+        session = self._get(consumer_id, owner)
+        with session.lock:
+            self._sync(session)
+            if offsets is None:
+                offsets = dict(session.positions)
+            else:
+                self._require_owned(session, offsets)
+        self.groups.commit(session.group_id, None if session.manual else session.consumer_id,
+                           offsets)
+        return offsets
+
+    @staticmethod
+    def _require_owned(session: Session, partitions) -> None:
+        for topic, p in partitions:
+            if (topic, p) not in session.positions:
+                raise PartitionNotAssigned(
+                    f"partition {p} of topic {topic!r} is not assigned to this consumer",
+                    {"topic": topic, "partition": p,
+                     "assignment": {t: list(ps) for t, ps in session.assignment.items()}})
+
+    def seek(self, consumer_id: str, topic: str | None = None, partition: int | None = None,
+             offset: int | None = None, position: str | None = None,
+             timestamp: int | None = None, owner=None) -> dict:
+        """Move positions: to ``offset`` (one partition), to ``position`` beginning/end,
+        or to the first record at or after ``timestamp``; omitted topic/partition = every
+        owned partition (of that topic). Returns the new positions."""
+        session = self._get(consumer_id, owner)
+        with session.lock:
+            self._sync(session)
+            targets = self._seek_targets(session, topic, partition)
+            new = {}
+            for tp in targets:
+                start, end = self.backend.log_offsets(*tp)
+                if offset is not None:
+                    if not start <= offset <= end:
+                        raise OffsetOutOfRange(
+                            f"offset {offset} is outside partition {tp[1]} of {tp[0]!r}: "
+                            f"valid offsets are {start}..{end}",
+                            {"topic": tp[0], "partition": tp[1], "log_start_offset": start,
+                             "high_watermark": end})
+                    new[tp] = offset
+                elif position is not None:
+                    new[tp] = start if position == "beginning" else end
+                else:
+                    new[tp] = self.backend.offset_for_timestamp(*tp, timestamp)
+            session.positions.update(new)
+            for tp in new:
+                session.pending_commit.pop(tp, None)
+        return new
+
+    def _seek_targets(self, session: Session, topic, partition) -> list:
+        if topic is None:
+            if partition is not None:
+                raise InvalidRequest("a partition needs its topic",
+                                     {"topic": ["Required when partition is given."]})
+            return list(session.partitions)
+        if partition is None:
+            targets = [tp for tp in session.partitions if tp[0] == topic]
+            if not targets:
+                self._require_owned(session, [(topic, -1)])
+            return targets
+        self.backend.log_offsets(topic, partition)  # 404 for a partition that doesn't exist
+        self._require_owned(session, [(topic, partition)])
+        return [(topic, partition)]
+
+    def positions(self, consumer_id: str, owner=None) -> dict:
+        session = self._get(consumer_id, owner)
+        with session.lock:
+            self._sync(session)
+            return dict(session.positions)
+
+    def committed(self, consumer_id: str, owner=None) -> dict:
+        """Committed offsets of the session's partitions (those with a commit)."""
+        session = self._get(consumer_id, owner)
+        with session.lock:
+            self._sync(session)
+            mine = set(session.positions)
+        table = self.groups.committed(session.group_id)
+        return {tp: o for tp, o in table.items() if tp in mine}
+
+    # -- groups (admin, with what only sessions know) --------------------------------------
+
+    def describe_group(self, group_id: str) -> dict:
+        info = self.groups.describe(group_id)
+        now = self.clock()
+        for member in info["members"]:
+            session = self._sessions.get(member["consumer_id"])
+            beat = session.last_heartbeat if session else now
+            member["last_heartbeat_ms_ago"] = max(0, int((now - beat) * 1000))
+        return info
+
+    # -- expiry ----------------------------------------------------------------------------
+
+    def expire(self, now: float | None = None) -> list[str]:
+        """Close every session whose heartbeat is older than its timeout (a consume in
+        progress counts as a heartbeat); returns their ids."""
+        now = self.clock() if now is None else now
+        with self._lock:
+            expired = self._collect_expired(now)
+        for session in expired:
+            self._end(session, f"expired (no heartbeat for {session.session_timeout_ms} ms)")
+        self.expired_total += len(expired)
+        return [s.consumer_id for s in expired]
+
+    def _collect_expired(self, now: float) -> list:
+        out = []
+        heap = self._deadlines
+        while heap and heap[0][0] <= now:
+            _, _, consumer_id = heapq.heappop(heap)
+            session = self._sessions.get(consumer_id)
+            if session is None or session.closed:
+                continue
+            if session.consuming:
+                session.last_heartbeat = now
+            if session.deadline() > now:
+                self._push_deadline(session)
+            else:
+                out.append(session)
+        return out
+
+    def next_deadline(self) -> float | None:
+        with self._lock:
+            return self._deadlines[0][0] if self._deadlines else None
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start the reaper thread (idempotent; call after any fork)."""
+        if self._reaper is None:
+            self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
+            self._reaper.start()
+
+    def _reap(self) -> None:
+        while True:
+            with self._lock:
+                if self._stopping:
+                    return
+                nxt = self._deadlines[0][0] if self._deadlines else None
+                delay = None if nxt is None else max(0.0, nxt - self.clock())
+                if delay is None or delay > 0:
+                    self._cond.wait(delay)
+                    continue
+            try:
+                self.expire()
+            except Exception:  # keep reaping
+                log.exception("session reaper failed")
+
+    def shutdown(self) -> None:
+        """Stop taking consumes, answer every waiting poll (empty; nothing is committed on
+        the clients' behalf) and stop the reaper."""
+        with self._lock:
+            self._stopping = True
+            sessions = list(self._sessions.values())
+            self._cond.notify_all()
+        for session in sessions:
+            session.wake()
+        if self._reaper is not None:
+            self._reaper.join(timeout=5)
