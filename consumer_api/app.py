@@ -11,17 +11,19 @@ import uuid
 
 from flask import Flask, g, request
 
-from consumer_api.api import errors, health, records, topics
-from consumer_api.api.context import BACKEND, SETTINGS
+from consumer_api.api import consumers, errors, groups, health, records, topics
+from consumer_api.api.context import BACKEND, MANAGER, SETTINGS
 from consumer_api.api.json_io import OrjsonProvider
 from consumer_api.api.spec import init_swagger
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
+from consumer_api.sessions.manager import ConsumerManager
 
 REQUEST_ID_HEADER = "X-Request-ID"
 
 
-def create_app(config: Config | None = None, engine: Engine | None = None) -> Flask:
+def create_app(config: Config | None = None, engine: Engine | None = None,
+               manager: ConsumerManager | None = None) -> Flask:
     config = config or Config.from_env()
     app = Flask(__name__)
     app.json_provider_class = OrjsonProvider
@@ -29,8 +31,9 @@ def create_app(config: Config | None = None, engine: Engine | None = None) -> Fl
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.url_map.strict_slashes = False
     app.extensions[SETTINGS] = config
-    app.extensions[BACKEND] = engine or Engine(config)
-    for blueprint in (health.bp, topics.bp, records.bp):
+    engine = app.extensions[BACKEND] = engine or Engine(config)
+    app.extensions[MANAGER] = manager or ConsumerManager(engine, config.max_sessions)
+    for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     _request_ids(app)
@@ -58,8 +61,14 @@ def engine_of(app: Flask) -> Engine:
 
 
 def start_background(app: Flask) -> None:
+    """Start the log maintenance and session reaper threads (after the fork)."""
     engine_of(app).start()
+    app.extensions[MANAGER].start()
 
 
 def shutdown(app: Flask) -> None:
-    engine_of(app).close()
+    """Answer waiting polls, stop the reaper, then flush and close the logs."""
+    try:
+        app.extensions[MANAGER].shutdown()
+    finally:
+        engine_of(app).close()

@@ -16,3 +16,29 @@ def backend() -> Backend:
 
 def settings() -> Config:
     return current_app.extensions[SETTINGS]
+
+MANAGER = "consumer_api.sessions"
+
+
+def manager():
+    """The ConsumerManager (consumer_api.sessions.manager)."""
+    return current_app.extensions[MANAGER]
+
+
+def principal():
+    """Who is calling (the API key's name when auth is on, else None): sessions belong to it."""
+    from flask import g
+    return g.get("principal")
+
+
+def offsets_to_wire(offsets: dict) -> dict:
+    """``{(topic, partition): offset}`` -> ``{topic: {"partition": offset}}``."""
+    out: dict = {}
+    for (topic, partition), offset in sorted(offsets.items()):
+        out.setdefault(topic, {})[str(partition)] = offset
+    return out
+
+
+def offsets_from_wire(offsets: dict) -> dict:
+    """``{topic: {partition: offset}}`` (partition keys already ints) -> ``{(t, p): o}``."""
+    return {(topic, p): o for topic, parts in offsets.items() for p, o in parts.items()}

@@ -26,7 +26,7 @@ import uuid
 
 from consumer_api.errors import (ConsumerNotFound, InvalidRequest, OffsetOutOfRange,
                                  PartitionNotAssigned, PartitionNotFound, TooManyConsumers,
-                                 TopicNotFound)
+                                 TopicNotFound, Unavailable)
 from consumer_api.sessions.session import Session, Waiter
 
 log = logging.getLogger(__name__)
@@ -87,7 +87,6 @@ class ConsumerManager:
                   encoding: str = "base64", owner=None) -> dict:
         """Create a session, join its group (rebalancing it) and return the assignment."""
         if self._stopping:
-            from consumer_api.errors import Unavailable
             raise Unavailable("the server is shutting down")
         topics = list(dict.fromkeys(topics))
         session = Session(uuid.uuid4().hex, group_id, topics, auto_offset_reset,
@@ -201,16 +200,17 @@ class ConsumerManager:
     # -- consume ---------------------------------------------------------------------------
 
     def consume(self, consumer_id: str, max_records: int = 500, timeout_ms: int = 30_000,
-                max_bytes: int = 1 << 20, owner=None):
-        """Long-poll. Returns ``(chunks, encoding)`` where chunks is a list of
-        ``(topic, partition, records)`` as soon as any owned partition has records, or
-        ``[]`` after ``timeout_ms`` (or at once when the server shuts down). Positions
-        advance past exactly the records returned."""
+                max_bytes: int = 1 << 20, encoding: str | None = None, owner=None):
+        """Long-poll. Returns ``(chunks, encoding)``: chunks is a list of ``(topic,
+        partition, records)`` as soon as any owned partition has records, or ``[]`` after
+        ``timeout_ms`` (or at once when the server shuts down); encoding is ``encoding`` or
+        the session's. Positions advance past exactly the records returned."""
         session = self._get(consumer_id, owner)
         with session.consume_lock:
             session.consuming = True
             try:
-                return self._consume(session, max_records, timeout_ms, max_bytes)
+                chunks = self._consume(session, max_records, timeout_ms, max_bytes)
+                return chunks, encoding or session.encoding
             finally:
                 session.consuming = False
                 session.last_heartbeat = self.clock()
@@ -306,14 +306,11 @@ class ConsumerManager:
 
     @staticmethod
     def _advance(session: Session, tp, read_from: int, new_position: int) -> bool:
-        """Move the position past returned records unless a seek or rebalance changed it
-        while reading (then the records are dropped: the seek or the new owner wins)."""
+        """Move the position past returned records -- unless a seek or a rebalance changed
+        it while reading: then the records are dropped (the seek or the new owner wins)."""
         with session.lock:
-            current = session.positions.get(tp)
-            if current is None or current > read_from + (new_position - read_from) \
-                    or current not in (read_from, ) and current != read_from:
-                if current is None or current != read_from:
-                    return False
+            if session.positions.get(tp) != read_from:
+                return False
             session.positions[tp] = new_position
             if session.auto_commit:
                 session.pending_commit[tp] = new_position

@@ -1,0 +1,256 @@
+"""Consumer session routes: subscribe, consume, commit, seek, assignment, position, close."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from consumer_api.api import codec
+from consumer_api.api.context import (manager, offsets_from_wire, offsets_to_wire, principal)
+from consumer_api.api.json_io import json_body, query_args
+from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
+                                                ManualAssignmentSchema, SeekSchema,
+                                                SubscribeSchema)
+
+bp = Blueprint("consumers", __name__, url_prefix="/api/consumers")
+_subscribe, _consume, _commit = SubscribeSchema(), ConsumeSchema(), CommitSchema()
+_seek, _assign, _close = SeekSchema(), ManualAssignmentSchema(), CloseQuerySchema()
+
+
+@bp.post("/subscribe")
+def subscribe():
+    """Subscribe.
+    ---
+    post:
+      summary: Create a consumer session in a group
+      description: >
+        Joins the group at once (rebalancing it) and returns the real assignment, so the
+        first consume can return data. New partitions start at the group's committed
+        offset, else at auto_offset_reset.
+      tags: [consumers]
+      operationId: subscribe
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: SubscribeSchema
+            example: {group_id: billing, topics: [orders], auto_offset_reset: earliest}
+      responses:
+        200:
+          description: the session and its assignment
+          content: {application/json: {schema: SubscriptionSchema}}
+        400: InvalidRequest
+        404: NotFound
+        429: TooManyConsumers
+        503: Unavailable
+    """
+    body = json_body(_subscribe)
+    return manager().subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
+                               body["session_timeout_ms"], body["auto_commit"],
+                               body["encoding"], principal())
+
+
+@bp.post("/<consumer_id>/consume")
+def consume(consumer_id):
+    """Consume.
+    ---
+    post:
+      summary: Long-poll for records
+      description: >
+        Returns as soon as at least one record is available on the session's partitions,
+        or after timeout_ms with no records. Positions advance past every returned record.
+        An empty body means the defaults.
+      tags: [consumers]
+      operationId: consume
+      parameters: [consumer_id]
+      requestBody:
+        required: false
+        content:
+          application/json:
+            schema: ConsumeSchema
+            example: {max_records: 500, timeout_ms: 5000}
+      responses:
+        200:
+          description: records (possibly none) and the server time
+          content: {application/json: {schema: ConsumeResponseSchema}}
+        400: InvalidRequest
+        404: NotFound
+    """
+    body = json_body(_consume, empty_ok=True)
+    chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
+                                         body["max_bytes_total"], body.get("encoding"),
+                                         principal())
+    out: list = []
+    for topic, partition, records in chunks:
+        codec.render_records(topic, partition, records, encoding, out)
+    return {"records": out, "timestamp": manager().now_ms()}
+
+
+@bp.post("/<consumer_id>/commit")
+def commit(consumer_id):
+    """Commit.
+    ---
+    post:
+      summary: Commit offsets (by default the current positions)
+      tags: [consumers]
+      operationId: commit
+      parameters: [consumer_id]
+      requestBody:
+        required: false
+        content:
+          application/json:
+            schema: CommitSchema
+            example: {offsets: {orders: {"0": 42}}}
+      responses:
+        200:
+          description: what was committed
+          content: {application/json: {schema: OffsetsResultSchema}}
+        400: InvalidRequest
+        404: NotFound
+        409: Conflict
+    """
+    body = json_body(_commit, empty_ok=True)
+    offsets = offsets_from_wire(body["offsets"]) if "offsets" in body else None
+    done = manager().commit(consumer_id, offsets, principal())
+    return {"success": True, "message": "offsets committed", "offsets": offsets_to_wire(done)}
+
+
+@bp.post("/<consumer_id>/seek")
+def seek(consumer_id):
+    """Seek.
+    ---
+    post:
+      summary: Move positions to an offset, the beginning or end, or a timestamp
+      description: >
+        {topic, partition, offset} moves one partition; {position: beginning|end} or
+        {timestamp} move the named topic/partition, or every assigned partition when
+        omitted.
+      tags: [consumers]
+      operationId: seek
+      parameters: [consumer_id]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: SeekSchema
+            example: {position: beginning}
+      responses:
+        200:
+          description: the new positions
+          content: {application/json: {schema: OffsetsResultSchema}}
+        400: InvalidRequest
+        404: NotFound
+        409: Conflict
+    """
+    body = json_body(_seek)
+    moved = manager().seek(consumer_id, body.get("topic"), body.get("partition"),
+                           body.get("offset"), body.get("position"), body.get("timestamp"),
+                           principal())
+    return {"success": True, "message": "offset updated", "offsets": offsets_to_wire(moved)}
+
+
+@bp.get("/<consumer_id>/assignment")
+def get_assignment(consumer_id):
+    """Assignment.
+    ---
+    get:
+      summary: The session's partitions and group generation
+      tags: [consumers]
+      operationId: getAssignment
+      parameters: [consumer_id]
+      responses:
+        200:
+          description: the current assignment
+          content: {application/json: {schema: AssignmentSchema}}
+        404: NotFound
+    """
+    return manager().get_assignment(consumer_id, principal())
+
+
+@bp.put("/<consumer_id>/assignment")
+def put_assignment(consumer_id):
+    """Manual assignment.
+    ---
+    put:
+      summary: Assign partitions by hand (the session leaves group management)
+      tags: [consumers]
+      operationId: assign
+      parameters: [consumer_id]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: ManualAssignmentSchema
+            example: {topics: {orders: [0, 1]}}
+      responses:
+        200:
+          description: the session and its new assignment
+          content: {application/json: {schema: SubscriptionSchema}}
+        400: InvalidRequest
+        404: NotFound
+    """
+    body = json_body(_assign)
+    return manager().assign(consumer_id, body["topics"], principal())
+
+
+@bp.get("/<consumer_id>/position")
+def position(consumer_id):
+    """Position.
+    ---
+    get:
+      summary: The next offset the session will read, per assigned partition
+      tags: [consumers]
+      operationId: position
+      parameters: [consumer_id]
+      responses:
+        200:
+          description: positions
+          content: {application/json: {schema: PositionsSchema}}
+        404: NotFound
+    """
+    return {"offsets": offsets_to_wire(manager().positions(consumer_id, principal()))}
+
+
+@bp.get("/<consumer_id>/committed")
+def committed(consumer_id):
+    """Committed.
+    ---
+    get:
+      summary: The group's committed offsets for the session's partitions
+      description: Partitions with no commit are absent.
+      tags: [consumers]
+      operationId: committed
+      parameters: [consumer_id]
+      responses:
+        200:
+          description: committed offsets
+          content: {application/json: {schema: PositionsSchema}}
+        404: NotFound
+    """
+    return {"offsets": offsets_to_wire(manager().committed(consumer_id, principal()))}
+
+
+@bp.delete("/<consumer_id>")
+def close(consumer_id):
+    """Close.
+    ---
+    delete:
+      summary: Close the session (optionally committing its positions first)
+      tags: [consumers]
+      operationId: closeConsumer
+      parameters:
+        - consumer_id
+        - in: query
+          schema: CloseQuerySchema
+      responses:
+        200:
+          description: closed; the group rebalances
+          content:
+            application/json:
+              schema: MessageSchema
+              example: {message: consumer closed}
+        400: InvalidRequest
+        404: NotFound
+        409: Conflict
+    """
+    args = query_args(_close)
+    manager().close(consumer_id, args["commit"], principal())
+    return {"message": "consumer closed"}

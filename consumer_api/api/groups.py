@@ -1,0 +1,98 @@
+"""Consumer group routes: list, describe (with lag), set/reset offsets, delete."""
+from __future__ import annotations
+
+from flask import Blueprint
+
+from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire
+from consumer_api.api.json_io import json_body
+from consumer_api.api.schemas.groups import GroupOffsetsRequestSchema
+
+bp = Blueprint("groups", __name__, url_prefix="/api/consumer-groups")
+_offsets = GroupOffsetsRequestSchema()
+
+
+@bp.get("")
+def list_groups():
+    """List groups.
+    ---
+    get:
+      summary: Every group with members or committed offsets
+      tags: [consumer-groups]
+      operationId: listGroups
+      responses:
+        200:
+          description: groups, sorted by id
+          content: {application/json: {schema: GroupListSchema}}
+    """
+    return {"groups": manager().groups.list_groups()}
+
+
+@bp.get("/<group>")
+def describe_group(group):
+    """Describe a group.
+    ---
+    get:
+      summary: Members, assignments, committed offsets and lag
+      tags: [consumer-groups]
+      operationId: describeGroup
+      parameters: [group]
+      responses:
+        200:
+          description: the group
+          content: {application/json: {schema: GroupDescriptionSchema}}
+        404: NotFound
+    """
+    return manager().describe_group(group)
+
+
+@bp.post("/<group>/offsets")
+def set_offsets(group):
+    """Set offsets.
+    ---
+    post:
+      summary: Set or reset a group's committed offsets (only while it has no members)
+      tags: [consumer-groups]
+      operationId: setGroupOffsets
+      parameters: [group]
+      requestBody:
+        required: true
+        content:
+          application/json:
+            schema: GroupOffsetsRequestSchema
+            example: {reset: earliest, topics: [orders]}
+      responses:
+        200:
+          description: the offsets now committed
+          content: {application/json: {schema: OffsetsResultSchema}}
+        400: InvalidRequest
+        404: NotFound
+        409: Conflict
+    """
+    body = json_body(_offsets)
+    done = manager().groups.set_offsets(
+        group, offsets_from_wire(body["offsets"]) if "offsets" in body else None,
+        body.get("reset"), body.get("topics"))
+    return {"success": True, "message": "offsets committed", "offsets": offsets_to_wire(done)}
+
+
+@bp.delete("/<group>")
+def delete_group(group):
+    """Delete a group.
+    ---
+    delete:
+      summary: Delete a group and its committed offsets (only while it has no members)
+      tags: [consumer-groups]
+      operationId: deleteGroup
+      parameters: [group]
+      responses:
+        200:
+          description: deleted
+          content:
+            application/json:
+              schema: MessageSchema
+              example: {message: group deleted}
+        404: NotFound
+        409: Conflict
+    """
+    manager().groups.delete(group)
+    return {"message": "group deleted"}

@@ -1,0 +1,127 @@
+"""Consumer sessions: requests and responses."""
+from __future__ import annotations
+
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
+
+from consumer_api.api.schemas.common import INT64_MAX, ENCODINGS, encoding_field, strict_int
+from consumer_api.api.schemas.records import RecordSchema
+from consumer_api.api.schemas.topics import topic_name_field
+
+GROUP_ID_PATTERN = r"^[^/\\\x00-\x1f\x7f]{1,249}$"
+
+
+def group_id_field(**kwargs):
+    return fields.String(validate=validate.Regexp(
+        GROUP_ID_PATTERN, error="must be 1 to 249 printable characters without '/' or '\\'"),
+        metadata={"example": "billing", "pattern": GROUP_ID_PATTERN}, **kwargs)
+
+
+class PartitionKey(fields.String):
+    """A partition number written as a JSON object key ("0", "1", ...)."""
+
+    default_error_messages = {"partition": "Not a partition number."}
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        text = super()._deserialize(value, attr, data, **kwargs)
+        if not text.isdigit() or len(text) > 10:
+            raise self.make_error("partition")
+        return int(text)
+
+
+def offsets_map_field(description: str = "{topic: {\"partition\": offset}}; an offset is "
+                                         "the next one to read", **kwargs):
+    """``{topic: {"partition": offset}}``."""
+    return fields.Dict(keys=fields.String(), values=fields.Dict(
+        keys=PartitionKey(), values=strict_int(0, INT64_MAX)), metadata={
+        "description": description, "example": {"orders": {"0": 42, "1": 17}}}, **kwargs)
+
+
+def assignment_field(**kwargs):
+    return fields.Dict(keys=fields.String(), values=fields.List(fields.Integer()), metadata={
+        "description": "{topic: [partitions]}", "example": {"orders": [0, 1]}}, **kwargs)
+
+
+class SubscribeSchema(Schema):
+    group_id = group_id_field(required=True)
+    topics = fields.List(topic_name_field(), required=True, validate=validate.Length(min=1),
+                         metadata={"example": ["orders"]})
+    auto_offset_reset = fields.String(validate=validate.OneOf(["earliest", "latest"]),
+                                      load_default="latest", metadata={
+        "description": "where a partition with no committed offset starts",
+        "example": "earliest"})
+    session_timeout_ms = strict_int(1000, 300000, load_default=30000, metadata={
+        "description": "the session closes after this long without a request"})
+    auto_commit = fields.Boolean(load_default=False, metadata={
+        "description": "each consume first commits what the previous one returned"})
+    encoding = encoding_field()
+
+
+class AssignmentSchema(Schema):
+    group_id = fields.String(required=True)
+    assignment = assignment_field(required=True)
+    generation = fields.Integer(required=True, metadata={
+        "description": "the group's generation (-1 for a manually assigned session)"})
+
+
+class SubscriptionSchema(AssignmentSchema):
+    consumer_id = fields.String(required=True)
+    topics = fields.List(fields.String(), required=True)
+
+
+class ConsumeSchema(Schema):
+    max_records = strict_int(1, 10000, load_default=500)
+    timeout_ms = strict_int(0, 300000, load_default=30000, metadata={
+        "description": "longest wait for the first record; returns as soon as one exists"})
+    max_bytes_total = strict_int(1024, 104857600, load_default=1048576, metadata={
+        "description": "truncates the batch (a single larger record still comes alone)"})
+    encoding = fields.String(validate=validate.OneOf(ENCODINGS), metadata={
+        "description": "default: the session's encoding", "enum": list(ENCODINGS)})
+
+
+class ConsumeResponseSchema(Schema):
+    records = fields.List(fields.Nested(RecordSchema), required=True)
+    timestamp = fields.Integer(required=True, metadata={"description": "server time, epoch ms"})
+
+
+class CommitSchema(Schema):
+    offsets = offsets_map_field("omit to commit the current positions (exactly the records "
+                                "returned so far)")
+
+
+class OffsetsResultSchema(Schema):
+    success = fields.Boolean(required=True)
+    message = fields.String(required=True)
+    offsets = offsets_map_field(required=True)
+
+
+class SeekSchema(Schema):
+    topic = topic_name_field()
+    partition = strict_int(0, 2 ** 31 - 1)
+    offset = strict_int(0, INT64_MAX)
+    position = fields.String(validate=validate.OneOf(["beginning", "end"]))
+    timestamp = strict_int(0, INT64_MAX, metadata={"description": "epoch ms"})
+
+    @validates_schema
+    def _one_target(self, data, **kwargs):
+        given = [k for k in ("offset", "position", "timestamp") if k in data]
+        if len(given) != 1:
+            raise ValidationError("give exactly one of offset, position or timestamp",
+                                  "_schema")
+        if "offset" in data and ("topic" not in data or "partition" not in data):
+            raise ValidationError("an offset needs its topic and partition", "_schema")
+        if "partition" in data and "topic" not in data:
+            raise ValidationError("a partition needs its topic", "topic")
+
+
+class ManualAssignmentSchema(Schema):
+    topics = fields.Dict(keys=topic_name_field(), values=fields.List(
+        strict_int(0, 2 ** 31 - 1)), required=True, metadata={"example": {"orders": [0, 1]}})
+
+
+class PositionsSchema(Schema):
+    offsets = offsets_map_field(required=True)
+
+
+class CloseQuerySchema(Schema):
+    commit = fields.Boolean(load_default=False, metadata={
+        "description": "commit the current positions before closing"})

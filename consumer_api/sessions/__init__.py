@@ -1,0 +1,1 @@
+"""HTTP consumer sessions: heartbeats, expiry, long-poll waiting. No Flask, no files."""
