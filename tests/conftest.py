@@ -1,5 +1,6 @@
 """Shared fixtures: ``data_dir`` (a fresh directory), ``clock`` (a fake clock that only moves
-when a test moves it), ``config``, ``engine``, ``app`` and ``client``."""
+when a test moves it), ``config``, ``engine``, ``manager`` (consumer sessions on the fake
+clock), ``app`` and ``client``."""
 from __future__ import annotations
 
 import pytest
@@ -49,9 +50,19 @@ def engine(config, clock):
 
 
 @pytest.fixture
-def app(config, engine):
+def manager(config, engine, clock):
+    """Consumer sessions on the fake clock; no reaper thread (tests call ``expire``)."""
+    from consumer_api.sessions.manager import ConsumerManager
+    mgr = ConsumerManager(engine, config.max_sessions, clock=clock.monotonic,
+                          now_ms=clock.now_ms)
+    yield mgr
+    mgr.shutdown()
+
+
+@pytest.fixture
+def app(config, engine, manager):
     from consumer_api.app import create_app
-    return create_app(config, engine=engine)
+    return create_app(config, engine=engine, manager=manager)
 
 
 @pytest.fixture

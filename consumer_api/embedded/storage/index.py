@@ -135,10 +135,15 @@ class OffsetIndex(_Entries):
                 and all(map(operator.lt, rels, rels[1:]))
                 and all(map(operator.lt, positions, positions[1:])))
 
+    def floor(self, relative_offset: int) -> int:
+        """How many entries are at or before ``relative_offset`` (entry ``floor - 1`` is
+        the greatest of them)."""
+        return self._bisect(0, relative_offset + 1)
+
     def lookup(self, relative_offset: int) -> tuple[int, int]:
         """``(relative_offset, position)`` of the greatest entry at or before the target,
         ``(0, 0)`` (the implicit first record) if there is none."""
-        i = self._bisect(0, relative_offset + 1)
+        i = self.floor(relative_offset)
         return self.get(i - 1) if i else (0, 0)
 
 

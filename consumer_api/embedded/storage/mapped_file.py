@@ -93,6 +93,15 @@ class MappedFile:
         else:
             self.map[pos:end] = data
 
+    def grow(self, capacity: int) -> None:
+        """Map a larger (sparse) file; blocks are still reserved only as writes come."""
+        if capacity <= self.capacity:
+            return
+        self.map.close()
+        os.ftruncate(self._fd, capacity)
+        self.map = mmap.mmap(self._fd, capacity, access=mmap.ACCESS_WRITE)
+        self.capacity = capacity
+
     def sync(self) -> None:
         """Make every byte written so far durable. ``fdatasync`` covers pages dirtied
         through the map as well as by pwrite (one page cache), and unlike ``mmap.flush``

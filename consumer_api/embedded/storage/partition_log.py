@@ -57,7 +57,8 @@ class LogConfig:
 
 @dataclass
 class RecoveryReport:
-    """What opening the partition found. ``dropped_bytes`` were cut from the tail."""
+    """What opening the partition found. ``dropped_bytes`` were cut from the tail;
+    ``rebuilt`` lists the base offsets of sealed segments whose indexes were rebuilt."""
 
     segments: int = 0
     dropped_bytes: int = 0
@@ -70,7 +71,9 @@ def _segment_bases(directory: str) -> list[int]:
     bases = []
     for name in os.listdir(directory):
         stem, ext = os.path.splitext(name)
-        if len(stem) == 20 and stem.isdigit() and ext == ".log":
+        if len(stem) != 20 or not stem.isdigit():
+            continue  # not a segment file: leave it alone
+        if ext == ".log":
             bases.append(int(stem))
         elif ext in (".index", ".timeindex") and not os.path.exists(
                 os.path.join(directory, stem + ".log")):
@@ -101,8 +104,11 @@ class PartitionLog:
         bases = _segment_bases(self.directory)
         report = RecoveryReport(segments=max(len(bases), 1))
         interval = self.config.index_interval_bytes
-        for base in bases[:-1]:
-            self._add_segment(Segment.open_sealed(self.directory, base, interval))
+        for base, next_base in zip(bases, bases[1:]):
+            seg = Segment.open_sealed(self.directory, base, interval, next_base)
+            if seg.rebuilt:
+                report.rebuilt.append(base)
+            self._add_segment(seg)
         if bases:
             seg, report.dropped_bytes, report.reason = Segment.recover(
                 self.directory, bases[-1], self.config.segment_bytes, interval)
@@ -178,22 +184,19 @@ class PartitionLog:
         """Roll so that ``nbytes`` fit in the active segment (a batch larger than
         ``segment_bytes`` gets a segment of its own size)."""
         capacity = max(self.config.segment_bytes, nbytes)
-        seg = self.active
-        if seg.size == 0:  # an empty segment too small for this batch: replace it
-            seg.close()
-            seg.remove_files()
-            self.segments.pop()
-            self._bases.pop()
-            self._add_segment(Segment.create(self.directory, seg.base_offset, capacity,
-                                             self.config.index_interval_bytes))
+        if self.active.size == 0:
+            self.active.grow(capacity)
         else:
             self._roll(capacity)
 
     def _roll(self, capacity: int) -> None:
+        """Create the next segment, then seal the old one: if the disk is full the create
+        fails first and the old segment simply stays active."""
         old = self.active
+        new = Segment.create(self.directory, old.next_offset, capacity,
+                             self.config.index_interval_bytes)
         old.seal()
-        self._add_segment(Segment.create(self.directory, old.next_offset, capacity,
-                                         self.config.index_interval_bytes))
+        self._add_segment(new)
         self._fsync_directory()
 
     def _fsync_directory(self) -> None:
@@ -259,9 +262,10 @@ class PartitionLog:
                 for seg in self.segments[first:]:
                     if offset >= seg.next_offset:
                         continue
-                    got, taken = seg.read(offset, max_records - len(out), max_bytes, taken)
+                    got, taken, stopped = seg.read(offset, max_records - len(out), max_bytes,
+                                                   taken)
                     out.extend(got)
-                    if len(out) >= max_records or (taken and not got):
+                    if stopped or len(out) >= max_records:
                         break
             except records.CorruptRecordError as exc:
                 raise CorruptLog(f"{exc} in {self.directory}") from exc

@@ -223,6 +223,12 @@ NO_HEADERS = FrozenHeaders()
 
 def decode(buf, pos: int, end: int, max_records: int, max_bytes: int,
            min_offset: int = 0, taken: int = 0, verify: bool = True):
+    """:func:`decode_from` without the stop position: ``(records, taken)``."""
+    return decode_from(buf, pos, end, max_records, max_bytes, min_offset, taken, verify)[:2]
+
+
+def decode_from(buf, pos: int, end: int, max_records: int, max_bytes: int,
+                min_offset: int = 0, taken: int = 0, verify: bool = True):
     """Decode frames from ``buf[pos:end]`` (which must hold whole frames).
 
     Records come back as plain ``(offset, timestamp, key, value, headers)`` tuples (the
@@ -234,8 +240,9 @@ def decode(buf, pos: int, end: int, max_records: int, max_bytes: int,
     after ``max_records`` records, or before the record that would take the frame bytes
     returned past ``max_bytes`` -- unless nothing was taken yet (``taken`` counts bytes
     already returned by the caller), so a consumer always gets at least one record.
-    Returns ``(records, bytes_taken_in_total)``. With ``verify`` every returned frame's
-    CRC is checked (:class:`CorruptRecordError` if wrong).
+    Returns ``(records, bytes_taken_in_total, stop_position)``; ``stop_position < end``
+    means a limit stopped the read. With ``verify`` every returned frame's CRC is checked
+    (:class:`CorruptRecordError` if wrong).
     """
     out = []
     add = out.append
@@ -243,13 +250,17 @@ def decode(buf, pos: int, end: int, max_records: int, max_bytes: int,
     crc32 = zlib.crc32
     left = max_records
     while pos < end:
+        if pos + HEADER_SIZE > end:
+            raise CorruptRecordError(f"a damaged frame at byte {pos}")
         length, crc, offset, ts, _attrs, kl, vl, hl = unpack(buf, pos)
         size = length + 4
+        if size < HEADER_SIZE or pos + size > end:
+            raise CorruptRecordError(f"a damaged frame at byte {pos}")
         if offset < min_offset:
             pos += size
             continue
         if taken and taken + size > max_bytes:
-            break
+            return out, taken, pos
         start = pos + 8
         pos += size
         frame = buf[start:pos]
@@ -271,7 +282,7 @@ def decode(buf, pos: int, end: int, max_records: int, max_bytes: int,
         left -= 1
         if not left:
             break
-    return out, taken
+    return out, taken, pos
 
 
 def iter_frames(buf, pos: int, end: int):
@@ -289,20 +300,53 @@ def frame_offset(buf, pos: int) -> int:
     return _OFFSET.unpack_from(buf, pos + 8)[0]
 
 
-def frame_at(buf, pos: int, limit: int):
-    """Validate the frame at ``pos``; return ``(offset, timestamp, attributes, size)`` or
-    None when the frame is short, zero, oversized or fails its CRC."""
-    if pos + HEADER_SIZE > limit:
+def header_at(buf, pos: int, limit: int):
+    """``(offset, timestamp, attributes, size)`` from the header of the frame at ``pos``
+    without checking its CRC, or None when the header cannot be a frame's (short, zero,
+    lengths that do not add up, or reaching past ``limit``)."""
+    if pos < 0 or pos + HEADER_SIZE > limit:
         return None
-    length, crc, offset, ts, attrs, kl, vl, hl = HEADER.unpack_from(buf, pos)
+    length, _crc, offset, ts, attrs, kl, vl, hl = HEADER.unpack_from(buf, pos)
     size = length + 4
     if length < HEADER_SIZE - 4 or size > MAX_FRAME_BYTES or pos + size > limit:
         return None
     if kl < -1 or vl < -1 or hl < 0 or HEADER_SIZE + max(kl, 0) + max(vl, 0) + hl != size:
         return None
-    if zlib.crc32(buf[pos + 8:pos + size]) != crc:
-        return None
     return offset, ts, attrs, size
+
+
+def frame_at(buf, pos: int, limit: int):
+    """Like :func:`header_at`, and None too when the frame fails its CRC."""
+    frame = header_at(buf, pos, limit)
+    if frame is None or zlib.crc32(buf[pos + 8:pos + frame[3]]) != _PREFIX.unpack_from(buf, pos)[1]:
+        return None
+    return frame
+
+
+class Walk(NamedTuple):
+    end: int  # position after the last frame walked
+    next_offset: int
+    max_timestamp: int
+    marks: list
+
+
+def walk(buf, limit: int, first_offset: int, mark_interval: int) -> Walk:
+    """Index a sealed segment's frames from its start by their headers alone (their CRCs
+    are checked when they are read). Stops at the first header that is not a frame's or
+    breaks the run of consecutive offsets."""
+    pos, expected, max_ts, since_mark, marks = 0, first_offset, -1, 0, []
+    while True:
+        frame = header_at(buf, pos, limit)
+        if frame is None or frame[0] != expected:
+            return Walk(pos, expected, max_ts, marks)
+        offset, ts, _attrs, size = frame
+        if since_mark >= mark_interval:
+            marks.append(IndexMark(offset, pos, max_ts))
+            since_mark = 0
+        max_ts = max(max_ts, ts)
+        pos += size
+        since_mark += size
+        expected += 1
 
 
 def scan(buf, pos: int, limit: int, expected_offset: int, mark_interval: int,

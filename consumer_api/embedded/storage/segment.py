@@ -43,6 +43,7 @@ class Segment:
         self.max_timestamp = -1
         self.since_mark = 0
         self.active = False
+        self.rebuilt = False  # True when opening had to rebuild the indexes
         self._log = None  # MappedFile while active
         self.data = b""  # the log's map (writable while active)
         self.index: OffsetIndex | None = None
@@ -68,16 +69,20 @@ class Segment:
         return seg
 
     @classmethod
-    def open_sealed(cls, directory: str, base_offset: int, interval: int) -> "Segment":
-        """Map a sealed segment read-only. Its indexes are checked (O(entries)) and rebuilt
-        from the log if damaged; the log itself is trusted (it was flushed when sealed) and
-        CRC-checked on every read."""
+    def open_sealed(cls, directory: str, base_offset: int, interval: int,
+                    next_base: int | None = None) -> "Segment":
+        """Map a sealed segment read-only. Its indexes are checked (in C over all entries,
+        plus the first and last against the log) and rebuilt from the frame headers if
+        damaged. The log itself was synced when sealed; every read checks CRCs, so damage
+        there surfaces as CorruptLog on read rather than hiding records. ``next_base`` (the
+        following segment's base offset) bounds the segment when its time index is lost."""
         seg = cls(directory, base_offset, interval)
         seg.data, seg.size = map_readonly(seg.log_path)
         seg._open_sealed_indexes()
-        if not seg._sealed_indexes_ok():
+        seg.rebuilt = not seg._sealed_indexes_ok()
+        if seg.rebuilt:
             log.warning("rebuilding the damaged indexes of %s", seg.log_path)
-            seg._rebuild_sealed_indexes()
+            seg._rebuild_sealed_indexes(next_base)
         seg.next_offset = seg.base_offset + seg.timeindex.get(seg.timeindex.count - 1)[1]
         seg.max_timestamp = seg.timeindex.last_timestamp()
         return seg
@@ -89,6 +94,11 @@ class Segment:
                 open(path, "wb").close()
             setattr(self, attr, kind(path))
 
+    def _entry_points_at_its_frame(self, i: int) -> bool:
+        rel, pos = self.index.get(i)
+        frame = records.header_at(self.data, pos, self.size)
+        return frame is not None and frame[0] == self.base_offset + rel
+
     def _sealed_indexes_ok(self) -> bool:
         n, tn = self.index.count, self.timeindex.count
         if tn != n + 1 or self.index.valid_prefix(self.size) != n:
@@ -96,22 +106,37 @@ class Segment:
         if self.timeindex.valid_prefix(self.size) != tn:
             return False
         for i in (0, n - 1) if n else ():
-            rel, pos = self.index.get(i)
-            frame = records.frame_at(self.data, pos, self.size)
-            if frame is None or frame[0] != self.base_offset + rel or self.timeindex.get(i)[1] != rel:
+            if not self._entry_points_at_its_frame(i) or \
+                    self.timeindex.get(i)[1] != self.index.get(i)[0]:
                 return False
         last_rel = self.timeindex.get(tn - 1)[1]
         if n:
             return last_rel > self.index.get(n - 1)[0]
         return last_rel > 0 or self.size == 0
 
-    def _rebuild_sealed_indexes(self):
-        """Rebuild both index files of a sealed segment by scanning its log."""
-        result = records.scan(self.data, 0, self.size, self._first_offset(), self.interval, 0, -1)
+    def _only_zeros_after(self, pos: int) -> bool:
+        for start in range(pos, self.size, 1 << 20):
+            if bytes(self.data[start:min(start + (1 << 20), self.size)]).strip(b"\0"):
+                return False
+        return True
+
+    def _trim_sealed_log(self, size: int) -> None:
+        if hasattr(self.data, "close"):
+            self.data.close()
+        os.truncate(self.log_path, size)
+        self.data, self.size = map_readonly(self.log_path)
+
+    def _rebuild_sealed_indexes(self, next_base: int | None):
+        """Rebuild both index files of a sealed segment from its frame headers."""
+        result = records.walk(self.data, self.size, self.base_offset, self.interval)
+        next_offset = result.next_offset
+        if result.end != self.size and self._only_zeros_after(result.end):
+            self._trim_sealed_log(result.end)  # a roll crashed before it trimmed this file
         if result.end != self.size:
-            log.error("%s: %d bytes after position %d are unreadable (%s); they stay on disk "
-                      "and reads stop before them", self.log_path, self.size - result.end,
-                      result.end, result.stop_reason)
+            log.error("%s: the frame at byte %d is damaged; the records after it in this "
+                      "segment cannot be located and reads there fail with corrupt_log",
+                      self.log_path, result.end)
+            next_offset = max(next_offset, next_base or next_offset)
         self.index.close()
         self.timeindex.close()
         entries = index_capacity(self.size, self.interval)
@@ -120,13 +145,9 @@ class Segment:
         self.index = OffsetIndex(self.index_path, entries, writable=True, create=True)
         self.timeindex = TimeIndex(self.timeindex_path, entries, writable=True, create=True)
         self._add_marks(result.marks, 0)
-        self.timeindex.append(result.max_timestamp, result.next_offset - self.base_offset)
-        self.size = result.end
+        self.timeindex.append(result.max_timestamp, next_offset - self.base_offset)
         self.index.seal()
         self.timeindex.seal()
-
-    def _first_offset(self) -> int:
-        return records.frame_offset(self.data, 0) if self.size >= records.HEADER_SIZE else self.base_offset
 
     @classmethod
     def recover(cls, directory: str, base_offset: int, capacity: int, interval: int):
@@ -186,16 +207,29 @@ class Segment:
     @staticmethod
     def _junk_end(buf, result, file_len) -> int:
         """Where the bytes recovery drops end: after the last non-zero byte (preallocated
-        space is zero), or just the intact-but-incomplete batch when the tail is clean."""
+        space is zero), or just the intact-but-incomplete batch when the tail is clean.
+        Searches backwards a MiB at a time."""
         if result.stop_reason == "end":
             return result.end
-        tail = bytes(buf[result.scanned_end:file_len]).rstrip(b"\0")
-        return result.scanned_end + len(tail)
+        end = file_len
+        while end > result.scanned_end:
+            start = max(result.scanned_end, end - (1 << 20))
+            tail = bytes(buf[start:end]).rstrip(b"\0")
+            if tail:
+                return start + len(tail)
+            end = start
+        return result.scanned_end
 
     # -- writing ---------------------------------------------------------------------------
 
     def fits(self, nbytes: int) -> bool:
         return self.size + nbytes <= self._log.capacity
+
+    def grow(self, capacity: int) -> None:
+        """Give an empty active segment room for one batch larger than its capacity (its
+        indexes keep their size: a full index only makes lookups scan further)."""
+        self._log.grow(capacity)
+        self.data = self._log.map
 
     def append(self, batch: records.EncodedBatch) -> None:
         """Write an encoded batch at the end. Raises StorageFull before writing anything
@@ -258,11 +292,27 @@ class Segment:
 
     # -- reading ---------------------------------------------------------------------------
 
+    def _position(self, rel: int) -> int:
+        """Where to start scanning for relative offset ``rel``: the greatest index entry at
+        or before it whose frame really carries its offset. An entry that does not (an
+        index damaged in a plausible-looking way) is skipped with a warning."""
+        i = self.index.floor(rel)
+        while i > 0:
+            if self._entry_points_at_its_frame(i - 1):
+                return self.index.get(i - 1)[1]
+            log.warning("%s: index entry %d does not match the log; scanning from the one "
+                        "before", self.index_path, i - 1)
+            i -= 1
+        return 0
+
     def read(self, offset: int, max_records: int, max_bytes: int, taken: int):
-        """Records from ``offset`` (or the first one after it). See :func:`records.decode`."""
-        pos = self.index.lookup(offset - self.base_offset)[1]
-        return records.decode(self.data, pos, self.size, max_records, max_bytes,
-                              min_offset=offset, taken=taken)
+        """Records from ``offset`` (or the first one after it): ``(records, taken,
+        stopped)`` where ``stopped`` says a limit ended the read before the segment's end.
+        See :func:`records.decode_from`."""
+        pos = self._position(offset - self.base_offset)
+        got, taken, stop = records.decode_from(self.data, pos, self.size, max_records, max_bytes,
+                                          min_offset=offset, taken=taken)
+        return got, taken, stop < self.size
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
         """First offset whose record has a timestamp ``>= timestamp``, None if none here."""
@@ -270,7 +320,7 @@ class Segment:
             return None
         rel = self.timeindex.scan_start(timestamp)
         start = self.base_offset + rel
-        pos = self.index.lookup(rel)[1]
+        pos = self._position(rel)
         for offset, ts, _pos, _size in records.iter_frames(self.data, pos, self.size):
             if offset >= start and ts >= timestamp:
                 return offset
