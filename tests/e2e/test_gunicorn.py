@@ -362,9 +362,6 @@ def test_second_server_on_a_data_dir_in_use_fails_fast(server_factory, session):
     assert first.poll() is None
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: encoding=json reads integers beyond 64 bits back as floats (orjson.loads), "
-    "although produce stores them exactly; see codec._json"))
 def test_json_encoding_round_trips_big_integers(server, session):
     c = Client(session, server.base_url)
     model = Model()

@@ -47,6 +47,6 @@ def test_engine_reopens_everything_and_holds_the_directory(data_dir, clock):
     engine.close()
     engine = Engine(Config(data_dir=data_dir), now_ms=clock.now_ms)
     try:
-        assert engine.topics.get("t").partition(1).read(0) == [(0, 5, b"k", b"v", {})]
+        assert engine.topics.get("t").partition(1).read(0) == [(0, 5, b"k", b"v", None)]
     finally:
         engine.close()
