@@ -70,8 +70,14 @@ def decode_json(value) -> bytes | None:
         return None
     try:
         return orjson.dumps(value)
-    except TypeError:  # integers beyond 64 bits: the standard library keeps them exact
+    except TypeError:  # integers beyond 64 bits, lone surrogates, nesting deeper than 255
+        pass
+    try:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        raise Invalid("not encodable as UTF-8") from None
+    except RecursionError:
+        raise Invalid("nested too deeply") from None
 
 
 DECODERS = {"base64": decode_base64, "text": decode_text, "json": decode_json}

@@ -35,8 +35,12 @@ def loads(data):
     if isinstance(data, str):
         data = data.encode()
     if _BIG_INT.search(data):
-        return json.loads(data)
+        return json.loads(data, parse_constant=_not_json)
     return orjson.loads(data)
+
+
+def _not_json(name: str):
+    raise ValueError(f"{name} is not JSON")
 
 
 def dumps(obj) -> bytes:

@@ -30,7 +30,7 @@ def parse_produce_body(payload, max_records: int):
 
 def partition_number(topic: str, text: str) -> int:
     """A partition path segment as a number; anything else names no partition."""
-    if not text.isdigit() or len(text) > 10:
+    if not (text.isascii() and text.isdigit()) or len(text) > 10:
         raise PartitionNotFound(f"topic {topic!r} has no partition {text!r}",
                                 {"topic": topic, "partition": text})
     return int(text)

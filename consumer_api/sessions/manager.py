@@ -157,7 +157,10 @@ class ConsumerManager:
                                   if tp in session.positions}
 
     def _start_offset(self, session: Session, topic: str, partition: int) -> int:
-        start, end = self.backend.log_offsets(topic, partition)
+        try:
+            start, end = self.backend.log_offsets(topic, partition)
+        except (TopicNotFound, PartitionNotFound):
+            return 0  # deleted meanwhile: the rebalance that follows drops it
         committed = self.groups.offsets.get(session.group_id, topic, partition)
         if committed is not None and start <= committed <= end:
             return committed

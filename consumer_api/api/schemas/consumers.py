@@ -23,7 +23,7 @@ class PartitionKey(fields.String):
 
     def _deserialize(self, value, attr, data, **kwargs):
         text = super()._deserialize(value, attr, data, **kwargs)
-        if not text.isdigit() or len(text) > 10:
+        if not (text.isascii() and text.isdigit()) or len(text) > 10:
             raise self.make_error("partition")
         return int(text)
 
