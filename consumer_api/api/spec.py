@@ -61,7 +61,29 @@ def build_spec(app: Flask) -> dict:
     with app.test_request_context():
         for endpoint in sorted({rule.endpoint for rule in documented_rules(app)}):
             spec.path(view=app.view_functions[endpoint], app=app)
-    return spec.to_dict()
+    document = spec.to_dict()
+    _add_common_responses(document)
+    return document
+
+
+#: responses any operation of a kind can give, added so no docstring can forget them
+_BODY_RESPONSES = {"413": "PayloadTooLarge"}
+_WRITE_RESPONSES = {"507": "InsufficientStorage"}
+
+
+def _add_common_responses(document: dict) -> None:
+    """Every operation with a body can get 413 (the body limit); every write (POST, PUT,
+    DELETE: they append to a topic or the offsets log) can get 507 (disk full)."""
+    for operations in document["paths"].values():
+        for method, operation in operations.items():
+            extra = {}
+            if "requestBody" in operation:
+                extra.update(_BODY_RESPONSES)
+            if method in ("post", "put", "delete"):
+                extra.update(_WRITE_RESPONSES)
+            for status, name in extra.items():
+                operation["responses"].setdefault(
+                    status, {"$ref": f"#/components/responses/{name}"})
 
 
 def init_swagger(app: Flask) -> None:
@@ -76,4 +98,5 @@ def init_swagger(app: Flask) -> None:
         "swagger_ui": True,
         "specs_route": "/swagger/",
         "title": "consumer-api",
+        "auth": {},  # else flasgger renders "auth_config = None" into the page script
     })

@@ -202,6 +202,7 @@ class Engine:
                 deleted += plog.enforce_retention(now)
         if retention_due:
             self._last_retention_ms = now
+        flushed += self.groups.offsets.flush_if_due(now)
         self.groups.offsets.maybe_snapshot()
         return {"flushed": flushed, "segments_deleted": deleted}
 

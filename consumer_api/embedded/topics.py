@@ -265,7 +265,7 @@ class TopicRegistry:
             if topic is None:
                 raise TopicNotFound(f"topic {name!r} does not exist", {"topic": name})
             for plog in topic.partitions:
-                plog.close()
+                plog.close(sync=False)
             trash = os.path.join(self.root, "trash", uuid.uuid4().hex)
             os.rename(self._topic_dir(name), trash)
             fsync_dir(os.path.join(self.root, "topics"))

@@ -135,7 +135,7 @@ class ConsumerManager:
         Returns its partitions."""
         if session.manual:
             return session.partitions
-        current = self.groups.assignment(session.group_id, session.consumer_id)
+        current = self.groups.membership(session.group_id, session.consumer_id)
         if current is None:  # no longer a member: it was closed or expired meanwhile
             raise ConsumerNotFound(f"consumer {session.consumer_id!r} not found (closed or "
                                    "expired)", {"consumer_id": session.consumer_id})
@@ -143,18 +143,24 @@ class ConsumerManager:
             self._apply_assignment(session, *current)
         return session.partitions
 
-    def _apply_assignment(self, session: Session, generation: int, assignment: dict) -> None:
-        """New owned partitions start at the group's committed offset, else at
-        ``auto_offset_reset``; partitions kept across a rebalance keep their position."""
+    def _apply_assignment(self, session: Session, generation: int, assignment: dict,
+                          since: dict | None = None) -> None:
+        """Partitions the session has owned without a break since a generation it saw keep
+        their position; every other one starts at the group's committed offset, else at
+        ``auto_offset_reset``."""
         partitions = sorted((t, p) for t, ps in assignment.items() for p in ps)
-        old = session.positions
-        session.positions = {tp: old[tp] if tp in old else self._start_offset(session, *tp)
+        old, seen = session.positions, session.generation
+        kept = {tp for tp in partitions if tp in old
+                and (since is None or since.get(tp, generation) <= seen)}
+        session.positions = {tp: old[tp] if tp in kept else self._start_offset(session, *tp)
                              for tp in partitions}
         session.partitions = partitions
         session.assignment = assignment
         session.generation = generation
+        # an auto-commit still pending for a partition owned by someone else meanwhile
+        # would move the group's offset back over that member's commits: drop it
         session.pending_commit = {tp: o for tp, o in session.pending_commit.items()
-                                  if tp in session.positions}
+                                  if tp in kept}
 
     def _start_offset(self, session: Session, topic: str, partition: int) -> int:
         try:
@@ -214,9 +220,9 @@ class ConsumerManager:
             try:
                 chunks = self._consume(session, max_records, timeout_ms, max_bytes)
                 return chunks, encoding or session.encoding
-            finally:
-                session.consuming = False
+            finally:  # heartbeat first: the reaper must never see a finished, stale consume
                 session.last_heartbeat = self.clock()
+                session.consuming = False
 
     def _consume(self, session: Session, max_records: int, timeout_ms: int, max_bytes: int):
         self._check_live(session)
@@ -279,8 +285,8 @@ class ConsumerManager:
             try:
                 if self.backend.high_watermark(topic, p) == position:
                     continue
-                records, taken = self._read(session, tp, position, max_records - count,
-                                            max_bytes, taken)
+                records, taken, position = self._read(session, tp, position,
+                                                      max_records - count, max_bytes, taken)
             except (TopicNotFound, PartitionNotFound):
                 continue  # deleted meanwhile; the rebalance that follows drops it
             if not records:
@@ -295,8 +301,10 @@ class ConsumerManager:
         return chunks
 
     def _read(self, session, tp, position, max_records, max_bytes, taken):
+        """``(records, taken, position read from)``: a position that retention (or a
+        re-created topic) left outside the log is reset by ``auto_offset_reset`` first."""
         try:
-            return self.backend.fetch(*tp, position, max_records, max_bytes, taken)
+            return (*self.backend.fetch(*tp, position, max_records, max_bytes, taken), position)
         except OffsetOutOfRange:  # retention passed the position: reset by the policy
             start, end = self.backend.log_offsets(*tp)
             reset = start if session.auto_offset_reset == "earliest" else end
@@ -305,7 +313,7 @@ class ConsumerManager:
             with session.lock:
                 if session.positions.get(tp) == position:
                     session.positions[tp] = reset
-            return self.backend.fetch(*tp, reset, max_records, max_bytes, taken)
+            return (*self.backend.fetch(*tp, reset, max_records, max_bytes, taken), reset)
 
     @staticmethod
     def _advance(session: Session, tp, read_from: int, new_position: int) -> bool:

@@ -13,6 +13,15 @@ def strict_int(minimum: int = 0, maximum: int = INT64_MAX, **kwargs) -> fields.I
                           **kwargs)
 
 
+class StrictBoolean(fields.Boolean):
+    """JSON true or false only (marshmallow's Boolean also takes 1, "yes", "on", ...)."""
+
+    def _deserialize(self, value, attr, data, **kwargs):
+        if type(value) is not bool:
+            raise self.make_error("invalid", input=value)
+        return value
+
+
 def encoding_field(**kwargs) -> fields.String:
     return fields.String(
         validate=validate.OneOf(ENCODINGS), load_default="base64",

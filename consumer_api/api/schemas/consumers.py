@@ -3,7 +3,8 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from consumer_api.api.schemas.common import INT64_MAX, ENCODINGS, encoding_field, strict_int
+from consumer_api.api.schemas.common import (ENCODINGS, INT64_MAX, StrictBoolean,
+                                             encoding_field, strict_int)
 from consumer_api.api.schemas.records import RecordSchema
 from consumer_api.api.schemas.topics import topic_name_field
 
@@ -51,7 +52,7 @@ class SubscribeSchema(Schema):
         "example": "earliest"})
     session_timeout_ms = strict_int(1000, 300000, load_default=30000, metadata={
         "description": "the session closes after this long without a request"})
-    auto_commit = fields.Boolean(load_default=False, metadata={
+    auto_commit = StrictBoolean(load_default=False, metadata={
         "description": "each consume first commits what the previous one returned"})
     encoding = encoding_field()
 

@@ -43,13 +43,18 @@ class IllegalTransition(RuntimeError):
 
 
 class Member:
-    __slots__ = ("member_id", "topics", "wake", "assignment")
+    """``since`` maps each owned ``(topic, partition)`` to the generation from which this
+    member has owned it without a break: a member that slept through a rebalance which
+    took a partition away and gave it back must not resume from its old position."""
+
+    __slots__ = ("member_id", "topics", "wake", "assignment", "since")
 
     def __init__(self, member_id: str, topics: tuple, wake: Callable[[], None]):
         self.member_id = member_id
         self.topics = topics
         self.wake = wake
         self.assignment: dict[str, list[int]] = {}
+        self.since: dict[tuple[str, int], int] = {}
 
 
 class Group:
@@ -107,12 +112,15 @@ class GroupCoordinator:
             self._rebalance(group)
             return True
 
-    def topics_changed(self, topic: str) -> None:
-        """A topic was created, deleted or re-created: rebalance groups subscribed to it."""
+    def topics_changed(self, topic: str, then: Callable[[], None] | None = None) -> None:
+        """A topic was created, deleted or re-created: rebalance groups subscribed to it,
+        then run ``then`` still under the lock (so no commit can slip in between)."""
         with self._lock:
             for group in self._groups.values():
                 if any(topic in m.topics for m in group.members.values()):
                     self._rebalance(group)
+            if then is not None:
+                then()
 
     def _rebalance(self, group: Group) -> None:
         if not group.members:
@@ -126,12 +134,17 @@ class GroupCoordinator:
         group.transition(GroupState.STABLE)
         group.generation += 1
         self.rebalances += 1
-        owners = {}
+        previous, owners = group.owners, {}
         for member_id, assignment in plan.items():
-            group.members[member_id].assignment = assignment
+            member = group.members[member_id]
+            since = {}
             for topic, partitions in assignment.items():
                 for p in partitions:
-                    owners[(topic, p)] = member_id
+                    tp = (topic, p)
+                    owners[tp] = member_id
+                    kept = previous.get(tp) == member_id and tp in member.since
+                    since[tp] = member.since[tp] if kept else group.generation
+            member.assignment, member.since = assignment, since
         group.owners = owners
         for member in group.members.values():
             member.wake()
@@ -150,6 +163,16 @@ class GroupCoordinator:
             group = self._groups.get(group_id)
             member = group.members.get(member_id) if group else None
             return None if member is None else (group.generation, _copy(member.assignment))
+
+    def membership(self, group_id: str, member_id: str) -> tuple | None:
+        """``(generation, assignment, since)`` of a member (see :class:`Member`), None if
+        it is not one."""
+        with self._lock:
+            group = self._groups.get(group_id)
+            member = group.members.get(member_id) if group else None
+            if member is None:
+                return None
+            return group.generation, _copy(member.assignment), dict(member.since)
 
     def generation(self, group_id: str) -> int:
         group = self._groups.get(group_id)

@@ -58,6 +58,8 @@ class OffsetStore:
         return sorted(glob.glob(os.path.join(self.directory, "snapshot-*.json")))
 
     def _load(self) -> int:
+        for leftover in glob.glob(os.path.join(self.directory, "snapshot-*.json.tmp")):
+            os.unlink(leftover)  # a snapshot interrupted before its rename
         for path in reversed(self._snapshot_paths()):
             try:
                 with open(path, encoding="utf-8") as f:
@@ -65,7 +67,7 @@ class OffsetStore:
                 self._groups = {g: {(t, p): o for t, p, o in rows}
                                 for g, rows in data["groups"].items()}
                 return data["log_offset"]
-            except (OSError, ValueError, KeyError, TypeError) as exc:
+            except Exception as exc:  # any damage: fall back to the older snapshot
                 log.error("ignoring unreadable offsets snapshot %s: %s", path, exc)
         return 0
 
@@ -158,6 +160,9 @@ class OffsetStore:
                 return
             groups = {g: [[t, p, o] for (t, p), o in table.items()]
                       for g, table in self._groups.items()}
+        # the log up to the snapshot must be on disk first: after a machine crash it must
+        # never end below a snapshot, or later commits would reuse offsets replay skips
+        self._log.flush()
         path = os.path.join(self.directory, f"snapshot-{offset:020d}.json")
         tmp = path + ".tmp"
         with open(tmp, "wb") as f:
@@ -169,8 +174,13 @@ class OffsetStore:
         self._snapshot_offset = offset
         for old in self._snapshot_paths()[:-2]:  # keep the newest two
             os.unlink(old)
-        older = self._snapshot_paths()
-        self._log.delete_segments_before(_offset_of(older[0]) if older else 0)
+        kept = self._snapshot_paths()
+        if len(kept) == 2:  # the log stays complete from the older one on (its fallback)
+            self._log.delete_segments_before(_offset_of(kept[0]))
+
+    def flush_if_due(self, now_ms: int) -> bool:
+        """Sync commits to disk on the same interval as the topics' logs."""
+        return self._log.flush_if_due(now_ms)
 
     def close(self) -> None:
         try:

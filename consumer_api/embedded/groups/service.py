@@ -40,6 +40,9 @@ class GroupService:
     def assignment(self, group_id: str, member_id: str):
         return self.coordinator.assignment(group_id, member_id)
 
+    def membership(self, group_id: str, member_id: str):
+        return self.coordinator.membership(group_id, member_id)
+
     # -- offsets ---------------------------------------------------------------------------
 
     def check_offsets(self, offsets: dict) -> None:
@@ -59,8 +62,13 @@ class GroupService:
         assigned session, which may commit only partitions no member owns)."""
         self.check_offsets(offsets)
         with self.coordinator.locked():
+            self._check_topics_exist(offsets)  # a topic deleted since check_offsets
             self.coordinator.check_owned(group_id, member_id, offsets)
             self.offsets.commit(group_id, offsets)
+
+    def _check_topics_exist(self, offsets: dict) -> None:
+        for topic, _p in offsets:
+            self.registry.get(topic)
 
     def committed(self, group_id: str) -> dict:
         return self.offsets.committed(group_id)
@@ -116,17 +124,25 @@ class GroupService:
         """Set a group's committed offsets while it has no members: explicit
         ``{(topic, partition): offset}``, or ``reset`` to ``earliest``/``latest`` for
         ``topics`` (default: every topic it has committed). Returns what was set."""
+        self._refuse_if_members(group_id)
         if reset is not None:
             offsets = self._reset_targets(group_id, reset, topics)
         self.check_offsets(offsets)
         with self.coordinator.locked():
-            if self.coordinator.has_members(group_id):
-                raise GroupNotEmpty(f"group {group_id!r} has active members; stop them first",
-                                    {"group_id": group_id})
+            self._refuse_if_members(group_id)
+            self._check_topics_exist(offsets)
             self.offsets.commit(group_id, offsets)
         return offsets
 
+    def _refuse_if_members(self, group_id: str) -> None:
+        if self.coordinator.has_members(group_id):
+            raise GroupNotEmpty(f"group {group_id!r} has active members; stop them first",
+                                {"group_id": group_id})
+
     def _reset_targets(self, group_id: str, reset: str, topics) -> dict:
+        if reset not in ("earliest", "latest"):
+            raise InvalidRequest(f"reset must be earliest or latest, not {reset!r}",
+                                 {"reset": ["Must be one of: earliest, latest."]})
         if not topics:
             topics = sorted({t for t, _ in self.offsets.committed(group_id)})
         if not topics:
@@ -153,8 +169,9 @@ class GroupService:
         self.coordinator.topics_changed(topic)
 
     def topic_deleted(self, topic: str) -> None:
-        self.offsets.delete_topic(topic)
-        self.coordinator.topics_changed(topic)
+        """Members lose the topic's partitions and its committed offsets go, atomically
+        with respect to commits (both under the coordinator's lock)."""
+        self.coordinator.topics_changed(topic, then=lambda: self.offsets.delete_topic(topic))
 
     def close(self) -> None:
         self.offsets.close()

@@ -87,9 +87,9 @@ class _Entries:
             self._file = None
             self.map, _ = map_readonly(self.path)
 
-    def close(self) -> None:
+    def close(self, sync: bool = True) -> None:
         if self._file:
-            self._file.trim(self.count * self.ENTRY.size)
+            self._file.trim(self.count * self.ENTRY.size, sync)
             self._file = None
         elif hasattr(self.map, "close"):
             self.map.close()

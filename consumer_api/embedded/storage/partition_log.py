@@ -332,7 +332,7 @@ class PartitionLog:
     def _delete_oldest(self) -> int:
         seg = self.segments.pop(0)
         self._bases.pop(0)
-        seg.close()
+        seg.close(sync=False)
         seg.remove_files()
         return 1
 
@@ -359,19 +359,20 @@ class PartitionLog:
         if self.closed:
             raise Unavailable(f"partition log {self.directory} is closed")
 
-    def close(self) -> None:
-        """Flush, trim and close every segment; wake every waiter. Idempotent."""
+    def close(self, sync: bool = True) -> None:
+        """Flush, trim and close every segment; wake every waiter. Idempotent. ``sync``
+        False skips the fsyncs (for a log about to be deleted)."""
         with self.lock:
             if self.closed:
                 return
             self.closed = True
             for seg in self.segments:
-                seg.close()
+                seg.close(sync)
             self.cond.notify_all()
             for listener in list(self._listeners):
                 listener(self)
 
     def delete(self) -> None:
         """Close and remove the partition's directory."""
-        self.close()
+        self.close(sync=False)
         shutil.rmtree(self.directory, ignore_errors=True)

@@ -271,17 +271,18 @@ class Segment:
         self.timeindex.seal()
         self.active = False
 
-    def close(self) -> None:
-        """Release maps and files; an active segment is trimmed to its real length."""
+    def close(self, sync: bool = True) -> None:
+        """Release maps and files; an active segment is trimmed to its real length (and
+        synced, unless ``sync`` is False because the files are about to be deleted)."""
         if self._log:
-            self._log.trim(self.size)
+            self._log.trim(self.size, sync)
             self._log = None
         elif hasattr(self.data, "close"):
             self.data.close()
         self.data = b""
         for idx in (self.index, self.timeindex):
             if idx is not None:
-                idx.close()
+                idx.close(sync)
 
     def remove_files(self) -> None:
         for path in (self.log_path, self.index_path, self.timeindex_path):
