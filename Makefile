@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test bench clean
+.PHONY: run test bench bench-storage clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -30,8 +30,13 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
+# Benchmarks are never part of `make test`. BENCH_ARGS passes options, e.g.
+# `make bench BENCH_ARGS="--quick --only 1,3"`.
 bench: $(VENV)/.installed-test
-	$(BIN)/python bench/storage_bench.py
+	$(BIN)/python bench/server_bench.py $(BENCH_ARGS)
+
+bench-storage: $(VENV)/.installed-test
+	$(BIN)/python bench/storage_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

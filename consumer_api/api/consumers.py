@@ -5,7 +5,7 @@ from flask import Blueprint
 
 from consumer_api.api import codec
 from consumer_api.api.context import (manager, offsets_from_wire, offsets_to_wire, principal)
-from consumer_api.api.json_io import json_body, query_args
+from consumer_api.api.json_io import json_body, json_response, query_args
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
                                                 SubscribeSchema)
@@ -78,10 +78,8 @@ def consume(consumer_id):
     chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
                                          body["max_bytes_total"], body.get("encoding"),
                                          principal())
-    out: list = []
-    for topic, partition, records in chunks:
-        codec.render_records(topic, partition, records, encoding, out)
-    return {"records": out, "timestamp": manager().now_ms()}
+    return json_response(b'{"records":%s,"timestamp":%d}' % (
+        codec.records_json(chunks, encoding), manager().now_ms()))
 
 
 @bp.post("/<consumer_id>/commit")

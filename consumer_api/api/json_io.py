@@ -2,8 +2,9 @@
 
 orjson serialises responses ~5-10x faster than the standard library (hundreds of records
 per consume response). One exception to orjson on input: it reads integers beyond 64 bits
-as floats, which would silently change a JSON record value, so a body holding a run of 20+
-digits is parsed with the standard library instead.
+as floats, which would silently change a record value sent with ``"encoding": "json"``, so
+such a body holding a run of 20+ digits is parsed with the standard library instead (in
+any other body a huge integer is refused by the schemas either way).
 
 ``json_body(schema)`` / ``query_args(schema)`` validate with a marshmallow schema and turn
 every failure (wrong content type, malformed JSON, schema violation) into
@@ -12,16 +13,16 @@ every failure (wrong content type, malformed JSON, schema violation) into
 from __future__ import annotations
 
 import json
-import re
 
 import orjson
-from flask import request
+from flask import current_app, request
 from flask.json.provider import JSONProvider
 from marshmallow import Schema, ValidationError
 
 from consumer_api.errors import InvalidRequest
 
-_BIG_INT = re.compile(rb"\d{20}")
+_DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
+_TWENTY_ZEROS = b"0" * 20
 _DUMP_OPTS = orjson.OPT_NON_STR_KEYS
 
 
@@ -34,9 +35,15 @@ def _default(obj):
 def loads(data):
     if isinstance(data, str):
         data = data.encode()
-    if _BIG_INT.search(data):
+    if b'"json"' in data and _long_digit_run(data):
         return json.loads(data, parse_constant=_not_json)
     return orjson.loads(data)
+
+
+def _long_digit_run(data: bytes) -> bool:
+    """Whether ``data`` holds 20 digits in a row (an integer orjson would turn into a
+    float). ``bytes.translate`` + ``find`` run in C: ~15x faster than a regex search."""
+    return data.translate(_DIGITS_TO_ZERO).find(_TWENTY_ZEROS) >= 0
 
 
 def _not_json(name: str):
@@ -59,6 +66,11 @@ class OrjsonProvider(JSONProvider):
     def response(self, *args, **kwargs):
         obj = self._prepare_response_obj(args, kwargs)
         return self._app.response_class(dumps(obj), mimetype=self.mimetype)
+
+
+def json_response(body: bytes):
+    """A 200 response whose JSON body was serialised already (the record hot paths)."""
+    return current_app.response_class(body, mimetype="application/json")
 
 
 def raw_json_body(empty_ok: bool = False):

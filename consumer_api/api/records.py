@@ -5,7 +5,7 @@ from flask import Blueprint, current_app
 
 from consumer_api.api import codec
 from consumer_api.api.context import backend, settings
-from consumer_api.api.json_io import query_args, raw_json_body, validate
+from consumer_api.api.json_io import json_response, query_args, raw_json_body, validate
 from consumer_api.api.schemas.records import ProduceRequestSchema, ReadQuerySchema
 from consumer_api.errors import InvalidRequest, PartitionNotFound
 
@@ -101,6 +101,5 @@ def read(topic, partition):
     partition = partition_number(topic, partition)
     records = backend().read(topic, partition, args.get("offset"), args["max_records"],
                              args["max_bytes_total"])
-    out: list = []
-    codec.render_records(topic, partition, records, args["encoding"], out)
-    return {"records": out}
+    return json_response(b'{"records":%s}' % codec.records_json(
+        [(topic, partition, records)], args["encoding"]))

@@ -98,12 +98,15 @@ class Engine:
         self.groups.topic_deleted(name)
 
     def produce(self, topic_name: str, records: list, partitions: list) -> list[tuple]:
-        """Append ``records`` (:class:`NewRecord`) to a topic; ``partitions[i]`` is record
-        i's explicit partition or None (keyed: Kafka's murmur2; keyless: round-robin).
-        Every explicit partition is checked before anything is appended; each partition's
-        share of the request is one atomic batch. Returns ``(partition, offset,
-        timestamp)`` per record, in request order."""
+        """Append ``records`` (:class:`NewRecord`-shaped tuples) to a topic;
+        ``partitions[i]`` is record i's explicit partition or None (keyed: Kafka's
+        murmur2; keyless: round-robin). Every explicit partition is checked before anything
+        is appended; each partition's share of the request is one atomic batch. Returns
+        ``(partition, offset, timestamp)`` per record, in request order."""
         topic = self.topics.get(topic_name)
+        now = self._now_ms()
+        if partitions.count(None) == len(partitions) and all(r[0] is None for r in records):
+            return self._produce_round_robin(topic, records, now)
         count = len(topic.partitions)
         choose = topic.partitioner.partition
         batches: dict[int, list] = {}
@@ -118,7 +121,6 @@ class Engine:
                 batches[partition] = batch = []
             batch.append(record)
             chosen.append(partition)
-        now = self._now_ms()
         next_offset = {p: topic.partitions[p].append(batch, now) for p, batch in batches.items()}
         out = []
         for record, partition in zip(records, chosen):
@@ -127,6 +129,20 @@ class Engine:
             ts = record[3]
             out.append((partition, offset, now if ts is None else ts))
         return out
+
+    @staticmethod
+    def _produce_round_robin(topic, records: list, now: int) -> list[tuple]:
+        """Keyless records without explicit partitions: record ``i`` goes to partition
+        ``(start + i) % n`` -- the same spread as choosing one by one, with one slice per
+        partition instead of a Python step per record."""
+        n, k = len(topic.partitions), len(records)
+        start = topic.partitioner.advance(k)
+        base = {}
+        for j in range(min(n, k)):
+            p = (start + j) % n
+            base[p] = topic.partitions[p].append(records[j::n], now)
+        return [((start + i) % n, base[(start + i) % n] + i // n,
+                 now if r[3] is None else r[3]) for i, r in enumerate(records)]
 
     def read(self, topic_name: str, partition: int, offset: int | None, max_records: int,
              max_bytes: int) -> list:

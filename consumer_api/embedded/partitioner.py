@@ -3,12 +3,11 @@
 Keyed records: ``(murmur2(key) & 0x7fffffff) % partitions``, bit for bit what Kafka's
 default partitioner (``Utils.murmur2`` / ``Utils.toPositive``) picks, so a key lands on the
 same partition here as in a Kafka cluster with the same partition count. Keyless records
-are spread round-robin. Thread-safe (the round-robin counter is an ``itertools.count``,
-whose ``next`` is atomic under the GIL).
+are spread round-robin. Thread-safe (a lock guards the round-robin counter).
 """
 from __future__ import annotations
 
-import itertools
+import threading
 
 _M = 0x5BD1E995
 _SEED = 0x9747B28C
@@ -48,9 +47,17 @@ class Partitioner:
     """Picks partitions for records of one topic."""
 
     def __init__(self):
-        self._counter = itertools.count()
+        self._next = 0
+        self._lock = threading.Lock()
+
+    def advance(self, count: int) -> int:
+        """Take ``count`` consecutive round-robin slots; returns the first."""
+        with self._lock:
+            start = self._next
+            self._next = start + count
+            return start
 
     def partition(self, key: bytes | None, partitions: int) -> int:
         if key is None:
-            return next(self._counter) % partitions
+            return self.advance(1) % partitions
         return partition_for_key(key, partitions)
