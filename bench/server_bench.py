@@ -477,6 +477,9 @@ def running_server(name: str, workdir: str, env: dict | None = None, extra_args=
 
 def new_session() -> requests.Session:
     s = requests.Session()
+    # no proxy/netrc lookups from the environment on every request (~0.3 ms of client CPU
+    # per request in requests, nothing to do with the server)
+    s.trust_env = False
     s.headers.update(JSON_CT)
     _sessions.append(s)
     return s
@@ -574,12 +577,14 @@ def run_threads(n: int, work, name: str, join_timeout: float) -> list:
 def produce_loop(s, url: str, bodies: list[bytes], duration: float, batch: int = BATCH):
     """Produce for ``duration`` seconds; ``(records, t_start, t_end)``."""
     n = i = 0
-    nb = len(bodies)
+    # prepared once: what a load generator sends, without requests' per-call preparation
+    prepared = [s.prepare_request(requests.Request("POST", url, data=b)) for b in bodies]
+    nb = len(prepared)
     t0 = perf_counter()
     end = t0 + duration
     while True:
         try:
-            resp = s.post(url, data=bodies[i % nb], timeout=30)
+            resp = s.send(prepared[i % nb], timeout=30)
         except requests.RequestException as exc:
             raise failed("POST", url, exc) from exc
         if resp.status_code != 200:
@@ -1388,7 +1393,7 @@ def main(argv=None) -> int:
         loadavg_start=loadavg(), commit=git_commit(), source_sha1=source_digest(),
         gunicorn=gunicorn_version(), requests=requests.__version__,
         orjson=orjson.__version__, sizes=sizes, warnings=warnings,
-        client=("requests.Session per client thread (keep-alive); request bodies serialised "
+        client=("requests.Session (trust_env=False) per client thread (keep-alive; produce loops send requests prepared once); request bodies serialised "
                 f"once with orjson ({N_BODIES} distinct bodies cycled); responses parsed with "
                 "orjson.loads(resp.content); time.perf_counter"),
     )
