@@ -33,7 +33,26 @@ def post_worker_init(worker):
     """Start background threads in the worker that serves requests."""
     from consumer_api.app import start_background
     _throttle_heartbeat(worker)
+    _drain_on_sigterm(worker)
     start_background(worker.wsgi)
+
+
+def _drain_on_sigterm(worker):
+    """On SIGTERM, before gunicorn stops accepting and waits for the requests in flight:
+    answer every waiting long-poll now and refuse new work (503), so the graceful stop takes
+    milliseconds, not the longest poll. The logs close in worker_exit, after the requests."""
+    import signal
+    import threading
+
+    from consumer_api.app import begin_shutdown
+    stop = worker.handle_exit
+
+    def handle_exit(sig, frame):
+        threading.Thread(target=begin_shutdown, args=(worker.wsgi,), name="drain",
+                         daemon=True).start()
+        stop(sig, frame)
+
+    signal.signal(signal.SIGTERM, handle_exit)
 
 
 def _throttle_heartbeat(worker, every_s=1.0):

@@ -7,7 +7,7 @@ Run from the project root::
 
 Each figure group starts its own server exactly as ``make run`` does (``python -m gunicorn
 -c gunicorn.conf.py --bind 127.0.0.1:<free port>`` from the repository root) on a fresh data
-directory, waits for ``GET /api/health``, measures, and stops it with SIGTERM. Figures:
+directory, waits for ``GET /api/health/ready``, measures, and stops it with SIGTERM. Figures:
 
 1. produce throughput: 500 records x 100 B (base64, keyless) per request, 4 partitions;
    one client, then 4 concurrent clients;
@@ -351,7 +351,7 @@ class Server:
                                  + self.output()[-3000:])
             try:
                 # Connection: close -- a kept-alive probe makes gthread linger at shutdown
-                r = requests.get(self.base + "/api/health", timeout=(0.25, 2.0),
+                r = requests.get(self.base + "/api/health/ready", timeout=(0.25, 2.0),
                                  headers={"Connection": "close"})
                 if r.status_code == 200:
                     return

@@ -1,45 +1,63 @@
 """The Flask application factory.
 
-``create_app(config)`` opens the engine over ``config.data_dir`` (unless one is passed in)
-and registers the blueprints, the error envelope, the JSON provider, request ids and
-Swagger. It starts no threads: :func:`start_background` does, called by gunicorn's
-``post_worker_init`` hook (after the fork) or by whoever embeds the app.
+``create_app(config)`` builds the app: the engine over ``config.data_dir`` (unless one is
+passed in), consumer sessions, blueprints, the error envelope, the JSON provider, request
+ids, authentication, metrics and access logs, CORS and Swagger. It starts no threads:
+:func:`start_background` does -- called by gunicorn's ``post_worker_init`` hook (after the
+fork) or by whoever embeds the app. With ``defer_open`` the data directory is only locked
+at creation and its logs are recovered by :func:`start_background` in the background, the
+health probes answering meanwhile; :func:`begin_shutdown` (SIGTERM) and :func:`shutdown`
+(worker exit) end it.
 """
 from __future__ import annotations
 
 import gc
 import itertools
+import logging
 import os
+import threading
 
 from flask import Flask, g, request
+from flask_cors import CORS
 
-from consumer_api.api import consumers, errors, groups, health, records, topics
+from consumer_api.api import consumers, errors, groups, health, metrics, records, topics
 from consumer_api.api.context import BACKEND, MANAGER, SETTINGS
 from consumer_api.api.json_io import OrjsonProvider
+from consumer_api.api.lifecycle import DRAINING, READY, STARTING, Lifecycle, init_lifecycle, lifecycle_of
+from consumer_api.api.observe import init_observe
+from consumer_api.api.security import init_security
 from consumer_api.api.spec import init_swagger
+from consumer_api.auth import KeyRing
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
+from consumer_api.metrics import Metrics
 from consumer_api.sessions.manager import ConsumerManager
 
 REQUEST_ID_HEADER = "X-Request-ID"
+log = logging.getLogger(__name__)
 
 
 def create_app(config: Config | None = None, engine: Engine | None = None,
-               manager: ConsumerManager | None = None) -> Flask:
+               manager: ConsumerManager | None = None, defer_open: bool = False) -> Flask:
     config = config or Config.from_env()
+    keyring = KeyRing.from_config(config.api_keys, config.api_keys_file)
     app = Flask(__name__)
     app.json_provider_class = OrjsonProvider
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.url_map.strict_slashes = False
     app.extensions[SETTINGS] = config
-    engine = app.extensions[BACKEND] = engine or Engine(config)
-    app.extensions[MANAGER] = manager or ConsumerManager(engine, config.max_sessions)
-    for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp):
+    engine = app.extensions[BACKEND] = engine or Engine(config, open_now=not defer_open)
+    manager = app.extensions[MANAGER] = manager or ConsumerManager(engine, config.max_sessions)
+    init_observe(app, Metrics(engine, manager))
+    _request_ids(app)
+    init_lifecycle(app, Lifecycle(READY if engine.is_open else STARTING))
+    init_security(app, keyring)
+    for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp, metrics.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
-    _request_ids(app)
-    init_swagger(app)
+    _cors(app, config.cors_origins)
+    init_swagger(app, secured=keyring.enabled)
     return app
 
 
@@ -62,16 +80,48 @@ def _request_ids(app: Flask) -> None:
         return resp
 
 
+def _cors(app: Flask, origins: str) -> None:
+    """Cross-origin access for browser clients from ``CONSUMER_API_CORS_ORIGINS``
+    (comma-separated origins, or ``*``); none by default. Preflights are answered."""
+    allowed = [o.strip() for o in origins.split(",") if o.strip()]
+    if allowed:
+        CORS(app, resources={r"/api/*": {"origins": "*" if "*" in allowed else allowed}},
+             allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+             expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"], max_age=600)
+
+
 def engine_of(app: Flask) -> Engine:
     return app.extensions[BACKEND]
 
 
 def start_background(app: Flask) -> None:
-    """Start the log maintenance and session reaper threads (after the fork), and tune
-    the garbage collector for a long-running server."""
+    """After the fork: tune the garbage collector, open the logs if that was deferred (in a
+    thread: the probes answer meanwhile), then start log maintenance and the session reaper
+    and declare the app ready."""
     _tune_gc()
+    engine = engine_of(app)
+    if engine.is_open:
+        _run(app)
+    else:
+        threading.Thread(target=_open_then_run, args=(app,), name="open-logs",
+                         daemon=True).start()
+
+
+def _open_then_run(app: Flask) -> None:
+    try:
+        engine_of(app).open()
+    except BaseException:
+        log.exception("cannot open the data directory; the server stays unavailable")
+        raise
+    _run(app)
+
+
+def _run(app: Flask) -> None:
     engine_of(app).start()
     app.extensions[MANAGER].start()
+    lifecycle = lifecycle_of(app)
+    if lifecycle.state == STARTING:
+        lifecycle.state = READY
 
 
 def _tune_gc() -> None:
@@ -83,8 +133,17 @@ def _tune_gc() -> None:
     gc.set_threshold(50_000, 20, 100)
 
 
+def begin_shutdown(app: Flask) -> None:
+    """SIGTERM: take no new work (503), answer every waiting poll now (empty: nothing is
+    committed on the clients' behalf). The logs are closed by :func:`shutdown` once the
+    requests in flight are done."""
+    lifecycle_of(app).state = DRAINING
+    app.extensions[MANAGER].shutdown()
+
+
 def shutdown(app: Flask) -> None:
     """Answer waiting polls, stop the reaper, then flush and close the logs."""
+    lifecycle_of(app).state = DRAINING
     try:
         app.extensions[MANAGER].shutdown()
     finally:

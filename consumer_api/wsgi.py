@@ -6,4 +6,4 @@ from consumer_api.logs import configure
 
 config = Config.from_env()
 configure(config)
-app = create_app(config)
+app = create_app(config, defer_open=True)

@@ -6,7 +6,8 @@ Encodings (API.md, "Bytes on the wire"):
   never silently decoded.
 * ``text``: a string, stored as its UTF-8 bytes.
 * ``json``: any JSON value, stored as its compact UTF-8 serialisation. JSON ``null`` is a
-  null record value (a tombstone), not the four bytes ``null``.
+  null record value (a tombstone), not the four bytes ``null`` (and stored bytes ``null``,
+  produced in another encoding, read back in base64 under ``json``).
 
 ``null`` is a null key or value in every encoding.
 
@@ -162,10 +163,13 @@ def _text(data):
 
 def _json(data):
     """Stored JSON goes out verbatim (an ``orjson.Fragment``), after a parse that proves it
-    is JSON: no float rounding of big integers, no re-serialisation."""
+    is JSON: no float rounding of big integers, no re-serialisation. The stored text
+    ``null`` cannot be told from a null value in this encoding, so it goes out in base64
+    (ValueError: the caller's fallback)."""
     if data is None:
         return None
-    orjson.loads(data)
+    if orjson.loads(data) is None:
+        raise ValueError("the JSON text null is shown in base64")
     return orjson.Fragment(data)
 
 

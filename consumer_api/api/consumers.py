@@ -6,6 +6,8 @@ from flask import Blueprint
 from consumer_api.api import codec
 from consumer_api.api.context import (manager, offsets_from_wire, offsets_to_wire, principal)
 from consumer_api.api.json_io import json_body, json_response, query_args
+from consumer_api.api.observe import metrics
+from consumer_api.api.security import require
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
                                                 SubscribeSchema)
@@ -43,6 +45,9 @@ def subscribe():
         503: Unavailable
     """
     body = json_body(_subscribe)
+    require("groups", "read", body["group_id"])
+    for topic in body["topics"]:
+        require("topics", "read", topic)
     return manager().subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
                                body["session_timeout_ms"], body["auto_commit"],
                                body["encoding"], principal())
@@ -78,6 +83,9 @@ def consume(consumer_id):
     chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
                                          body["max_bytes_total"], body.get("encoding"),
                                          principal())
+    consumed = metrics().consumed
+    for topic, _partition, records in chunks:
+        consumed.labels(topic).inc(len(records))
     return json_response(b'{"records":%s,"timestamp":%d}' % (
         codec.records_json(chunks, encoding), manager().now_ms()))
 
@@ -186,6 +194,8 @@ def put_assignment(consumer_id):
         404: NotFound
     """
     body = json_body(_assign)
+    for topic in body["topics"]:
+        require("topics", "read", topic)
     return manager().assign(consumer_id, body["topics"], principal())
 
 

@@ -27,8 +27,8 @@ def manager():
 
 def principal():
     """Who is calling (the API key's name when auth is on, else None): sessions belong to it."""
-    from flask import g
-    return g.get("principal")
+    from consumer_api.api.security import owner
+    return owner()
 
 
 def offsets_to_wire(offsets: dict) -> dict:

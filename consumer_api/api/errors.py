@@ -62,7 +62,7 @@ def register(app: Flask) -> None:
     @app.errorhandler(e.ConsumerApiError)
     def domain_error(exc: e.ConsumerApiError):
         status = status_of(exc)
-        if status >= 500:
+        if status >= 500 and status != 503:  # 503: starting or stopping, not a fault
             log.error("request %s: %s: %s", g.get("request_id"), exc.code, exc.text)
         resp = error_response(status, exc.code, exc.text, exc.details)
         for name, value in getattr(exc, "headers", {}).items():

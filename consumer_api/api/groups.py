@@ -5,6 +5,7 @@ from flask import Blueprint
 
 from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire
 from consumer_api.api.json_io import json_body
+from consumer_api.api.security import visible
 from consumer_api.api.schemas.groups import GroupOffsetsRequestSchema
 
 bp = Blueprint("groups", __name__, url_prefix="/api/consumer-groups")
@@ -17,6 +18,7 @@ def list_groups():
     ---
     get:
       summary: Every group with members or committed offsets
+      description: With API keys, only the groups the key has a right on.
       tags: [consumer-groups]
       operationId: listGroups
       responses:
@@ -24,7 +26,8 @@ def list_groups():
           description: groups, sorted by id
           content: {application/json: {schema: GroupListSchema}}
     """
-    return {"groups": manager().groups.list_groups()}
+    return {"groups": [g for g in manager().groups.list_groups()
+                       if visible("groups", g["group_id"])]}
 
 
 @bp.get("/<group>")

@@ -1,5 +1,7 @@
 """Health routes: liveness and readiness."""
-from flask import Blueprint
+from flask import Blueprint, current_app
+
+from consumer_api.api.lifecycle import lifecycle_of
 
 bp = Blueprint("health", __name__, url_prefix="/api/health")
 
@@ -54,4 +56,5 @@ def ready():
           content: {application/json: {schema: HealthSchema, example: {status: ok}}}
         503: Unavailable
     """
+    lifecycle_of(current_app).check()
     return {"status": "ok"}

@@ -6,6 +6,7 @@ from flask import Blueprint, current_app
 from consumer_api.api import codec
 from consumer_api.api.context import backend, settings
 from consumer_api.api.json_io import json_response, query_args, raw_json_body, validate
+from consumer_api.api.observe import metrics
 from consumer_api.api.schemas.records import ProduceRequestSchema, ReadQuerySchema
 from consumer_api.errors import InvalidRequest, PartitionNotFound
 
@@ -72,6 +73,7 @@ def produce(topic):
     """
     records, partitions = parse_produce_body(raw_json_body(), settings().max_records_per_produce)
     offsets = backend().produce(topic, records, partitions)
+    metrics().produced.labels(topic).inc(len(offsets))
     return {"offsets": [{"partition": p, "offset": o, "timestamp": t} for p, o, t in offsets]}
 
 

@@ -44,7 +44,7 @@ def documented_rules(app: Flask):
             yield rule
 
 
-def build_spec(app: Flask) -> dict:
+def build_spec(app: Flask, secured: bool = False) -> dict:
     template = load_template()
     components = template.pop("components", {})
     info = template.pop("info")
@@ -62,7 +62,7 @@ def build_spec(app: Flask) -> dict:
         for endpoint in sorted({rule.endpoint for rule in documented_rules(app)}):
             spec.path(view=app.view_functions[endpoint], app=app)
     document = spec.to_dict()
-    _add_common_responses(document)
+    _add_common_responses(document, secured)
     return document
 
 
@@ -71,9 +71,18 @@ _BODY_RESPONSES = {"413": "PayloadTooLarge"}
 _WRITE_RESPONSES = {"507": "InsufficientStorage"}
 
 
-def _add_common_responses(document: dict) -> None:
+_API_RESPONSES = {"503": "Unavailable"}
+_SECURED_RESPONSES = {"401": "Unauthorized", "403": "Forbidden"}
+
+
+def _add_common_responses(document: dict, secured: bool) -> None:
     """Every operation with a body can get 413 (the body limit); every write (POST, PUT,
-    DELETE: they append to a topic or the offsets log) can get 507 (disk full)."""
+    DELETE: they append to a topic or the offsets log) can get 507 (disk full); every API
+    operation (all but those declaring ``security: []``) can get 503 (starting or shutting
+    down) and, when the server has API keys (``secured``: the document then requires the
+    bearer scheme), 401 and 403."""
+    if secured:
+        document["security"] = [{"apiKey": []}]
     for operations in document["paths"].values():
         for method, operation in operations.items():
             extra = {}
@@ -81,13 +90,17 @@ def _add_common_responses(document: dict) -> None:
                 extra.update(_BODY_RESPONSES)
             if method in ("post", "put", "delete"):
                 extra.update(_WRITE_RESPONSES)
+            if operation.get("security") != []:
+                extra.update(_API_RESPONSES)
+                if secured:
+                    extra.update(_SECURED_RESPONSES)
             for status, name in extra.items():
                 operation["responses"].setdefault(
                     status, {"$ref": f"#/components/responses/{name}"})
 
 
-def init_swagger(app: Flask) -> None:
-    document = build_spec(app)
+def init_swagger(app: Flask, secured: bool = False) -> None:
+    document = build_spec(app, secured)
     app.extensions["consumer_api.openapi"] = document
     Swagger(app, template=document, config={
         "openapi": document["openapi"],

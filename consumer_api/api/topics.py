@@ -5,6 +5,7 @@ from flask import Blueprint
 
 from consumer_api.api.context import backend
 from consumer_api.api.json_io import json_body
+from consumer_api.api.security import require, visible
 from consumer_api.api.schemas.topics import TopicCreateSchema
 
 bp = Blueprint("topics", __name__, url_prefix="/api/topics")
@@ -36,6 +37,7 @@ def create_topic():
         409: Conflict
     """
     body = json_body(_create)
+    require("topics", "admin", body["name"])
     return backend().create_topic(body["name"], body["partitions"], body.get("config")), 201
 
 
@@ -45,6 +47,7 @@ def list_topics():
     ---
     get:
       summary: List topics with their partitions' offsets
+      description: With API keys, only the topics the key has a right on.
       tags: [topics]
       operationId: listTopics
       responses:
@@ -54,7 +57,7 @@ def list_topics():
             application/json:
               schema: TopicListSchema
     """
-    return {"topics": backend().list_topics()}
+    return {"topics": [t for t in backend().list_topics() if visible("topics", t["name"])]}
 
 
 @bp.get("/<topic>")

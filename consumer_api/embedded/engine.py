@@ -40,28 +40,42 @@ def _raise_open_files_limit() -> None:
 
 
 class Engine:
-    def __init__(self, config: Config, now_ms=wall_clock_ms):
+    """``Engine(config)`` takes the data directory's lock at once (a second process fails
+    fast) and, unless ``open_now`` is False, opens and recovers every log; a server opens
+    them in the background with :meth:`open` so that it can answer health probes (``ready``
+    is 503) meanwhile."""
+
+    def __init__(self, config: Config, now_ms=wall_clock_ms, open_now: bool = True):
         self.config = config
         self._now_ms = now_ms
+        self.is_open = False
+        self.open_seconds = 0.0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._last_retention_ms = 0
         _raise_open_files_limit()
-        started = time.monotonic()
         self._dir_lock = DataDirLock(config.data_dir)
+        if open_now:
+            self.open()
+
+    def open(self) -> None:
+        """Open every topic (recovering their logs) and the consumer groups' offsets."""
+        started = time.monotonic()
         try:
-            self.topics = TopicRegistry(config.data_dir, log_defaults(config), now_ms)
-            self.groups = GroupService(self.topics, config.data_dir, config.default_assignor,
-                                       now_ms)
+            self.topics = TopicRegistry(self.config.data_dir, log_defaults(self.config),
+                                        self._now_ms)
+            self.groups = GroupService(self.topics, self.config.data_dir,
+                                       self.config.default_assignor, self._now_ms)
         except BaseException:
             if hasattr(self, "topics"):
                 self.topics.close()
             self._dir_lock.release()
             raise
         self.open_seconds = time.monotonic() - started
+        self.is_open = True
         log.info("opened %s: %d topics in %.3f s, %d bytes dropped by recovery",
-                 config.data_dir, len(self.topics.list()), self.open_seconds,
+                 self.config.data_dir, len(self.topics.list()), self.open_seconds,
                  self.topics.recovered_bytes_dropped)
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._last_retention_ms = 0
 
     # -- topics and records (the backend seam: consumer_api.backend.Backend) ---------------
 
@@ -229,6 +243,10 @@ class Engine:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
+        if not self.is_open:
+            self._dir_lock.release()
+            return
+        self.is_open = False
         try:
             self.groups.close()
         finally:

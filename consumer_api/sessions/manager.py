@@ -45,7 +45,6 @@ class ConsumerManager:
     def __init__(self, backend, max_sessions: int = 10_000, clock=time.monotonic,
                  now_ms=wall_clock_ms):
         self.backend = backend
-        self.groups = backend.groups
         self.max_sessions = max_sessions
         self.clock = clock
         self.now_ms = now_ms
@@ -57,6 +56,11 @@ class ConsumerManager:
         self._stopping = False
         self._reaper: threading.Thread | None = None
         self.expired_total = 0
+
+    @property
+    def groups(self):
+        """The backend's GroupService (there once the backend has opened its data)."""
+        return self.backend.groups
 
     # -- session table ---------------------------------------------------------------------
 

@@ -19,12 +19,12 @@ def openapi_built_once():
     such a module (``pytestmark = pytest.mark.usefixtures("openapi_built_once")``) builds
     it once. Each test still gets its own fresh app from ``create_app``. Module-scoped, so
     it never leaks into the Swagger tests."""
-    real, cache = spec.build_spec, []
+    real, cache = spec.build_spec, {}
 
-    def build_once(app):
-        if not cache:
-            cache.append(real(app))
-        return copy.deepcopy(cache[0])
+    def build_once(app, secured=False):
+        if secured not in cache:
+            cache[secured] = real(app, secured)
+        return copy.deepcopy(cache[secured])
 
     with pytest.MonkeyPatch.context() as mp:
         mp.setattr(spec, "build_spec", build_once)

@@ -8,7 +8,7 @@ API (for this file's tests and later ones: nginx in front, long-polls, ...):
 
 * :func:`spawn_server` starts a server and returns at once (no readiness wait): for servers
   that are expected to fail.
-* :func:`start_server` is a context manager: spawn, wait until ``GET /api/health`` answers,
+* :func:`start_server` is a context manager: spawn, wait until ``GET /api/health/ready`` answers,
   yield the :class:`ServerProcess`, kill it (whole process group) on the way out.
 * fixtures: ``server_factory(data_dir=None, **env)`` starts ready servers that are killed at
   teardown; ``server`` is one such server on a fresh data directory.
@@ -36,7 +36,7 @@ import requests
 REPO_ROOT = Path(__file__).resolve().parents[2]
 READY_TIMEOUT_S = 20.0
 STOP_TIMEOUT_S = 15.0
-HEALTH_PATH = "/api/health"
+HEALTH_PATH = "/api/health/ready"
 
 
 class ServerError(AssertionError):
@@ -97,7 +97,7 @@ class ServerProcess:
         return self.proc.poll()
 
     def wait_ready(self, timeout: float = READY_TIMEOUT_S) -> "ServerProcess":
-        """Poll ``GET /api/health`` until it answers 200 (bounded); fail with the output if
+        """Poll ``GET /api/health/ready`` until it answers 200 (bounded); fail with the output if
         the server exits first or does not answer within ``timeout`` seconds."""
         deadline = time.monotonic() + timeout
         last = None

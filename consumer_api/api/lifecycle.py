@@ -1,0 +1,44 @@
+"""Where the server is in its life: ``starting`` (recovering its logs), ``ready``,
+``draining`` (SIGTERM: no new work, waiting polls answered, logs about to close).
+
+While not ready, every ``/api`` route but the health probes answers ``503 unavailable``;
+``/api/health/ready`` says 503 too, so a load balancer stops sending work. The state is one
+attribute, written by the starting thread and the signal path, read by request threads.
+"""
+from __future__ import annotations
+
+from flask import Flask, request
+
+from consumer_api.errors import Unavailable
+
+STARTING, READY, DRAINING = "starting", "ready", "draining"
+LIFECYCLE = "consumer_api.lifecycle"
+MESSAGES = {STARTING: "the server is starting: recovering its logs",
+            DRAINING: "the server is shutting down"}
+
+
+class Lifecycle:
+    def __init__(self, state: str = STARTING):
+        self.state = state
+
+    @property
+    def ready(self) -> bool:
+        return self.state == READY
+
+    def check(self) -> None:
+        if self.state != READY:
+            raise Unavailable(MESSAGES[self.state], {"state": self.state})
+
+
+def init_lifecycle(app: Flask, lifecycle: Lifecycle) -> None:
+    app.extensions[LIFECYCLE] = lifecycle
+
+    @app.before_request
+    def gate():
+        if request.method != "OPTIONS" and request.path.startswith("/api/") \
+                and not request.path.startswith("/api/health"):
+            lifecycle.check()
+
+
+def lifecycle_of(app: Flask) -> Lifecycle:
+    return app.extensions[LIFECYCLE]
