@@ -1,0 +1,215 @@
+"""A Python client for consumer-api, over ``requests``.
+
+::
+
+    from consumer_api.client import Client, Record
+
+    client = Client("http://127.0.0.1:8080", api_key=None)
+    client.create_topic("orders", partitions=3)
+    client.produce("orders", [b"raw bytes", "text", {"a": 1},
+                              Record({"a": 2}, key="user-1", headers={"src": "app"})])
+    with client.consumer("billing", ["orders"], auto_offset_reset="earliest",
+                         value_format="json", commit_each_batch=True) as consumer:
+        for record in consumer:
+            print(record.partition, record.offset, record.key, record.value)
+
+Values and keys: ``bytes`` go as they are, ``str`` as UTF-8, ``None`` is a null (a
+tombstone), and anything else -- a ``dict`` included -- as its compact JSON. A ``dict`` is
+always a JSON value, never a record: use :class:`Record` for keys, partitions, headers or
+timestamps. Everything travels base64-encoded, so any bytes survive.
+
+One ``requests.Session`` (keep-alive) per client; not meant to be shared by threads that
+use it at the same time (make a client per thread). Errors are the typed exceptions of
+:mod:`consumer_api.client.errors`, carrying the server's ``code``.
+"""
+from __future__ import annotations
+
+import base64
+import json
+from dataclasses import dataclass
+from typing import Any, Iterable
+from urllib.parse import quote
+
+import requests
+
+from consumer_api.client import errors
+from consumer_api.client.consumer import ConsumedRecord, Consumer
+from consumer_api.client.errors import ApiError, ClientError, ConnectionFailed
+
+__all__ = ["Client", "Record", "Consumer", "ConsumedRecord", "errors", "ApiError",
+           "ClientError", "ConnectionFailed"]
+
+#: records per produce request, and payload bytes per request (the server takes 16 MiB)
+BATCH_RECORDS = 5000
+BATCH_BYTES = 8 << 20
+
+
+@dataclass
+class Record:
+    """A record to produce with more than a value."""
+
+    value: Any
+    key: Any = None
+    partition: int | None = None
+    headers: dict | None = None
+    timestamp: int | None = None
+
+
+def to_bytes(value) -> bytes | None:
+    """The bytes a value stands for (see the module docstring)."""
+    if value is None or isinstance(value, bytes):
+        return value
+    if isinstance(value, (bytearray, memoryview)):
+        return bytes(value)
+    if isinstance(value, str):
+        return value.encode("utf-8")
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
+
+
+def _b64(value) -> str | None:
+    data = to_bytes(value)
+    return None if data is None else base64.b64encode(data).decode("ascii")
+
+
+def _wire_record(item) -> dict:
+    if not isinstance(item, Record):
+        return {"value": _b64(item)}
+    out = {"value": _b64(item.value)}
+    if item.key is not None:
+        out["key"] = _b64(item.key)
+    for name in ("partition", "headers", "timestamp"):
+        if getattr(item, name) is not None:
+            out[name] = getattr(item, name)
+    return out
+
+
+class Client:
+    def __init__(self, base_url: str = "http://127.0.0.1:8080", api_key: str | None = None,
+                 timeout: float = 30.0, connect_timeout: float = 5.0):
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.connect_timeout = connect_timeout
+        self.session = requests.Session()
+        self.session.headers["Accept"] = "application/json"
+        if api_key:
+            self.session.headers["Authorization"] = f"Bearer {api_key}"
+
+    # -- plumbing --------------------------------------------------------------------------
+
+    def request(self, method: str, path: str, json_body=None, params=None,
+                read_timeout: float | None = None):
+        """Send a request; return the parsed JSON body, raise a typed error otherwise."""
+        try:
+            resp = self.session.request(
+                method, self.base_url + path, json=json_body, params=params,
+                timeout=(self.connect_timeout, read_timeout or self.timeout))
+        except requests.RequestException as exc:
+            raise ConnectionFailed(f"cannot reach {self.base_url}: {exc}") from exc
+        try:
+            body = resp.json()
+        except ValueError:
+            body = None
+        if resp.status_code >= 400:
+            raise errors.from_response(resp.status_code, body)
+        return body
+
+    def close(self) -> None:
+        self.session.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.close()
+
+    # -- topics ----------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int = 1, config: dict | None = None) -> dict:
+        body = {"name": name, "partitions": partitions}
+        if config:
+            body["config"] = config
+        return self.request("POST", "/api/topics", body)
+
+    def list_topics(self) -> list[dict]:
+        return self.request("GET", "/api/topics")["topics"]
+
+    def describe_topic(self, name: str) -> dict:
+        return self.request("GET", f"/api/topics/{_quote(name)}")
+
+    def delete_topic(self, name: str) -> None:
+        self.request("DELETE", f"/api/topics/{_quote(name)}")
+
+    # -- records ---------------------------------------------------------------------------
+
+    def produce(self, topic: str, records: Iterable) -> list[dict]:
+        """Append records (values or :class:`Record`); returns ``{partition, offset,
+        timestamp}`` per record, in order. Large inputs go in several requests (each one is
+        stored whole or not at all)."""
+        offsets: list[dict] = []
+        for batch in self._batches(records):
+            offsets.extend(self.request("POST", f"/api/topics/{_quote(topic)}/records",
+                                        {"records": batch})["offsets"])
+        return offsets
+
+    @staticmethod
+    def _batches(records: Iterable):
+        batch, size = [], 0
+        for item in records:
+            wire = _wire_record(item)
+            weight = len(wire.get("value") or "") + len(wire.get("key") or "") + 64
+            if batch and (len(batch) >= BATCH_RECORDS or size + weight > BATCH_BYTES):
+                yield batch
+                batch, size = [], 0
+            batch.append(wire)
+            size += weight
+        if batch:
+            yield batch
+
+    def read(self, topic: str, partition: int, offset: int | None = None,
+             max_records: int = 500, value_format: str = "bytes") -> list[ConsumedRecord]:
+        """Stateless read of one partition (no consumer group)."""
+        params = {"max_records": max_records}
+        if offset is not None:
+            params["offset"] = offset
+        body = self.request("GET", f"/api/topics/{_quote(topic)}/partitions/{partition}/records",
+                            params=params)
+        return [ConsumedRecord.from_wire(r, value_format, "bytes") for r in body["records"]]
+
+    # -- consumers -------------------------------------------------------------------------
+
+    def consumer(self, group_id: str, topics, **options) -> Consumer:
+        """A :class:`Consumer` (a context manager: subscribes on enter, unsubscribes on
+        exit). Options: auto_offset_reset, value_format, key_format, session_timeout_ms,
+        auto_commit, commit_each_batch, max_records, timeout_ms, max_bytes_total,
+        recreate_on_expiry."""
+        return Consumer(self, group_id, [topics] if isinstance(topics, str) else list(topics),
+                        **options)
+
+    # -- groups ----------------------------------------------------------------------------
+
+    def list_groups(self) -> list[dict]:
+        return self.request("GET", "/api/consumer-groups")["groups"]
+
+    def describe_group(self, group_id: str) -> dict:
+        return self.request("GET", f"/api/consumer-groups/{_quote(group_id)}")
+
+    def reset_group(self, group_id: str, to: str, topics=None) -> dict:
+        """Move an empty group's committed offsets to ``earliest`` or ``latest``."""
+        body = {"reset": to}
+        if topics:
+            body["topics"] = list(topics)
+        return self.request("POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
+                            body)["offsets"]
+
+    def set_group_offsets(self, group_id: str, offsets: dict) -> dict:
+        """``offsets``: ``{topic: {partition: offset}}``."""
+        wire = {t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()}
+        return self.request("POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
+                            {"offsets": wire})["offsets"]
+
+    def delete_group(self, group_id: str) -> None:
+        self.request("DELETE", f"/api/consumer-groups/{_quote(group_id)}")
+
+
+def _quote(text: str) -> str:
+    return quote(text, safe="")

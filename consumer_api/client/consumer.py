@@ -1,0 +1,194 @@
+"""A consumer session as a Python object: subscribe on enter, long-poll while iterating,
+unsubscribe on exit (also on exceptions and Ctrl-C).
+
+Delivery is at least once: with ``commit_each_batch`` the positions are committed after a
+batch has been handed out *in full* (the next poll commits it), so a crash or a break in
+the middle of a batch makes its records come again to the next member, never lost.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import logging
+from dataclasses import dataclass
+from urllib.parse import quote
+
+from consumer_api.client.errors import ApiError, ConsumerNotFound
+
+log = logging.getLogger(__name__)
+FORMATS = ("bytes", "text", "json")
+
+
+@dataclass(frozen=True)
+class ConsumedRecord:
+    topic: str
+    partition: int
+    offset: int
+    timestamp: int
+    key: object
+    value: object
+    headers: dict
+
+    @classmethod
+    def from_wire(cls, rec: dict, value_format: str, key_format: str) -> "ConsumedRecord":
+        return cls(rec["topic"], rec["partition"], rec["offset"], rec["timestamp"],
+                   _decode(rec["key"], key_format), _decode(rec["value"], value_format),
+                   rec.get("headers") or {})
+
+
+def _decode(wire, fmt: str):
+    if wire is None:
+        return None
+    data = base64.b64decode(wire)
+    if fmt == "bytes":
+        return data
+    if fmt == "text":
+        return data.decode("utf-8")
+    return json.loads(data)
+
+
+def _offsets_to_wire(offsets: dict) -> dict:
+    """``{topic: {partition: offset}}`` or ``{(topic, partition): offset}`` -> wire form."""
+    out: dict = {}
+    for k, v in offsets.items():
+        if isinstance(k, tuple):
+            out.setdefault(k[0], {})[str(k[1])] = v
+        else:
+            out[k] = {str(p): o for p, o in v.items()}
+    return out
+
+
+def _offsets_from_wire(wire: dict) -> dict:
+    return {(t, int(p)): o for t, parts in wire.items() for p, o in parts.items()}
+
+
+class Consumer:
+    def __init__(self, client, group_id: str, topics: list, *, auto_offset_reset: str = "latest",
+                 value_format: str = "bytes", key_format: str | None = None,
+                 session_timeout_ms: int | None = None, auto_commit: bool = False,
+                 commit_each_batch: bool = False, max_records: int = 500,
+                 timeout_ms: int = 30000, max_bytes_total: int | None = None,
+                 recreate_on_expiry: bool = False):
+        if value_format not in FORMATS or (key_format or "bytes") not in FORMATS:
+            raise ValueError(f"formats are one of {', '.join(FORMATS)}")
+        self.client = client
+        self.group_id = group_id
+        self.topics = topics
+        self.value_format = value_format
+        self.key_format = key_format or ("bytes" if value_format == "bytes" else "text")
+        self.commit_each_batch = commit_each_batch
+        self.recreate_on_expiry = recreate_on_expiry
+        self.max_records = max_records
+        self.timeout_ms = timeout_ms
+        self.max_bytes_total = max_bytes_total
+        self._subscription = {"group_id": group_id, "topics": topics,
+                              "auto_offset_reset": auto_offset_reset, "auto_commit": auto_commit}
+        if session_timeout_ms is not None:
+            self._subscription["session_timeout_ms"] = session_timeout_ms
+        self.consumer_id: str | None = None
+        self._uncommitted = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def subscribe(self) -> dict:
+        body = self.client.request("POST", "/api/consumers/subscribe", self._subscription)
+        self.consumer_id = body["consumer_id"]
+        return body
+
+    def close(self, commit: bool = False) -> None:
+        """Leave the group (optionally committing the positions first). Idempotent."""
+        if self.consumer_id is None:
+            return
+        consumer_id, self.consumer_id = self.consumer_id, None
+        try:
+            self.client.request("DELETE", f"/api/consumers/{consumer_id}",
+                                params={"commit": "true"} if commit else None)
+        except ConsumerNotFound:
+            pass  # expired already: nothing to leave
+
+    def __enter__(self) -> "Consumer":
+        self.subscribe()
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        try:
+            self.close()
+        except ApiError:
+            if exc_type is None:
+                raise
+            log.warning("closing consumer %s failed while handling %s", self.group_id, exc_type)
+
+    # -- session calls ---------------------------------------------------------------------
+
+    def _call(self, method: str, action: str, body=None, read_timeout: float | None = None):
+        if self.consumer_id is None:
+            self.subscribe()
+        path = f"/api/consumers/{quote(self.consumer_id, safe='')}/{action}".rstrip("/")
+        try:
+            return self.client.request(method, path, body, read_timeout=read_timeout)
+        except ConsumerNotFound:
+            if not self.recreate_on_expiry:
+                raise
+            log.info("consumer session of group %s expired: subscribing again", self.group_id)
+            self.subscribe()
+            path = f"/api/consumers/{quote(self.consumer_id, safe='')}/{action}".rstrip("/")
+            return self.client.request(method, path, body, read_timeout=read_timeout)
+
+    def poll(self, timeout_ms: int | None = None, max_records: int | None = None) -> list:
+        """One long-poll: records as soon as there are any, [] after ``timeout_ms``."""
+        if self.commit_each_batch and self._uncommitted:
+            self.commit()
+        timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
+        body = {"timeout_ms": timeout_ms, "max_records": max_records or self.max_records}
+        if self.max_bytes_total:
+            body["max_bytes_total"] = self.max_bytes_total
+        got = self._call("POST", "consume", body, read_timeout=timeout_ms / 1000 + 30)
+        records = [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
+                   for r in got["records"]]
+        self._uncommitted = self._uncommitted or bool(records)
+        return records
+
+    def __iter__(self):
+        """Records forever (until the loop is left); each poll first commits the previous
+        batch when ``commit_each_batch``."""
+        while True:
+            yield from self.poll()
+
+    def commit(self, offsets: dict | None = None) -> dict:
+        """Commit the positions (exactly the records handed out so far), or ``offsets``
+        (``{topic: {partition: offset}}`` or ``{(topic, partition): offset}``)."""
+        body = {} if offsets is None else {"offsets": _offsets_to_wire(offsets)}
+        done = self._call("POST", "commit", body)["offsets"]
+        if offsets is None:
+            self._uncommitted = False
+        return _offsets_from_wire(done)
+
+    def seek(self, topic: str | None = None, partition: int | None = None, *,
+             offset: int | None = None, position: str | None = None,
+             timestamp: int | None = None) -> dict:
+        """Move positions: ``offset`` (one partition), ``position`` "beginning"/"end", or
+        ``timestamp`` (epoch ms); without topic/partition, every assigned partition."""
+        body = {k: v for k, v in (("topic", topic), ("partition", partition),
+                                  ("offset", offset), ("position", position),
+                                  ("timestamp", timestamp)) if v is not None}
+        return _offsets_from_wire(self._call("POST", "seek", body)["offsets"])
+
+    def seek_to_beginning(self, topic: str | None = None) -> dict:
+        return self.seek(topic, position="beginning")
+
+    def seek_to_end(self, topic: str | None = None) -> dict:
+        return self.seek(topic, position="end")
+
+    def position(self) -> dict:
+        return _offsets_from_wire(self._call("GET", "position")["offsets"])
+
+    def committed(self) -> dict:
+        return _offsets_from_wire(self._call("GET", "committed")["offsets"])
+
+    def assignment(self) -> dict:
+        """``{topic: [partitions]}`` this session reads now."""
+        return self._call("GET", "assignment")["assignment"]
+
+    def assign(self, topics: dict) -> dict:
+        """Manual assignment ``{topic: [partitions]}`` (leaves group management)."""
+        return self._call("PUT", "assignment", {"topics": topics})["assignment"]

@@ -1,0 +1,69 @@
+"""Typed errors of the client: one class per error ``code`` of the server's envelope.
+
+``ApiError`` carries what the server said: ``status`` (HTTP), ``code`` (e.g.
+``topic_not_found``), ``message`` and ``details``. ``ConnectionFailed`` is raised when the
+server cannot be reached at all.
+"""
+from __future__ import annotations
+
+
+class ClientError(Exception):
+    """Root of everything the client raises."""
+
+
+class ConnectionFailed(ClientError):
+    """The server could not be reached (refused, timed out, DNS...)."""
+
+
+class ApiError(ClientError):
+    code = "error"
+
+    def __init__(self, message: str, status: int = 0, code: str | None = None,
+                 details: dict | None = None):
+        super().__init__(message)
+        self.message = message
+        self.status = status
+        self.code = code or self.code
+        self.details = details or {}
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.code}, HTTP {self.status})" if self.status else self.message
+
+
+def _error(name: str, code: str, doc: str) -> type:
+    return type(name, (ApiError,), {"code": code, "__doc__": doc})
+
+
+InvalidRequest = _error("InvalidRequest", "invalid_request", "400: the request was refused")
+OffsetOutOfRange = _error("OffsetOutOfRange", "offset_out_of_range",
+                          "400: details give log_start_offset and high_watermark")
+Unauthorized = _error("Unauthorized", "unauthorized", "401: API key missing or wrong")
+Forbidden = _error("Forbidden", "forbidden", "403: the key lacks the right")
+NotFound = _error("NotFound", "not_found", "404: no such route")
+ConsumerNotFound = _error("ConsumerNotFound", "consumer_not_found",
+                          "404: the session is unknown, closed or expired")
+TopicNotFound = _error("TopicNotFound", "topic_not_found", "404")
+PartitionNotFound = _error("PartitionNotFound", "partition_not_found", "404")
+GroupNotFound = _error("GroupNotFound", "group_not_found", "404")
+TopicExists = _error("TopicExists", "topic_exists", "409")
+PartitionNotAssigned = _error("PartitionNotAssigned", "partition_not_assigned",
+                              "409: the partition belongs to another member now")
+GroupNotEmpty = _error("GroupNotEmpty", "group_not_empty", "409")
+PayloadTooLarge = _error("PayloadTooLarge", "payload_too_large", "413")
+TooManyConsumers = _error("TooManyConsumers", "too_many_consumers", "429")
+Unavailable = _error("Unavailable", "unavailable", "503: starting or shutting down")
+InsufficientStorage = _error("InsufficientStorage", "insufficient_storage", "507: disk full")
+
+BY_CODE = {cls.code: cls for cls in (
+    InvalidRequest, OffsetOutOfRange, Unauthorized, Forbidden, NotFound, ConsumerNotFound,
+    TopicNotFound, PartitionNotFound, GroupNotFound, TopicExists, PartitionNotAssigned,
+    GroupNotEmpty, PayloadTooLarge, TooManyConsumers, Unavailable, InsufficientStorage)}
+
+
+def from_response(status: int, body) -> ApiError:
+    """The typed error for an error response (its JSON body, or None if it had none)."""
+    if isinstance(body, dict) and isinstance(body.get("code"), str):
+        cls = BY_CODE.get(body["code"], ApiError)
+        return cls(str(body.get("error") or body["code"]), status, body["code"],
+                   body.get("details") if isinstance(body.get("details"), dict) else {})
+    return ApiError(f"HTTP {status} without an error body", status)
