@@ -109,11 +109,25 @@ class KeyRing:
         for i, key in enumerate(plain, 1):
             entries.append((_sha256(key), Principal(f"key-{i}", superuser=True)))
         if api_keys_file:
-            entries.extend(load_keys_file(api_keys_file))
-        names = [p.name for _, p in entries]
-        if len(set(names)) != len(names):
-            raise KeysFileError("API key names must be unique")
+            from_file = load_keys_file(api_keys_file)
+            if not from_file and not entries:
+                raise KeysFileError(f"{api_keys_file} defines no keys: the server would be "
+                                    "open to anyone; add keys or unset CONSUMER_API_API_KEYS_FILE")
+            _check_unique_names(api_keys_file, entries, from_file)
+            entries.extend(from_file)
         return cls(entries)
+
+
+def _check_unique_names(path: str, env_entries: list, file_entries: list) -> None:
+    """Names identify keys in logs and own sessions: they must be unique. Keys from
+    CONSUMER_API_API_KEYS are named key-1, key-2, ... in their order."""
+    seen = {p.name: "CONSUMER_API_API_KEYS" for _, p in env_entries}
+    for i, (_, principal) in enumerate(file_entries):
+        if principal.name in seen:
+            raise KeysFileError(f"{path}: keys[{i}]: the name {principal.name!r} is used "
+                                f"already (by {seen[principal.name]}; keys from "
+                                "CONSUMER_API_API_KEYS are named key-1, key-2, ...)")
+        seen[principal.name] = f"keys[{i}]"
 
 
 def load_keys_file(path: str) -> list[tuple[bytes, Principal]]:

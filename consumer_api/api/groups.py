@@ -5,7 +5,7 @@ from flask import Blueprint
 
 from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire
 from consumer_api.api.json_io import json_body
-from consumer_api.api.security import visible
+from consumer_api.api.security import require, visible
 from consumer_api.api.schemas.groups import GroupOffsetsRequestSchema
 
 bp = Blueprint("groups", __name__, url_prefix="/api/consumer-groups")
@@ -36,6 +36,7 @@ def describe_group(group):
     ---
     get:
       summary: Members, assignments, committed offsets and lag
+      description: With API keys, rows of topics the key has no right on are left out.
       tags: [consumer-groups]
       operationId: describeGroup
       parameters: [group]
@@ -45,7 +46,13 @@ def describe_group(group):
           content: {application/json: {schema: GroupDescriptionSchema}}
         404: NotFound
     """
-    return manager().describe_group(group)
+    info = manager().describe_group(group)
+    info["offsets"] = [row for row in info["offsets"] if visible("topics", row["topic"])]
+    for member in info["members"]:  # topics the key has no right on stay hidden
+        member["topics"] = [t for t in member["topics"] if visible("topics", t)]
+        member["assignment"] = {t: ps for t, ps in member["assignment"].items()
+                                if visible("topics", t)}
+    return info
 
 
 @bp.post("/<group>/offsets")
@@ -72,6 +79,8 @@ def set_offsets(group):
         409: Conflict
     """
     body = json_body(_offsets)
+    for topic in list(body.get("offsets", {})) + list(body.get("topics") or ()):
+        require("topics", "read", topic)
     done = manager().groups.set_offsets(
         group, offsets_from_wire(body["offsets"]) if "offsets" in body else None,
         body.get("reset"), body.get("topics"))
