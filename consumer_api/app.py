@@ -15,6 +15,7 @@ import gc
 import itertools
 import logging
 import os
+import re
 import threading
 
 from flask import Flask, g, request
@@ -34,6 +35,8 @@ from consumer_api.metrics import Metrics
 from consumer_api.sessions.manager import ConsumerManager
 
 REQUEST_ID_HEADER = "X-Request-ID"
+#: a caller's request id is kept only if it is plainly an id (it goes into every log line)
+_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 log = logging.getLogger(__name__)
 
 
@@ -62,8 +65,9 @@ def create_app(config: Config | None = None, engine: Engine | None = None,
 
 
 def _request_ids(app: Flask) -> None:
-    """Every request gets an id: the caller's ``X-Request-ID`` (nginx passes one) or a new
-    one; it is echoed in the response and names the request in the logs."""
+    """Every request gets an id: the caller's ``X-Request-ID`` (nginx passes one) when it
+    is 1-64 characters of letters, digits and ``._:-``, else a new one; it is echoed in the
+    response and names the request in the logs."""
 
     prefix = os.urandom(6).hex()  # new ids: unique per process start, then a counter
     counter = itertools.count(1)
@@ -71,8 +75,7 @@ def _request_ids(app: Flask) -> None:
     @app.before_request
     def assign():
         given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given[:64] if given.isprintable() and given else \
-            f"{prefix}{next(counter):08x}"
+        g.request_id = given if _REQUEST_ID.fullmatch(given) else f"{prefix}{next(counter):08x}"
 
     @app.after_request
     def echo(resp):

@@ -43,6 +43,8 @@ class Config:
     def __post_init__(self):
         if self.flush_policy not in ("always", "interval"):
             raise ValueError(f"flush_policy must be 'always' or 'interval', not {self.flush_policy!r}")
+        if self.log_format not in ("plain", "json"):
+            raise ValueError(f"log_format must be 'plain' or 'json', not {self.log_format!r}")
         if self.segment_bytes < 1024:
             raise ValueError("segment_bytes must be at least 1024")
 
@@ -71,4 +73,6 @@ def _parse(name: str, raw: str, kind: str):
             raise ValueError(f"{name} must be an integer, not {raw!r}") from None
     if kind == "bool":
         return raw.strip().lower() in ("1", "true", "yes", "on")
+    if name.endswith(("_POLICY", "_FORMAT", "_ASSIGNOR")):  # keywords: any case will do
+        return raw.strip().lower()
     return raw

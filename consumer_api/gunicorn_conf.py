@@ -53,6 +53,7 @@ def _drain_on_sigterm(worker):
         stop(sig, frame)
 
     signal.signal(signal.SIGTERM, handle_exit)
+    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn had it: no EINTR in requests
 
 
 def _throttle_heartbeat(worker, every_s=1.0):

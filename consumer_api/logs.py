@@ -20,7 +20,17 @@ DATE = "%Y-%m-%d %H:%M:%S %z"
 
 
 def access_text(fields: dict) -> str:
-    return " ".join(f"{k}={v}" for k, v in fields.items() if v is not None)
+    """``key=value`` pairs; a value that could break the line or fake a field (spaces,
+    ``=``, quotes, control characters -- a consumer id comes from the URL) is written as a
+    JSON string, so one request is always exactly one line."""
+    return " ".join(f"{k}={_safe(v)}" for k, v in fields.items() if v is not None)
+
+
+def _safe(value) -> str:
+    text = str(value)
+    if text and text.isprintable() and not any(c in text for c in ' ="\\'):
+        return text
+    return json.dumps(text)
 
 
 class PlainFormatter(logging.Formatter):
