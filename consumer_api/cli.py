@@ -192,8 +192,14 @@ def produce(ctx, topic, source, fmt, key_separator, progress):
     total = _size(source)
     show = sys.stderr.isatty() if progress is None else progress
     produced, partitions = 0, {}
-    with click.progressbar(length=total or 0, label=f"producing to {topic}", file=sys.stderr,
-                           show_pos=not total) if show else _NoBar() as bar:
+    label = f"producing to {topic}"
+    if not show:
+        bar = _NoBar()
+    elif total:  # a file: a bar over its bytes
+        bar = click.progressbar(length=total, label=label, file=sys.stderr)
+    else:  # a pipe: no total to show, a running count instead
+        bar = _RunningCount(label)
+    with bar:
         for batch, consumed in _line_batches(source, fmt, key_separator):
             for o in client.produce(topic, batch):
                 partitions[o["partition"]] = partitions.get(o["partition"], 0) + 1
@@ -214,6 +220,22 @@ class _NoBar:
 
     def update(self, n):
         pass
+
+
+class _RunningCount(_NoBar):
+    """Progress without a known total: ``label: N records`` rewritten in place."""
+
+    def __init__(self, label: str):
+        self.label, self.count = label, 0
+
+    def update(self, n):
+        self.count += n
+        click.echo(f"\r{self.label}: {self.count} records", nl=False, err=True)
+
+    def __exit__(self, *exc):
+        if self.count:
+            click.echo(err=True)
+        return False
 
 
 def _size(stream) -> int | None:
@@ -277,7 +299,7 @@ def consume(ctx, topic, group, from_beginning, max_records, idle_exit_ms, fmt):
     client = _client(ctx)
     consumer = client.consumer(group, [topic], value_format="bytes",
                                auto_offset_reset="earliest" if from_beginning else "latest",
-                               timeout_ms=min(idle_exit_ms or 30000, 30000) or 1)
+                               timeout_ms=30000 if idle_exit_ms is None else min(idle_exit_ms, 30000))
     printed = 0
     with consumer:
         while max_records is None or printed < max_records:

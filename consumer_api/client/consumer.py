@@ -1,9 +1,9 @@
 """A consumer session as a Python object: subscribe on enter, long-poll while iterating,
 unsubscribe on exit (also on exceptions and Ctrl-C).
 
-Delivery is at least once: with ``commit_each_batch`` the positions are committed after a
-batch has been handed out *in full* (the next poll commits it), so a crash or a break in
-the middle of a batch makes its records come again to the next member, never lost.
+Delivery is at least once: with ``commit_each_batch`` each poll first commits exactly the
+records handed out before it (the loop received them), so a crash or a break in the middle
+of a batch makes the records not yet handed out come again to the next member, never lost.
 """
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from consumer_api.client.errors import ApiError, ConsumerNotFound
+from consumer_api.client.errors import ClientError, ConsumerNotFound
 
 log = logging.getLogger(__name__)
 FORMATS = ("bytes", "text", "json")
@@ -86,7 +86,7 @@ class Consumer:
         if session_timeout_ms is not None:
             self._subscription["session_timeout_ms"] = session_timeout_ms
         self.consumer_id: str | None = None
-        self._uncommitted = False
+        self._handed_out: dict = {}  # (topic, partition) -> offset after the last record given
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -113,10 +113,11 @@ class Consumer:
     def __exit__(self, exc_type, exc, tb):
         try:
             self.close()
-        except ApiError:
+        except ClientError:
             if exc_type is None:
                 raise
-            log.warning("closing consumer %s failed while handling %s", self.group_id, exc_type)
+            log.warning("closing consumer %s failed while handling %s", self.group_id,
+                        exc_type.__name__)
 
     # -- session calls ---------------------------------------------------------------------
 
@@ -135,33 +136,43 @@ class Consumer:
             return self.client.request(method, path, body, read_timeout=read_timeout)
 
     def poll(self, timeout_ms: int | None = None, max_records: int | None = None) -> list:
-        """One long-poll: records as soon as there are any, [] after ``timeout_ms``."""
-        if self.commit_each_batch and self._uncommitted:
-            self.commit()
+        """One long-poll: records as soon as there are any, [] after ``timeout_ms``. With
+        ``commit_each_batch`` it first commits what earlier polls handed out."""
+        records = self._next_batch(timeout_ms, max_records)
+        for rec in records:
+            self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
+        return records
+
+    def __iter__(self):
+        """Records forever (until the loop is left), long-polling as needed. With
+        ``commit_each_batch`` each poll first commits the records handed out so far -- a
+        record counts as handed out once the loop has received it, so leaving the loop in
+        the middle of a batch never commits the records after the last one received."""
+        while True:
+            for rec in self._next_batch(None, None):
+                self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
+                yield rec
+
+    def _next_batch(self, timeout_ms, max_records) -> list:
+        if self.commit_each_batch and self._handed_out:
+            self.commit(self._handed_out)
         timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
         body = {"timeout_ms": timeout_ms, "max_records": max_records or self.max_records}
         if self.max_bytes_total:
             body["max_bytes_total"] = self.max_bytes_total
         got = self._call("POST", "consume", body, read_timeout=timeout_ms / 1000 + 30)
-        records = [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
-                   for r in got["records"]]
-        self._uncommitted = self._uncommitted or bool(records)
-        return records
-
-    def __iter__(self):
-        """Records forever (until the loop is left); each poll first commits the previous
-        batch when ``commit_each_batch``."""
-        while True:
-            yield from self.poll()
+        return [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
+                for r in got["records"]]
 
     def commit(self, offsets: dict | None = None) -> dict:
         """Commit the positions (exactly the records handed out so far), or ``offsets``
         (``{topic: {partition: offset}}`` or ``{(topic, partition): offset}``)."""
         body = {} if offsets is None else {"offsets": _offsets_to_wire(offsets)}
-        done = self._call("POST", "commit", body)["offsets"]
-        if offsets is None:
-            self._uncommitted = False
-        return _offsets_from_wire(done)
+        done = _offsets_from_wire(self._call("POST", "commit", body)["offsets"])
+        for tp, offset in done.items():  # handed-out records now committed
+            if self._handed_out.get(tp, -1) <= offset:
+                self._handed_out.pop(tp, None)
+        return done
 
     def seek(self, topic: str | None = None, partition: int | None = None, *,
              offset: int | None = None, position: str | None = None,

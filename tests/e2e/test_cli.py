@@ -1,0 +1,542 @@
+"""The ``consumer-api`` command line against the real server (gunicorn).
+
+Commands run in-process with click's ``CliRunner`` (``--url`` points at the live server;
+``CONSUMER_API_URL``/``CONSUMER_API_KEY`` of the developer's environment are removed), except
+the few that need a real process (``serve``, a consume whose duration is the point).
+
+What a user notices: tables by default and valid JSON with ``--json`` (before or after the
+command), one record per input line, consume prints exactly what it commits, groups can be
+inspected and rewound, and every failure is one ``Error: ...`` line with a non-zero exit
+status -- never a traceback.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+import requests
+from click.testing import CliRunner
+
+from consumer_api.cli import main
+from consumer_api.client import Client
+from tests.e2e.conftest import _SERVERS_ATTR, free_port, server_env, start_server
+
+API_KEY = "cli-e2e-secret-key"
+CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
+
+
+# -- fixtures and helpers ------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def srv(tmp_path_factory):
+    with start_server(tmp_path_factory.mktemp("cli-data")) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def secure_srv(tmp_path_factory):
+    with start_server(tmp_path_factory.mktemp("cli-secure"),
+                      CONSUMER_API_API_KEYS=f"{API_KEY},another-key") as server:
+        yield server
+
+
+@pytest.fixture(autouse=True)
+def _attach_server_logs(request):
+    servers = [request.getfixturevalue(name) for name in ("srv", "secure_srv")
+               if name in request.fixturenames]
+    if servers and not hasattr(request.node, _SERVERS_ATTR):
+        setattr(request.node, _SERVERS_ATTR, servers)
+
+
+@pytest.fixture
+def client(srv):
+    with Client(srv.base_url) as c:
+        yield c
+
+
+@pytest.fixture
+def name(request):
+    return f"{request.node.name[:40].replace('[', '-').replace(']', '')}-{uuid.uuid4().hex[:8]}"
+
+
+def run(url: str | None, *args, input=None, env=None):
+    """Invoke the CLI in-process (``--url url`` first unless url is None)."""
+    argv = ([] if url is None else ["--url", url]) + [str(a) for a in args]
+    return CliRunner().invoke(main, argv, input=input, env={**CLEAN_ENV, **(env or {})})
+
+
+def ok(result) -> str:
+    """The command succeeded: its stdout."""
+    assert result.exit_code == 0 and result.exception is None, \
+        f"exit {result.exit_code} ({result.exception!r})\n{result.output}"
+    assert "Traceback" not in result.output
+    return result.stdout
+
+
+def one_line_error(result, *fragments: str) -> str:
+    """The command failed as promised: non-zero exit status, nothing but one ``Error: ...``
+    line (on stderr), no traceback. Returns that line."""
+    assert result.exit_code not in (0, None), result.output
+    assert isinstance(result.exception, SystemExit), \
+        f"an unhandled {result.exception!r} escaped:\n{result.output}"
+    assert "Traceback" not in result.output
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and lines[0].startswith("Error: "), result.stderr
+    assert result.stdout == "", result.stdout
+    for fragment in fragments:
+        assert fragment in lines[0], (fragment, lines[0])
+    return lines[0]
+
+
+def usage_error(result, *fragments: str) -> str:
+    """A usage error: exit 2, click's usage hint and one ``Error: ...`` line, no traceback."""
+    assert result.exit_code == 2, result.output
+    assert isinstance(result.exception, SystemExit)
+    assert "Traceback" not in result.output
+    errors = [line for line in result.stderr.splitlines() if line.startswith("Error: ")]
+    assert len(errors) == 1, result.stderr
+    for fragment in fragments:
+        assert fragment in errors[0], (fragment, errors[0])
+    return errors[0]
+
+
+def table(stdout: str) -> list[list[str]]:
+    """Rows of a printed table (header and rule included), split on runs of spaces."""
+    return [line.split() for line in stdout.splitlines() if line.strip()]
+
+
+def group_offsets(srv, group: str) -> dict:
+    out = json.loads(ok(run(srv.base_url, "groups", "describe", group, "--json")))
+    return {(o["topic"], o["partition"]): (o["committed_offset"], o["lag"])
+            for o in out["offsets"]}
+
+
+# -- topics --------------------------------------------------------------------------------
+
+def test_topics_create_list_describe_delete_as_tables(srv, client, name):
+    rows = table(ok(run(srv.base_url, "topics", "create", name, "--partitions", 3,
+                        "--retention-ms", 3_600_000)))
+    assert rows[0] == ["topic", "partitions", "retention_ms", "retention_bytes", "segment_bytes"]
+    assert rows[2][:3] == [name, "3", "3600000"]
+    assert client.describe_topic(name)["config"]["retention_ms"] == 3_600_000
+
+    client.produce(name, ["a", "b", "c", "d"])
+    rows = table(ok(run(srv.base_url, "topics", "list")))
+    assert rows[0] == ["topic", "partitions", "records"]
+    assert [name, "3", "4"] in rows
+
+    out = ok(run(srv.base_url, "topics", "describe", name))
+    assert out.splitlines()[0].startswith(f"topic {name}: ")
+    assert "retention_ms=3600000" in out.splitlines()[0]
+    rows = table(out)
+    assert ["partition", "log_start_offset", "high_watermark", "size_bytes"] in rows
+    described = {r[0]: r for r in rows if r[0] in ("0", "1", "2")}
+    assert sorted(described) == ["0", "1", "2"]
+    assert sum(int(r[2]) for r in described.values()) == 4
+
+    # without --yes it asks, and "no" keeps the topic
+    refused = run(srv.base_url, "topics", "delete", name, input="n\n")
+    assert refused.exit_code != 0 and "Traceback" not in refused.output
+    assert client.describe_topic(name)["name"] == name
+    rows = table(ok(run(srv.base_url, "topics", "delete", name, "--yes")))
+    assert [name, "deleted"] in rows
+    assert name not in {t["name"] for t in client.list_topics()}
+    # "yes" at the prompt deletes too
+    client.create_topic(name)
+    ok(run(srv.base_url, "topics", "delete", name, input="y\n"))
+    assert name not in {t["name"] for t in client.list_topics()}
+
+
+@pytest.mark.parametrize("where", ["before", "after"])
+def test_json_output_before_and_after_the_command(srv, client, name, where):
+    def cli(*args):
+        args = ("--json", *args) if where == "before" else (*args, "--json")
+        return json.loads(ok(run(srv.base_url, *args)))
+
+    created = cli("topics", "create", name, "--partitions", 2)
+    assert created["name"] == name and created["partitions"] == 2
+    listed = cli("topics", "list")
+    assert isinstance(listed, list)
+    assert [p["partition"] for p in next(t for t in listed if t["name"] == name)["partitions"]] \
+        == [0, 1]
+    described = cli("topics", "describe", name)
+    assert described["name"] == name and len(described["partitions"]) == 2
+
+    summary = json.loads(ok(run(srv.base_url, *(("--json", "produce", name) if where == "before"
+                                                 else ("produce", name, "--json")),
+                                input="x\ny\n")))
+    assert summary["topic"] == name and summary["records"] == 2
+    assert sum(summary["partitions"].values()) == 2
+
+    consumed = ok(run(srv.base_url, *(("--json", "consume", name) if where == "before"
+                                      else ("consume", name, "--json")),
+                      "--group", name, "--from-beginning", "--max", 2))
+    records = [json.loads(line) for line in consumed.splitlines()]
+    assert sorted(r["value"] for r in records) == ["x", "y"]
+    assert all(r["topic"] == name and r["key"] is None for r in records)
+
+    groups = cli("groups", "list")
+    assert any(g["group_id"] == name for g in groups)
+    group = cli("groups", "describe", name)
+    assert group["group_id"] == name and group["members"] == []
+    assert sum(o["committed_offset"] or 0 for o in group["offsets"]) == 2
+    reset = cli("groups", "reset", name, "--to", "earliest")
+    assert reset == {name: {"0": 0, "1": 0}}
+
+    deleted = cli("topics", "delete", name, "--yes")
+    assert deleted["topic"] == name
+
+
+# -- produce -------------------------------------------------------------------------------
+
+def test_produce_from_stdin_one_record_per_line(srv, client, name):
+    client.create_topic(name)
+    lines = ["first", "second with spaces", "unicode \u00e9\u2713\U0001f600", "{\"not\": 1}"]
+    rows = table(ok(run(srv.base_url, "produce", name, input="\n".join(lines) + "\n")))
+    assert rows[0] == ["topic", "partition", "records"]
+    assert [name, "0", "4"] in rows
+    assert [r.value for r in client.read(name, 0, value_format="text")] == lines
+
+
+def test_produce_from_a_file(srv, client, name, tmp_path):
+    client.create_topic(name, partitions=2)
+    source = tmp_path / "input.txt"
+    source.write_bytes(b"one\r\ntwo\nthree\n\xff\xfe raw\nlast-without-newline")
+    ok(run(srv.base_url, "produce", name, source))
+    values = sorted(r.value for p in (0, 1) for r in client.read(name, p))
+    assert values == sorted([b"one", b"two", b"three", b"\xff\xfe raw",
+                             b"last-without-newline"])
+
+
+def test_produce_json_with_key_separator(srv, client, name):
+    client.create_topic(name, partitions=3)
+    text = 'user-1|{"a": 1, "b": [1, 2]}\nuser-2|"text"\nuser-1|null\nuser-3|  42 \n'
+    ok(run(srv.base_url, "produce", name, "--format", "json", "--key-separator", "|",
+           input=text))
+    got = [r for p in range(3) for r in client.read(name, p)]
+    assert sorted((r.key, r.value) for r in got) == sorted([
+        (b"user-1", b'{"a":1,"b":[1,2]}'), (b"user-2", b'"text"'),
+        (b"user-1", b"null"), (b"user-3", b"42")])
+    # one key, one partition
+    assert len({r.partition for r in got if r.key == b"user-1"}) == 1
+
+
+def test_produce_invalid_json_line_is_a_one_line_error(srv, client, name):
+    client.create_topic(name)
+    bad = run(srv.base_url, "produce", name, "--format", "json",
+              input='{"ok": 1}\n{"ok": 2}\n{not json\n{"ok": 4}\n')
+    one_line_error(bad, "line 3", "JSON")
+    assert client.describe_topic(name)["partitions"][0]["high_watermark"] == 0
+    no_sep = run(srv.base_url, "produce", name, "--key-separator", "=", input="k=v\nnokey\n")
+    one_line_error(no_sep, "line 2", "separator")
+
+
+@pytest.fixture
+def terminal(monkeypatch):
+    """Make click's progress bar render as on a terminal (stderr is a buffer here)."""
+    from click import _termui_impl
+    monkeypatch.setattr(_termui_impl, "isatty", lambda _stream: True)
+
+
+def test_produce_progress_bar_on_stderr(srv, client, name, tmp_path, terminal):
+    client.create_topic(name)
+    n = 12_000  # more than one batch of lines
+    source = tmp_path / "many.txt"
+    source.write_text("".join(f"line {i}\n" for i in range(n)), encoding="utf-8")
+    result = run(srv.base_url, "produce", name, source, "--progress")
+    out = ok(result)
+    assert [name, "0", str(n)] in table(out)
+    assert "producing to" not in out and "%" not in out  # the bar stays off stdout
+    assert f"producing to {name}" in result.stderr
+    assert "[####################################]  100%" in result.stderr
+    assert " 0%" in result.stderr or "  0%" in result.stderr  # it moved: it started at 0
+    assert client.describe_topic(name)["partitions"][0]["high_watermark"] == n
+    assert client.read(name, 0, offset=n - 1)[0].value == f"line {n - 1}".encode()
+
+    # --no-progress: no bar at all
+    quiet = run(srv.base_url, "produce", name, source, "--no-progress")
+    ok(quiet)
+    assert quiet.stderr == ""
+    assert client.describe_topic(name)["partitions"][0]["high_watermark"] == 2 * n
+
+
+def test_produce_progress_without_a_terminal_shows_the_label_once(srv, client, name,
+                                                                  tmp_path):
+    client.create_topic(name)
+    source = tmp_path / "few.txt"
+    source.write_text("a\nb\nc\n", encoding="utf-8")
+    result = run(srv.base_url, "produce", name, source, "--progress")
+    ok(result)
+    assert result.stderr.count(f"producing to {name}") == 1
+    assert client.describe_topic(name)["partitions"][0]["high_watermark"] == 3
+
+
+def test_produce_progress_from_stdin_shows_no_fake_total(srv, client, name, terminal):
+    client.create_topic(name)
+    result = run(srv.base_url, "produce", name, "--progress", input="a\nb\n")
+    ok(result)
+    assert client.describe_topic(name)["partitions"][0]["high_watermark"] == 2
+    assert "/0" not in result.stderr, result.stderr
+
+
+# -- consume -------------------------------------------------------------------------------
+
+def test_consume_max_prints_exactly_n_and_commits_exactly_those(srv, client, name):
+    client.create_topic(name)
+    ok(run(srv.base_url, "produce", name, input="".join(f"v{i}\n" for i in range(10))))
+
+    first = run(srv.base_url, "consume", name, "--group", name, "--from-beginning", "--max", 4)
+    assert ok(first).splitlines() == [f"{name}[0]@{i}\tv{i}" for i in range(4)]
+    assert "4 record(s) printed and committed" in first.stderr
+    assert group_offsets(srv, name) == {(name, 0): (4, 6)}
+
+    # the same group continues right after them (no --from-beginning needed: committed)
+    second = run(srv.base_url, "consume", name, "--group", name, "--max", 3)
+    assert ok(second).splitlines() == [f"{name}[0]@{i}\tv{i}" for i in range(4, 7)]
+    assert group_offsets(srv, name) == {(name, 0): (7, 3)}
+    assert client.describe_group(name)["members"] == []  # it left the group
+
+
+def test_consume_max_on_several_partitions_commits_what_it_printed(srv, client, name):
+    client.create_topic(name, partitions=3)
+    ok(run(srv.base_url, "produce", name, input="".join(f"v{i}\n" for i in range(30))))
+    out = ok(run(srv.base_url, "consume", name, "--group", name, "--from-beginning",
+                 "--max", 7, "--format", "base64", "--json"))
+    printed = [json.loads(line) for line in out.splitlines()]
+    assert len(printed) == 7
+    last = {}
+    for rec in printed:
+        last[rec["partition"]] = max(last.get(rec["partition"], -1), rec["offset"])
+    committed = {p: c for (t, p), (c, _lag) in group_offsets(srv, name).items()
+                 if c is not None}
+    assert committed == {p: o + 1 for p, o in last.items()}
+
+
+def test_consume_key_and_value_rendering(srv, client, name):
+    client.create_topic(name)
+    ok(run(srv.base_url, "produce", name, "--format", "json", "--key-separator", "=",
+           input='k={"a": [1, 2]}\n'))
+    text = ok(run(srv.base_url, "consume", name, "-g", f"{name}-t", "--from-beginning",
+                  "--max", 1))
+    assert text.splitlines() == [f'{name}[0]@0 k\t{{"a":[1,2]}}']
+    as_json = ok(run(srv.base_url, "--json", "consume", name, "-g", f"{name}-j",
+                     "--from-beginning", "--max", 1, "--format", "json"))
+    rec = json.loads(as_json)
+    assert (rec["key"], rec["value"], rec["offset"]) == ("k", {"a": [1, 2]}, 0)
+
+
+def test_consume_idle_exit_ms_ends_when_idle(srv, client, name):
+    client.create_topic(name)
+    client.produce(name, ["a", "b", "c"])
+    started = time.monotonic()
+    result = run(srv.base_url, "consume", name, "--group", name, "--from-beginning",
+                 "--idle-exit-ms", 300)
+    elapsed = time.monotonic() - started
+    assert ok(result).splitlines() == [f"{name}[0]@{i}\t{v}" for i, v in enumerate("abc")]
+    assert "3 record(s) printed and committed" in result.stderr
+    assert elapsed < 5, elapsed
+    # nothing new: it ends at once with nothing printed
+    started = time.monotonic()
+    again = run(srv.base_url, "consume", name, "--group", name, "--idle-exit-ms", 200)
+    assert ok(again) == "" and "0 record(s)" in again.stderr
+    assert time.monotonic() - started < 5
+    assert group_offsets(srv, name) == {(name, 0): (3, 0)}
+
+
+def test_consume_ctrl_c_leaves_the_group_and_keeps_what_it_printed(srv, client, name,
+                                                                   monkeypatch):
+    from consumer_api.client.consumer import Consumer
+    client.create_topic(name)
+    client.produce(name, [f"v{i}" for i in range(6)])
+    real_poll = Consumer.poll
+    polls = []
+
+    def poll_then_ctrl_c(self, *args, **kwargs):
+        polls.append(1)
+        if len(polls) > 1:
+            raise KeyboardInterrupt  # Ctrl-C while waiting for the second batch
+        return real_poll(self, *args, **kwargs)
+
+    monkeypatch.setattr(Consumer, "poll", poll_then_ctrl_c)
+    result = run(srv.base_url, "consume", name, "-g", name, "--from-beginning")
+    assert result.exit_code == 130, result.output
+    assert "Traceback" not in result.output
+    assert "interrupted" in result.stderr
+    assert result.stdout.splitlines() == [f"{name}[0]@{i}\tv{i}" for i in range(6)]
+    assert client.describe_group(name)["members"] == []
+    assert group_offsets(srv, name) == {(name, 0): (6, 0)}
+
+
+def _cli_command() -> list:
+    script = Path(sys.executable).with_name("consumer-api")
+    return [str(script)] if script.exists() else [sys.executable, "-m", "consumer_api.cli"]
+
+
+def test_consume_idle_exit_ms_zero_ends_at_once(srv, client, name):
+    client.create_topic(name)
+    env = server_env("unused", CONSUMER_API_DATA_DIR=None)
+    try:
+        proc = subprocess.run(
+            [*_cli_command(), "--url", srv.base_url, "consume", name, "--group", name,
+             "--idle-exit-ms", "0"], env=env, capture_output=True, text=True, timeout=4)
+    except subprocess.TimeoutExpired:
+        pytest.fail("consume --idle-exit-ms 0 was still waiting after 4 s")
+    assert proc.returncode == 0, proc.stderr
+
+
+# -- groups --------------------------------------------------------------------------------
+
+def test_groups_list_describe_reset_then_replay(srv, client, name):
+    client.create_topic(name)
+    client.produce(name, [f"v{i}" for i in range(5)])
+    ok(run(srv.base_url, "consume", name, "-g", name, "--from-beginning", "--max", 5))
+
+    rows = table(ok(run(srv.base_url, "groups", "list")))
+    assert rows[0] == ["group", "state", "generation", "members"]
+    [row] = [r for r in rows if r[0] == name]
+    assert row[1] == "Empty" and row[3] == "0"
+
+    out = ok(run(srv.base_url, "groups", "describe", name))
+    assert out.splitlines()[0].startswith(f"group {name}: Empty")
+    assert [name, "0", "5", "5", "0"] in table(out)
+
+    # a group with a member cannot be reset
+    with client.consumer(name, name) as consumer:
+        described = ok(run(srv.base_url, "groups", "describe", name))
+        assert consumer.consumer_id in described and "1 member(s)" in described
+        one_line_error(run(srv.base_url, "groups", "reset", name, "--to", "earliest"),
+                       "group_not_empty")
+
+    rows = table(ok(run(srv.base_url, "groups", "reset", name, "--to", "earliest")))
+    assert rows[0] == ["topic", "partition", "committed"] and [name, "0", "0"] in rows
+    assert group_offsets(srv, name) == {(name, 0): (0, 5)}
+    replay = ok(run(srv.base_url, "consume", name, "-g", name, "--max", 2))
+    assert replay.splitlines() == [f"{name}[0]@0\tv0", f"{name}[0]@1\tv1"]
+
+    ok(run(srv.base_url, "groups", "reset", name, "--to", "latest", "--topic", name))
+    assert group_offsets(srv, name) == {(name, 0): (5, 0)}
+
+
+# -- errors --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("args, fragments", [
+    (("topics", "describe", "{missing}"), ("{missing}", "topic_not_found")),
+    (("topics", "delete", "{missing}", "--yes"), ("topic_not_found",)),
+    (("produce", "{missing}"), ("{missing}", "topic_not_found")),
+    (("consume", "{missing}", "--group", "g", "--idle-exit-ms", "100"), ("topic_not_found",)),
+    (("topics", "create", "{missing}", "--partitions", "0"), ("partitions", "invalid_request")),
+    (("topics", "create", "bad/name"), ("invalid_request",)),
+    (("groups", "describe", "{missing}"), ("group_not_found",)),
+    (("groups", "reset", "{missing}", "--to", "earliest", "--topic", "{missing}"),
+     ("topic",)),
+], ids=["describe", "delete", "produce", "consume", "partitions-0", "bad-name",
+        "group", "reset"])
+def test_server_errors_are_one_line(srv, name, args, fragments):
+    missing = f"{name}-missing"
+    result = run(srv.base_url, *(a.format(missing=missing) for a in args), input="x\n")
+    one_line_error(result, *(f.format(missing=missing) for f in fragments))
+
+
+def test_server_down_is_one_line():
+    url = f"http://127.0.0.1:{free_port()}"
+    for args in (("topics", "list"), ("produce", "t"), ("consume", "t", "-g", "g"),
+                 ("groups", "list")):
+        one_line_error(run(url, *args, input="x\n"), "cannot reach", url)
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (("topics", "create", "t", "--partitions", "abc"), ("--partitions", "not a valid integer")),
+    (("consume", "t"), ("Missing option", "--group")),
+    (("consume", "t", "-g", "g", "--max", "0"), ("--max",)),
+    (("no-such-command",), ("No such command",)),
+    (("topics", "frobnicate"), ("No such command",)),
+    (("produce", "t", "/no/such/file.txt"), ("/no/such/file.txt",)),
+    (("groups", "reset", "g", "--to", "middle"), ("--to",)),
+], ids=["partitions-abc", "missing-group", "max-0", "command", "subcommand", "file",
+        "reset-to"])
+def test_usage_errors(srv, args, fragments):
+    usage_error(run(srv.base_url, *args), *fragments)
+
+
+def test_url_from_the_environment(srv, name):
+    ok(run(None, "topics", "create", name, env={"CONSUMER_API_URL": srv.base_url}))
+    listed = json.loads(ok(run(None, "topics", "list", "--json",
+                               env={"CONSUMER_API_URL": srv.base_url})))
+    assert name in {t["name"] for t in listed}
+
+
+def test_api_key_option_and_environment(secure_srv, name):
+    url = secure_srv.base_url
+    one_line_error(run(url, "topics", "list"), "unauthorized", "401")
+    one_line_error(run(url, "--api-key", "wrong", "topics", "list"), "unauthorized")
+    one_line_error(run(url, "topics", "list", env={"CONSUMER_API_KEY": "wrong"}),
+                   "unauthorized")
+    ok(run(url, "--api-key", API_KEY, "topics", "create", name))
+    listed = json.loads(ok(run(url, "--json", "topics", "list",
+                               env={"CONSUMER_API_KEY": API_KEY})))
+    assert name in {t["name"] for t in listed}
+    ok(run(url, "produce", name, input="secret\n", env={"CONSUMER_API_KEY": API_KEY}))
+    out = ok(run(url, "--api-key", API_KEY, "consume", name, "-g", name, "--from-beginning",
+                 "--max", 1))
+    assert out.splitlines() == [f"{name}[0]@0\tsecret"]
+    one_line_error(run(url, "consume", name, "-g", name, "--max", 1), "unauthorized")
+
+
+# -- serve ---------------------------------------------------------------------------------
+
+def test_serve_help():
+    out = ok(run(None, "serve", "--help"))
+    assert "--bind" in out and "--data-dir" in out and "--threads" in out
+    top = ok(run(None, "--help"))
+    for command in ("serve", "topics", "produce", "consume", "groups"):
+        assert command in top
+
+
+def test_serve_starts_a_server_and_stops_on_sigterm(tmp_path):
+    port = free_port()
+    data_dir = tmp_path / "served"
+    log_path = tmp_path / "serve.log"
+    env = server_env(data_dir, CONSUMER_API_DATA_DIR=None)
+    base = f"http://127.0.0.1:{port}"
+    with open(log_path, "wb") as log:
+        proc = subprocess.Popen(
+            [*_cli_command(), "serve", "--bind", f"127.0.0.1:{port}", "--data-dir",
+             str(data_dir), "--threads", "8"],
+            cwd=tmp_path, env=env, stdin=subprocess.DEVNULL, stdout=log,
+            stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        deadline = time.monotonic() + 15
+        while True:
+            assert proc.poll() is None, log_path.read_text(errors="replace")
+            try:
+                resp = requests.get(base + "/api/health/ready", timeout=(0.25, 2),
+                                    headers={"Connection": "close"})
+                if resp.status_code == 200:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, log_path.read_text(errors="replace")
+            time.sleep(0.05)  # readiness polling only
+        # the installed command, as a process of its own (its connection ends with it)
+        created = subprocess.run([*_cli_command(), "--url", base, "--json", "topics", "create",
+                                  "served"], env=env, capture_output=True, text=True,
+                                 timeout=10)
+        assert created.returncode == 0, created.stderr
+        assert json.loads(created.stdout)["name"] == "served"
+        assert (data_dir).is_dir() and any(data_dir.iterdir())
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=10) == 0, log_path.read_text(errors="replace")
+        assert f"consumer-api on http://127.0.0.1:{port}" in log_path.read_text()
+    finally:
+        if proc.poll() is None:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait(timeout=5)
