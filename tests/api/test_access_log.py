@@ -12,7 +12,7 @@ import re
 import pytest
 
 from consumer_api.logs import JsonFormatter, PlainFormatter
-from tests.api.conftest import Api, b64
+from tests.api.conftest import b64
 
 pytestmark = pytest.mark.usefixtures("openapi_built_once")
 
