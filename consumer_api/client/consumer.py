@@ -13,7 +13,7 @@ import logging
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from consumer_api.client.errors import ClientError, ConsumerNotFound
+from consumer_api.client.errors import ClientError, ConsumerNotFound, PartitionNotAssigned
 
 log = logging.getLogger(__name__)
 FORMATS = ("bytes", "text", "json")
@@ -37,14 +37,19 @@ class ConsumedRecord:
 
 
 def _decode(wire, fmt: str):
+    """Bytes in the asked format; bytes that are not UTF-8 (text) or not JSON (json) come
+    back as bytes, like the server's own encodings fall back to base64: one odd record must
+    not stop a consumer, or its whole group, on the batch that holds it."""
     if wire is None:
         return None
     data = base64.b64decode(wire)
     if fmt == "bytes":
         return data
-    if fmt == "text":
-        return data.decode("utf-8")
-    return json.loads(data)
+    try:
+        return data.decode("utf-8") if fmt == "text" else json.loads(data)
+    except ValueError:
+        log.warning("a %d-byte value is not %s: it is handed out as bytes", len(data), fmt)
+        return data
 
 
 def _offsets_to_wire(offsets: dict) -> dict:
@@ -155,7 +160,7 @@ class Consumer:
 
     def _next_batch(self, timeout_ms, max_records) -> list:
         if self.commit_each_batch and self._handed_out:
-            self.commit(self._handed_out)
+            self._commit_handed_out()
         timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
         body = {"timeout_ms": timeout_ms, "max_records": max_records or self.max_records}
         if self.max_bytes_total:
@@ -163,6 +168,21 @@ class Consumer:
         got = self._call("POST", "consume", body, read_timeout=timeout_ms / 1000 + 30)
         return [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
                 for r in got["records"]]
+
+    def _commit_handed_out(self) -> None:
+        """Commit the records handed out; those of partitions a rebalance moved away are
+        left to their new owner (it resumes at the group's last commit: at least once)."""
+        try:
+            self.commit(self._handed_out)
+        except PartitionNotAssigned:
+            owned = self.assignment()
+            mine = {tp: o for tp, o in self._handed_out.items() if tp[1] in owned.get(tp[0], ())}
+            self._handed_out = {}
+            if mine:
+                try:
+                    self.commit(mine)
+                except PartitionNotAssigned:
+                    pass  # another rebalance meanwhile: the new owners resume
 
     def commit(self, offsets: dict | None = None) -> dict:
         """Commit the positions (exactly the records handed out so far), or ``offsets``
