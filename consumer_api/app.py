@@ -35,6 +35,9 @@ from consumer_api.metrics import Metrics
 from consumer_api.sessions.manager import ConsumerManager
 
 REQUEST_ID_HEADER = "X-Request-ID"
+#: how long a reloaded worker waits for its predecessor to release the data directory (the
+#: predecessor finishes its requests first: gunicorn's graceful_timeout is 30 s)
+SIBLING_WAIT_S = 40.0
 #: a caller's request id is kept only if it is plainly an id (it goes into every log line)
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 log = logging.getLogger(__name__)
@@ -50,7 +53,9 @@ def create_app(config: Config | None = None, engine: Engine | None = None,
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.url_map.strict_slashes = False
     app.extensions[SETTINGS] = config
-    engine = app.extensions[BACKEND] = engine or Engine(config, open_now=not defer_open)
+    # a server (defer_open) may be a reload's new worker: wait for the old one's lock
+    engine = app.extensions[BACKEND] = engine or Engine(
+        config, open_now=not defer_open, sibling_wait_s=SIBLING_WAIT_S if defer_open else 0)
     manager = app.extensions[MANAGER] = manager or ConsumerManager(engine, config.max_sessions)
     init_observe(app, Metrics(engine, manager))
     _request_ids(app)

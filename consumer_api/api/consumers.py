@@ -1,10 +1,14 @@
 """Consumer session routes: subscribe, consume, commit, seek, assignment, position, close."""
 from __future__ import annotations
 
-from flask import Blueprint
+import select
+import socket
+
+from flask import Blueprint, request
 
 from consumer_api.api import codec
-from consumer_api.api.context import (manager, offsets_from_wire, offsets_to_wire, principal)
+from consumer_api.api.context import (manager, offsets_from_wire, offsets_to_wire, principal,
+                                      settings)
 from consumer_api.api.json_io import json_body, json_response, query_args
 from consumer_api.api.observe import metrics
 from consumer_api.api.security import require
@@ -15,6 +19,26 @@ from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, 
 bp = Blueprint("consumers", __name__, url_prefix="/api/consumers")
 _subscribe, _consume, _commit = SubscribeSchema(), ConsumeSchema(), CommitSchema()
 _seek, _assign, _close = SeekSchema(), ManualAssignmentSchema(), CloseQuerySchema()
+
+
+def connection_closed(environ):
+    """A check whether the client of this request hung up (its socket reads end-of-file),
+    or None when the server does not expose the socket. Under gunicorn (and nginx, which
+    closes its upstream connection when its client aborts) a long-poll abandoned by a
+    client timeout is then not answered with records nobody would receive."""
+    sock = environ.get("gunicorn.socket")
+    if sock is None:
+        return None
+
+    def closed() -> bool:
+        try:
+            poller = select.poll()  # not select.select: descriptors above 1024 are common here
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0)) and sock.recv(1, socket.MSG_PEEK) == b""
+        except (OSError, ValueError):
+            return True
+
+    return closed
 
 
 @bp.post("/subscribe")
@@ -45,6 +69,7 @@ def subscribe():
         503: Unavailable
     """
     body = json_body(_subscribe)
+    body.setdefault("session_timeout_ms", settings().session_timeout_ms)
     require("groups", "read", body["group_id"])
     for topic in body["topics"]:
         require("topics", "read", topic)
@@ -82,7 +107,7 @@ def consume(consumer_id):
     body = json_body(_consume, empty_ok=True)
     chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
                                          body["max_bytes_total"], body.get("encoding"),
-                                         principal())
+                                         principal(), connection_closed(request.environ))
     consumed = metrics().consumed
     for topic, _partition, records in chunks:
         consumed.labels(topic).inc(len(records))

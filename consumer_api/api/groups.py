@@ -79,7 +79,10 @@ def set_offsets(group):
         409: Conflict
     """
     body = json_body(_offsets)
-    for topic in list(body.get("offsets", {})) + list(body.get("topics") or ()):
+    topics = list(body.get("offsets", {})) + list(body.get("topics") or ())
+    if "reset" in body and not body.get("topics"):  # every topic the group has committed
+        topics = sorted({t for t, _p in manager().groups.committed(group)})
+    for topic in topics:
         require("topics", "read", topic)
     done = manager().groups.set_offsets(
         group, offsets_from_wire(body["offsets"]) if "offsets" in body else None,

@@ -41,11 +41,13 @@ def _raise_open_files_limit() -> None:
 
 class Engine:
     """``Engine(config)`` takes the data directory's lock at once (a second process fails
-    fast) and, unless ``open_now`` is False, opens and recovers every log; a server opens
-    them in the background with :meth:`open` so that it can answer health probes (``ready``
-    is 503) meanwhile."""
+    fast; the previous worker of the same server, after a reload, is waited for up to
+    ``sibling_wait_s``) and, unless ``open_now`` is False, opens and recovers every log; a
+    server opens them in the background with :meth:`open` so that it can answer health
+    probes (``ready`` is 503) meanwhile."""
 
-    def __init__(self, config: Config, now_ms=wall_clock_ms, open_now: bool = True):
+    def __init__(self, config: Config, now_ms=wall_clock_ms, open_now: bool = True,
+                 sibling_wait_s: float = 0.0):
         self.config = config
         self._now_ms = now_ms
         self.is_open = False
@@ -54,7 +56,7 @@ class Engine:
         self._thread: threading.Thread | None = None
         self._last_retention_ms = 0
         _raise_open_files_limit()
-        self._dir_lock = DataDirLock(config.data_dir)
+        self._dir_lock = DataDirLock(config.data_dir, sibling_wait_s)
         if open_now:
             self.open()
 

@@ -213,22 +213,33 @@ class ConsumerManager:
     # -- consume ---------------------------------------------------------------------------
 
     def consume(self, consumer_id: str, max_records: int = 500, timeout_ms: int = 30_000,
-                max_bytes: int = 1 << 20, encoding: str | None = None, owner=None):
+                max_bytes: int = 1 << 20, encoding: str | None = None, owner=None,
+                abandoned=None):
         """Long-poll. Returns ``(chunks, encoding)``: chunks is a list of ``(topic,
         partition, records)`` as soon as any owned partition has records, or ``[]`` after
         ``timeout_ms`` (or at once when the server shuts down); encoding is ``encoding`` or
-        the session's. Positions advance past exactly the records returned."""
+        the session's. Positions advance past exactly the records returned.
+        ``abandoned()``, when given, says whether the caller went away while the poll
+        waited: then it returns ``[]`` without taking records (nobody would see them)."""
         session = self._get(consumer_id, owner)
-        with session.consume_lock:
+        deadline = self.clock() + timeout_ms / 1000
+        # a second consume on the session queues behind the first, within its own timeout
+        if not session.consume_lock.acquire(timeout=timeout_ms / 1000):
+            return [], encoding or session.encoding
+        try:
             session.consuming = True
             try:
-                chunks = self._consume(session, max_records, timeout_ms, max_bytes)
+                remaining_ms = max(0, int((deadline - self.clock()) * 1000))
+                chunks = self._consume(session, max_records, remaining_ms, max_bytes, abandoned)
                 return chunks, encoding or session.encoding
             finally:  # heartbeat first: the reaper must never see a finished, stale consume
                 session.last_heartbeat = self.clock()
                 session.consuming = False
+        finally:
+            session.consume_lock.release()
 
-    def _consume(self, session: Session, max_records: int, timeout_ms: int, max_bytes: int):
+    def _consume(self, session: Session, max_records: int, timeout_ms: int, max_bytes: int,
+                 abandoned=None):
         self._check_live(session)
         if session.auto_commit:
             self._auto_commit(session)
@@ -251,6 +262,10 @@ class ConsumerManager:
                 if remaining <= 0:
                     return []
                 waiter.wait(remaining)
+                if abandoned is not None and abandoned():
+                    log.info("consumer %s: the client left a waiting consume; no records taken",
+                             session.consumer_id)
+                    return []
         finally:
             session.waiter = None
             for tp in watched:

@@ -663,3 +663,14 @@ def test_a_keys_file_without_keys_is_refused_rather_than_leaving_the_server_open
     path.write_text("keys: []\n", encoding="utf-8")
     with pytest.raises(KeysFileError, match="defines no keys"):
         make_api(api_keys_file=str(path))
+
+
+def test_resetting_every_topic_of_a_group_needs_read_on_each_of_them(server):
+    env = server.as_("env")
+    ok(env.client.post("/api/consumer-groups/billing-1/offsets",
+                       json={"offsets": {"secret": {"0": 1}}}))
+    admin = server.as_("admin")  # admin on billing-*, but no right on topic "secret"
+    resp = admin.client.post("/api/consumer-groups/billing-1/offsets", json={"reset": "latest"})
+    forbidden(resp, "topic", "secret", "read")
+    after = ok(env.client.get("/api/consumer-groups/billing-1"))
+    assert {(r["topic"], r["committed_offset"]) for r in after["offsets"]} >= {("secret", 1)}

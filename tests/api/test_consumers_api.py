@@ -908,3 +908,14 @@ def test_a_recreated_topic_is_read_from_its_first_record(client, api, topic):
     # the new topic, so it starts at auto_offset_reset (earliest): all 8 new records
     got = consume_all(client, cid)
     assert [unb64(r["value"]) for r in got] == [f"new{i}".encode() for i in range(8)]
+
+
+def test_the_default_session_timeout_comes_from_the_server_settings(make_api, manager, clock):
+    api = make_api(session_timeout_ms=5000)
+    assert api.client.post("/api/topics", json={"name": "st", "partitions": 1}).status_code == 201
+    cid = api.client.post("/api/consumers/subscribe",
+                          json={"group_id": "g", "topics": ["st"]}).get_json()["consumer_id"]
+    clock.advance(4000)
+    assert manager.expire() == []
+    clock.advance(1001)
+    assert manager.expire() == [cid]

@@ -256,3 +256,18 @@ def test_waiter_wakes_on_notify_from_another_thread_and_otherwise_sleeps_its_tim
     waiter.notify()  # before or during the wait: either way it is not lost
     sleeper.join(BOUND)
     assert result == [True]
+
+
+def test_a_queued_consume_waits_no_longer_than_its_own_timeout(engine, manager, bg):
+    """The second consume on a session queues behind the first -- but only within its own
+    timeout_ms: it comes back empty rather than waiting for the first plus its own."""
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"])["consumer_id"]
+    first = bg.consume(cid, timeout_ms=30_000)
+    waiting(manager)
+    started = time.monotonic()
+    chunks, _ = manager.consume(cid, timeout_ms=200)
+    assert chunks == [] and time.monotonic() - started < 5
+    assert first.alive()  # the first one still waits its turn
+    produce(engine, "t", 0, 1)
+    assert offsets_of(first.result()) == [("t", 0, 0)]

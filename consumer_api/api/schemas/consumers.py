@@ -50,8 +50,10 @@ class SubscribeSchema(Schema):
                                       load_default="latest", metadata={
         "description": "where a partition with no committed offset starts",
         "example": "earliest"})
-    session_timeout_ms = strict_int(1000, 300000, load_default=30000, metadata={
-        "description": "the session closes after this long without a request"})
+    session_timeout_ms = strict_int(1000, 300000, metadata={
+        "description": "the session closes after this long without a request (default: "
+                       "the server's CONSUMER_API_SESSION_TIMEOUT_MS, 30000)",
+        "default": 30000})
     auto_commit = StrictBoolean(load_default=False, metadata={
         "description": "each consume first commits what the previous one returned"})
     encoding = encoding_field()
