@@ -12,20 +12,19 @@ health probes answering meanwhile; :func:`begin_shutdown` (SIGTERM) and :func:`s
 from __future__ import annotations
 
 import gc
-import itertools
 import logging
-import os
-import re
 import threading
 
-from flask import Flask, g, request
+from flask import Flask
 from flask_cors import CORS
 
 from consumer_api.api import consumers, errors, groups, health, metrics, records, topics
 from consumer_api.api.context import BACKEND, MANAGER, SETTINGS
 from consumer_api.api.json_io import OrjsonProvider
-from consumer_api.api.lifecycle import DRAINING, READY, STARTING, Lifecycle, init_lifecycle, lifecycle_of
+from consumer_api.api.lifecycle import (DRAINING, READY, STARTING, Lifecycle, init_lifecycle,
+                                        lifecycle_of)
 from consumer_api.api.observe import init_observe
+from consumer_api.api.pipeline import REQUEST_ID_HEADER, init_pipeline
 from consumer_api.api.security import init_security
 from consumer_api.api.spec import init_swagger
 from consumer_api.auth import KeyRing
@@ -34,12 +33,9 @@ from consumer_api.embedded.engine import Engine
 from consumer_api.metrics import Metrics
 from consumer_api.sessions.manager import ConsumerManager
 
-REQUEST_ID_HEADER = "X-Request-ID"
 #: how long a reloaded worker waits for its predecessor to release the data directory (the
 #: predecessor finishes its requests first: gunicorn's graceful_timeout is 30 s)
 SIBLING_WAIT_S = 40.0
-#: a caller's request id is kept only if it is plainly an id (it goes into every log line)
-_REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 log = logging.getLogger(__name__)
 
 
@@ -58,34 +54,15 @@ def create_app(config: Config | None = None, engine: Engine | None = None,
         config, open_now=not defer_open, sibling_wait_s=SIBLING_WAIT_S if defer_open else 0)
     manager = app.extensions[MANAGER] = manager or ConsumerManager(engine, config.max_sessions)
     init_observe(app, Metrics(engine, manager))
-    _request_ids(app)
     init_lifecycle(app, Lifecycle(READY if engine.is_open else STARTING))
     init_security(app, keyring)
+    init_pipeline(app)
     for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp, metrics.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     _cors(app, config.cors_origins)
     init_swagger(app, secured=keyring.enabled)
     return app
-
-
-def _request_ids(app: Flask) -> None:
-    """Every request gets an id: the caller's ``X-Request-ID`` (nginx passes one) when it
-    is 1-64 characters of letters, digits and ``._:-``, else a new one; it is echoed in the
-    response and names the request in the logs."""
-
-    prefix = os.urandom(6).hex()  # new ids: unique per process start, then a counter
-    counter = itertools.count(1)
-
-    @app.before_request
-    def assign():
-        given = request.headers.get(REQUEST_ID_HEADER, "")
-        g.request_id = given if _REQUEST_ID.fullmatch(given) else f"{prefix}{next(counter):08x}"
-
-    @app.after_request
-    def echo(resp):
-        resp.headers[REQUEST_ID_HEADER] = g.get("request_id", "")
-        return resp
 
 
 def _cors(app: Flask, origins: str) -> None:

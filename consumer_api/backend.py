@@ -25,9 +25,9 @@ class Backend(Protocol):
     def delete_topic(self, name: str) -> None:
         """TopicNotFound."""
 
-    def produce(self, topic: str, records: list, partitions: list) -> list[tuple]:
+    def produce(self, topic: str, records: list, partitions: list) -> list[dict]:
         """Append records (``NewRecord``: key, value, headers, timestamp) with their
-        explicit partitions (or None); ``[(partition, offset, timestamp)]`` in request
+        explicit partitions (or None); ``[{partition, offset, timestamp}]`` in request
         order. TopicNotFound / PartitionNotFound (nothing appended) / StorageFull."""
 
     def read(self, topic: str, partition: int, offset: int | None, max_records: int,

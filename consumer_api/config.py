@@ -39,6 +39,7 @@ class Config:
     api_keys_file: str = ""
     cors_origins: str = ""
     log_format: str = "plain"  # "plain" | "json"
+    access_log: bool = True  # one line per request (logger consumer_api.access)
 
     def __post_init__(self):
         if self.flush_policy not in ("always", "interval"):

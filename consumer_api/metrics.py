@@ -42,10 +42,16 @@ class Metrics:
                                 "Records returned to consumer sessions", ("topic",),
                                 registry=self.registry)
         self.registry.register(_StateCollector(engine, manager))
+        self._children: dict = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
-        self.requests.labels(method, route, str(status)).inc()
-        self.latency.labels(method, route).observe(seconds)
+        key = (method, route, status)
+        children = self._children.get(key)
+        if children is None:  # labels() takes a lock and builds a tuple: once per key
+            children = self._children[key] = (self.requests.labels(method, route, str(status)),
+                                              self.latency.labels(method, route))
+        children[0].inc()
+        children[1].observe(seconds)
 
 
 class _StateCollector:

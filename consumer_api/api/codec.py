@@ -121,6 +121,10 @@ def parse_produce(payload, max_records: int):
     items = payload.get("records")
     if decode is None or type(items) is not list or not 0 < len(items) <= max_records:
         raise Invalid("body")
+    if decode is decode_base64:
+        fast = _base64_values_only(items)
+        if fast is not None:
+            return fast, [None] * len(fast)
     records, partitions = [], []
     add_record, add_partition = records.append, partitions.append
     for item in items:
@@ -149,6 +153,21 @@ def parse_produce(payload, max_records: int):
 
 
 _MISSING = object()
+_A2B = binascii.a2b_base64
+
+
+def _base64_values_only(items: list):
+    """The common produce -- every record a base64 value alone -- in two list passes
+    instead of a step per record; None when the body is anything else (or has a problem:
+    the general loop then says which)."""
+    try:
+        values = [item["value"] for item in items if type(item) is dict and len(item) == 1]
+        if len(values) != len(items):
+            return None
+        return [(None, None if v is None else _A2B(v, strict_mode=True), None, None)
+                for v in values]
+    except (KeyError, TypeError, ValueError, binascii.Error):
+        return None
 
 
 # -- bytes -> wire --------------------------------------------------------------------------

@@ -7,7 +7,7 @@ attribute, written by the starting thread and the signal path, read by request t
 """
 from __future__ import annotations
 
-from flask import Flask, request
+from flask import Flask
 
 from consumer_api.errors import Unavailable
 
@@ -33,11 +33,12 @@ class Lifecycle:
 def init_lifecycle(app: Flask, lifecycle: Lifecycle) -> None:
     app.extensions[LIFECYCLE] = lifecycle
 
-    @app.before_request
-    def gate():
-        if request.method != "OPTIONS" and request.path.startswith("/api/") \
-                and not request.path.startswith("/api/health"):
-            lifecycle.check()
+
+def gate(lifecycle: Lifecycle, method: str, path: str) -> None:
+    """Before the request: 503 for API work unless ready."""
+    if not lifecycle.ready and method != "OPTIONS" and path.startswith("/api/") \
+            and not path.startswith("/api/health"):
+        lifecycle.check()
 
 
 def lifecycle_of(app: Flask) -> Lifecycle:

@@ -22,25 +22,28 @@ access_log = logging.getLogger("consumer_api.access")
 def init_observe(app: Flask, metrics: Metrics) -> None:
     app.extensions[METRICS] = metrics
 
-    @app.before_request
-    def start():
-        g.started = time.perf_counter()
 
-    @app.after_request
-    def finish(resp):
-        seconds = time.perf_counter() - g.get("started", time.perf_counter())
-        route = request.url_rule.rule if request.url_rule else "<unmatched>"
-        metrics.observe_request(request.method, route, resp.status_code, seconds)
-        if access_log.isEnabledFor(logging.INFO):
-            fields = {
-                "method": request.method, "route": route, "status": resp.status_code,
-                "duration_ms": round(seconds * 1000, 2),
-                "consumer_id": (request.view_args or {}).get("consumer_id"),
-                "request_id": g.get("request_id"),
-                "principal": getattr(g.get("principal"), "name", None)}
-            access_log.info("%s %s %s", request.method, route, resp.status_code,
-                            extra={"access": fields})
-        return resp
+def start() -> None:
+    """Before the request (see :mod:`consumer_api.api.pipeline`)."""
+    g.started = time.perf_counter()
+
+
+def finish(resp, metrics: Metrics):
+    """After the request: a metrics sample and the access line."""
+    seconds = time.perf_counter() - g.get("started", time.perf_counter())
+    method, rule = request.method, request.url_rule
+    route = rule.rule if rule is not None else "<unmatched>"
+    status = resp.status_code
+    metrics.observe_request(method, route, status, seconds)
+    if access_log.isEnabledFor(logging.INFO):
+        fields = {
+            "method": method, "route": route, "status": status,
+            "duration_ms": round(seconds * 1000, 2),
+            "consumer_id": (request.view_args or {}).get("consumer_id"),
+            "request_id": g.get("request_id"),
+            "principal": getattr(g.get("principal"), "name", None)}
+        access_log.info("%s %s %s", method, route, status, extra={"access": fields})
+    return resp
 
 
 def metrics() -> Metrics:

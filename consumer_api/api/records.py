@@ -74,7 +74,7 @@ def produce(topic):
     records, partitions = parse_produce_body(raw_json_body(), settings().max_records_per_produce)
     offsets = backend().produce(topic, records, partitions)
     metrics().produced.labels(topic).inc(len(offsets))
-    return {"offsets": [{"partition": p, "offset": o, "timestamp": t} for p, o, t in offsets]}
+    return {"offsets": offsets}
 
 
 @bp.get("/<topic>/partitions/<partition>/records")

@@ -9,7 +9,7 @@ credentials and pass (flask-cors answers them).
 """
 from __future__ import annotations
 
-from flask import Flask, current_app, g, request
+from flask import Flask, g, request
 
 from consumer_api.auth import ANONYMOUS, KeyRing, Principal
 from consumer_api.errors import Forbidden, Unauthorized
@@ -34,16 +34,13 @@ def init_security(app: Flask, keyring: KeyRing) -> None:
     if not keyring.enabled:
         app.logger.warning("no API keys configured: the API is open to anyone who can reach "
                            "it (set CONSUMER_API_API_KEYS or CONSUMER_API_API_KEYS_FILE)")
-    app.before_request(_authenticate)
 
 
-def _authenticate():
+def authenticate(keyring: KeyRing, method: str, path: str) -> None:
+    """Before the request (see :mod:`consumer_api.api.pipeline`)."""
     g.principal = ANONYMOUS
-    if request.method == "OPTIONS" or not request.path.startswith("/api/") \
-            or request.path.startswith(OPEN_PREFIXES):
-        return
-    keyring: KeyRing = current_app.extensions[KEYRING]
-    if not keyring.enabled:
+    if not keyring.enabled or method == "OPTIONS" or not path.startswith("/api/") \
+            or path.startswith(OPEN_PREFIXES):
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     principal = keyring.authenticate(token.strip()) if scheme.lower() == "bearer" else None

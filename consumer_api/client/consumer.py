@@ -48,7 +48,7 @@ def _decode(wire, fmt: str):
     try:
         return data.decode("utf-8") if fmt == "text" else json.loads(data)
     except ValueError:
-        log.warning("a %d-byte value is not %s: it is handed out as bytes", len(data), fmt)
+        log.debug("a %d-byte value is not %s: it is handed out as bytes", len(data), fmt)
         return data
 
 

@@ -113,12 +113,13 @@ class Engine:
         self.topics.delete(name)
         self.groups.topic_deleted(name)
 
-    def produce(self, topic_name: str, records: list, partitions: list) -> list[tuple]:
+    def produce(self, topic_name: str, records: list, partitions: list) -> list[dict]:
         """Append ``records`` (:class:`NewRecord`-shaped tuples) to a topic;
         ``partitions[i]`` is record i's explicit partition or None (keyed: Kafka's
         murmur2; keyless: round-robin). Every explicit partition is checked before anything
         is appended; each partition's share of the request is one atomic batch. Returns
-        ``(partition, offset, timestamp)`` per record, in request order."""
+        ``{"partition", "offset", "timestamp"}`` per record, in request order (the API's
+        form: built once, here, rather than as tuples converted again by the caller)."""
         topic = self.topics.get(topic_name)
         now = self._now_ms()
         if partitions.count(None) == len(partitions) and all(r[0] is None for r in records):
@@ -143,7 +144,8 @@ class Engine:
             offset = next_offset[partition]
             next_offset[partition] = offset + 1
             ts = record[3]
-            out.append((partition, offset, now if ts is None else ts))
+            out.append({"partition": partition, "offset": offset,
+                        "timestamp": now if ts is None else ts})
         return out
 
     @staticmethod
@@ -153,12 +155,13 @@ class Engine:
         partition instead of a Python step per record."""
         n, k = len(topic.partitions), len(records)
         start = topic.partitioner.advance(k)
-        base = {}
-        for j in range(min(n, k)):
-            p = (start + j) % n
-            base[p] = topic.partitions[p].append(records[j::n], now)
-        return [((start + i) % n, base[(start + i) % n] + i // n,
-                 now if r[3] is None else r[3]) for i, r in enumerate(records)]
+        shares = [((start + j) % n, records[j::n]) for j in range(min(n, k))]
+        bases = [topic.partitions[p].append(share, now) for p, share in shares]
+        out: list = [None] * k
+        for j, ((p, share), base) in enumerate(zip(shares, bases)):
+            out[j::n] = [{"partition": p, "offset": base + q,
+                          "timestamp": now if r[3] is None else r[3]} for q, r in enumerate(share)]
+        return out
 
     def read(self, topic_name: str, partition: int, offset: int | None, max_records: int,
              max_bytes: int) -> list:

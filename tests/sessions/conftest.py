@@ -41,7 +41,7 @@ def produce(engine, topic: str, partition: int, n: int = 1, value: bytes = b"v",
     if timestamps is None:
         timestamps = [None] * n
     recs = [NewRecord(key=key, value=value, headers=None, timestamp=ts) for ts in timestamps]
-    return [offset for _, offset, _ in engine.produce(topic, recs, [partition] * len(recs))]
+    return [o["offset"] for o in engine.produce(topic, recs, [partition] * len(recs))]
 
 
 def offsets_of(chunks) -> list[tuple]:

@@ -56,10 +56,16 @@ class _Entries:
             self._file.reserve(min(self.count + more, self.capacity) * self.ENTRY.size)
 
     def append(self, *fields) -> None:
-        if self.count >= self.capacity:
-            return  # a full index only makes lookups scan a little longer
-        self._file.write(self.count * self.ENTRY.size, self.ENTRY.pack(*fields))
-        self.count += 1
+        self.extend((fields,))
+
+    def extend(self, rows) -> None:
+        """Append entries (tuples of fields) in one write; entries past the capacity are
+        dropped (a full index only makes lookups scan a little longer)."""
+        rows = list(rows)[:max(0, self.capacity - self.count)]
+        if rows:
+            pack = self.ENTRY.pack
+            self._file.write(self.count * self.ENTRY.size, b"".join([pack(*r) for r in rows]))
+            self.count += len(rows)
 
     def truncate(self, count: int) -> None:
         """Forget entries from ``count`` on (zeroing them in a writable file)."""

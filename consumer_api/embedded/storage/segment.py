@@ -234,8 +234,9 @@ class Segment:
     def append(self, batch: records.EncodedBatch) -> None:
         """Write an encoded batch at the end. Raises StorageFull before writing anything
         if the disk cannot hold it; the caller checked :meth:`fits`."""
-        self.index.reserve(len(batch.marks))
-        self.timeindex.reserve(len(batch.marks))
+        if batch.marks:
+            self.index.reserve(len(batch.marks))
+            self.timeindex.reserve(len(batch.marks))
         pos = self.size
         self._log.write(pos, batch.data)
         self._add_marks(batch.marks, pos)
@@ -246,10 +247,11 @@ class Segment:
             self.max_timestamp = batch.max_timestamp
 
     def _add_marks(self, marks, base_pos: int) -> None:
-        for mark in marks:
-            rel = mark.offset - self.base_offset
-            self.index.append(rel, base_pos + mark.position)
-            self.timeindex.append(mark.max_timestamp_before, rel)
+        if not marks:
+            return
+        base = self.base_offset
+        self.index.extend([(m.offset - base, base_pos + m.position) for m in marks])
+        self.timeindex.extend([(m.max_timestamp_before, m.offset - base) for m in marks])
 
     def sync(self) -> None:
         """Make the log durable (the indexes are rebuilt from it after a crash)."""
