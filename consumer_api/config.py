@@ -2,7 +2,9 @@
 
 Every setting has its unit in its name and is read from an environment variable
 ``CONSUMER_API_<NAME>`` (for example ``CONSUMER_API_DATA_DIR``,
-``CONSUMER_API_SEGMENT_BYTES``). ``Config.from_env()`` builds it; tests build it directly.
+``CONSUMER_API_SEGMENT_BYTES``), on top of an optional YAML/JSON file named by
+``CONSUMER_API_CONFIG_FILE`` (keys are the lower-case names: ``data_dir: /var/lib/x``).
+``Config.from_env()`` builds it; tests build it directly.
 """
 from __future__ import annotations
 
@@ -51,10 +53,14 @@ class Config:
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":
-        """Settings from ``CONSUMER_API_*`` variables, then ``overrides``. A value that
-        does not parse as its field's type raises ValueError naming the variable."""
+        """Settings from the file named by ``CONSUMER_API_CONFIG_FILE`` (if any), then the
+        ``CONSUMER_API_*`` variables, then ``overrides`` -- each later source wins. A value
+        that does not parse as its field's type raises ValueError naming where it came
+        from."""
         environ = os.environ if environ is None else environ
         values = {}
+        if environ.get(ENV_PREFIX + "CONFIG_FILE"):
+            values.update(_from_file(environ[ENV_PREFIX + "CONFIG_FILE"]))
         for f in fields(cls):
             name = ENV_PREFIX + f.name.upper()
             if name in environ:
@@ -64,6 +70,26 @@ class Config:
 
     def replace(self, **changes) -> "Config":
         return dataclasses.replace(self, **changes)
+
+
+def _from_file(path: str) -> dict:
+    """A YAML (or JSON) mapping of setting names (``data_dir``, ``segment_bytes``, ...) to
+    values."""
+    import yaml
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = yaml.safe_load(f) or {}
+    except (OSError, yaml.YAMLError) as exc:
+        raise ValueError(f"cannot read the config file {path}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ValueError(f"{path}: expected a mapping of setting names to values")
+    known = {f.name: f.type for f in fields(Config)}
+    unknown = sorted(set(data) - set(known))
+    if unknown:
+        raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: "
+                         f"{', '.join(sorted(known))}")
+    return {k: _parse(f"{path}: {k}", v, known[k]) if isinstance(v, str) else v
+            for k, v in data.items()}
 
 
 def _parse(name: str, raw: str, kind: str):
