@@ -32,9 +32,7 @@ import contextlib
 import datetime as _dt
 import glob
 import hashlib
-import json
 import os
-import platform
 import queue
 import random
 import re
@@ -43,19 +41,20 @@ import signal
 import socket
 import subprocess
 import sys
-import tempfile
 import threading
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
+from dataclasses import dataclass, field
 
 import orjson
 import requests
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
+from common import (KiB, MiB, ROOT, git_commit, platform_meta, prepare_base_dir,  # noqa: E402
+                    progress, render_table, row_dicts, set_progress_tag, status_text,
+                    targets_line, temp_workdir, write_json)
+
 perf_counter = time.perf_counter
-KiB, MiB = 1 << 10, 1 << 20
 CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 #: targets (printed in the "target" column, judged in the "status" column)
@@ -104,12 +103,8 @@ MANY_SETTLE_S = 0.5          # fig 4
 JSON_CT = {"Content-Type": "application/json"}
 
 _servers: list["Server"] = []   # killed on any exit
-_created_dirs: list[str] = []   # a --dir that did not exist: removed on exit if empty
 _sessions: list[requests.Session] = []
-
-
-def progress(msg: str) -> None:
-    print(f"[server-bench] {msg}", file=sys.stderr, flush=True)
+set_progress_tag("server-bench")
 
 
 class BenchError(Exception):
@@ -135,34 +130,19 @@ class Row:
 
     @property
     def status(self) -> str:
-        if self.error is not None:
-            return "ERROR"
-        return "-" if self.passed is None else ("pass" if self.passed else "FAIL")
+        return status_text(self.passed, self.error)
 
 
-def render_table(rows: list[Row], header_lines: list[str]) -> str:
-    cols = [  # (title, getter, right-aligned)
-        ("#", lambda r: str(r.figure), True),
-        ("benchmark", lambda r: r.benchmark, False),
-        ("settings", lambda r: r.settings, False),
-        ("result", lambda r: r.result, True),
-        ("target", lambda r: r.target, False),
-        ("status", lambda r: r.status, False),
-        ("notes", lambda r: r.notes, False),
-    ]
-    cells = [[get(r) for _, get, _ in cols] for r in rows]
-    widths = [max([len(t)] + [len(c[j]) for c in cells]) for j, (t, _, _) in enumerate(cols)]
-
-    def line(values):
-        out = []
-        for (_, _, right), w, v in zip(cols, widths, values):
-            out.append(v.rjust(w) if right else v.ljust(w))
-        return "  ".join(out).rstrip()
-
-    title = line([t for t, _, _ in cols])
-    rule = "-" * len(title)
-    body = [line(c) for c in cells]
-    return "\n".join(header_lines + [rule, title, rule] + body + [rule])
+#: the table's columns: (title, getter(row number, row), right-aligned); "#" is the figure
+COLUMNS = [
+    ("#", lambda i, r: str(r.figure), True),
+    ("benchmark", lambda i, r: r.benchmark, False),
+    ("settings", lambda i, r: r.settings, False),
+    ("result", lambda i, r: r.result, True),
+    ("target", lambda i, r: r.target, False),
+    ("status", lambda i, r: r.status, False),
+    ("notes", lambda i, r: r.notes, False),
+]
 
 
 def fmt_rate(v: float, unit: str = "rec/s") -> str:
@@ -191,73 +171,6 @@ def latency_stats(seconds: list[float]) -> dict:
 
 
 # -- environment ------------------------------------------------------------------------------
-
-def _unescape_mount(s: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
-
-
-def fs_type(path: str) -> str:
-    """Filesystem type of the mount holding ``path`` (from /proc/self/mountinfo)."""
-    path = os.path.realpath(path)
-    best, fstype = "", "unknown"
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for entry in f:
-                left, _, right = entry.partition(" - ")
-                mnt = _unescape_mount(left.split()[4])
-                inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
-                if inside and len(mnt) >= len(best):
-                    best, fstype = mnt, right.split()[0]
-    except (OSError, IndexError):
-        pass
-    return fstype
-
-
-MEMORY_FS = {"tmpfs", "ramfs"}
-
-
-def choose_base_dir(requested: str | None) -> tuple[str, str, list[str]]:
-    """``(base_dir, fs_type, warnings)``. Default: /work, else the current directory --
-    never a memory filesystem when a disk-backed candidate exists."""
-    warnings = []
-    if requested:
-        base = os.path.abspath(requested)
-        missing, d = [], base
-        while not os.path.exists(d):
-            missing.append(d)
-            d = os.path.dirname(d)
-        os.makedirs(base, exist_ok=True)
-        _created_dirs.extend(missing)
-        fst = fs_type(base)
-        if fst in MEMORY_FS:
-            warnings.append(f"--dir {base} is on {fst}: figures will not reflect disk storage")
-        return base, fst, warnings
-    candidates = [c for c in ("/work", os.getcwd())
-                  if os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)]
-    for c in candidates:
-        fst = fs_type(c)
-        if fst not in MEMORY_FS:
-            return c, fst, warnings
-    base = os.getcwd()
-    fst = fs_type(base)
-    warnings.append(f"no disk-backed default directory found; using {base} ({fst})")
-    return base, fst, warnings
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
-        commit = out.stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "consumer_api", "gunicorn.conf.py"],
-                               capture_output=True, text=True, timeout=5)
-        suffix = (" (+ uncommitted changes in consumer_api/ or gunicorn.conf.py)"
-                  if dirty.stdout.strip() else "")
-        return commit + suffix if commit else "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
-
 
 def source_digest() -> str:
     """SHA-1 (12 hex digits) of the server's source as it is on disk at the start: the
@@ -1327,11 +1240,9 @@ def error_row(fig: int, exc: BaseException) -> Row:
                settings="-", error=repr(exc)[:500], notes=str(exc).splitlines()[0][:200])
 
 
-def _raise_interrupt(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def cleanup(workdir: str | None) -> None:
+def kill_servers() -> None:
+    """Close the client connections and kill every server still running (the first step
+    of the cleanup on any exit)."""
     close_sessions()
     for srv in list(_servers):
         try:
@@ -1339,13 +1250,6 @@ def cleanup(workdir: str | None) -> None:
         except Exception as exc:
             progress(f"warning: killing server {srv.name}: {exc!r}")
         _servers.remove(srv)
-    if workdir and os.path.exists(workdir):
-        shutil.rmtree(workdir, ignore_errors=True)
-        if os.path.exists(workdir):
-            progress(f"warning: could not remove {workdir}; delete it by hand")
-    for d in _created_dirs:
-        with contextlib.suppress(OSError):
-            os.rmdir(d)
 
 
 def parse_only(text: str | None) -> set[int]:
@@ -1375,79 +1279,65 @@ def main(argv=None) -> int:
     only = parse_only(args.only)
     sizes = QUICK if args.quick else FULL
 
-    base, fst, warnings = choose_base_dir(args.dir)
-    for w in warnings:
-        progress(f"WARNING: {w}")
-    free = shutil.disk_usage(base).free
-    if free < sizes["min_free"]:
-        progress(f"ERROR: {base} has {free / MiB:,.0f} MiB free; need "
-                 f"{sizes['min_free'] / MiB:,.0f} MiB (use --dir)")
-        cleanup(None)
+    prepared = prepare_base_dir(args.dir, sizes["min_free"], fmt=lambda n: f"{n / MiB:,.0f} MiB",
+                                hint=" (use --dir)")
+    if prepared is None:
         return 2
+    base, fst, warnings = prepared
     started = _dt.datetime.now()
     meta = dict(
         started=started.isoformat(timespec="seconds"),
         mode="quick" if args.quick else "full", figures=sorted(only),
-        python=platform.python_version(), implementation=platform.python_implementation(),
-        platform=platform.platform(), cpus=os.cpu_count(), base_dir=base, fs_type=fst,
-        loadavg_start=loadavg(), commit=git_commit(), source_sha1=source_digest(),
+        **platform_meta(), base_dir=base, fs_type=fst,
+        loadavg_start=loadavg(), commit=git_commit("consumer_api", "gunicorn.conf.py"),
+        source_sha1=source_digest(),
         gunicorn=gunicorn_version(), requests=requests.__version__,
         orjson=orjson.__version__, sizes=sizes, warnings=warnings,
         client=("requests.Session (trust_env=False) per client thread (keep-alive; produce loops send requests prepared once); request bodies serialised "
                 f"once with orjson ({N_BODIES} distinct bodies cycled); responses parsed with "
                 "orjson.loads(resp.content); time.perf_counter"),
     )
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    old_hup = signal.signal(signal.SIGHUP, _raise_interrupt)
-    workdir = None
     rows: list[Row] = []
     oddities: list[str] = []
     ceiling: dict = {}
     rng = random.Random(20261126)
     stat0 = cpu_times()
     try:
-        workdir = tempfile.mkdtemp(prefix="server-bench-", dir=base)
-        progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures {sorted(only)}")
-        for name, figs in GROUPS:
-            figs = [f for f in figs if f in only]
-            if not figs:
-                continue
-            env, extra = server_settings(name, sizes)
-            current = figs[0]
-            try:
-                with running_server(name, workdir, env, extra, oddities) as srv:
-                    for fig in figs:
-                        current = fig
-                        t0 = perf_counter()
-                        if fig == 7:
-                            rows += fig7_health(srv, sizes, ceiling)
-                        elif fig == 1:
-                            rows += fig1_produce(srv, sizes, ceiling, rng)
-                        elif fig == 2:
-                            rows += fig2_consume(srv, sizes, ceiling, rng)
-                        elif fig == 3:
-                            rows += fig3_wakeup(srv, sizes, rng)
-                        elif fig == 4:
-                            rows += fig4_many(srv, sizes, rng)
-                        elif fig == 5:
-                            rows += fig5_memory(srv, sizes)
-                        elif fig == 6:
-                            rows += fig6_e2e(srv, sizes, rng)
-                        progress(f"fig {fig} done in {perf_counter() - t0:.1f} s")
-            except (BenchError, requests.RequestException, OSError, KeyError, TypeError,
-                    ValueError, threading.BrokenBarrierError) as exc:
-                progress(f"fig {current}: ERROR {exc!r}\n" + traceback.format_exc())
-                rows.append(error_row(current, exc))
-                oddities.append(f"figure {current} failed: {str(exc).splitlines()[0][:300]}")
-    except KeyboardInterrupt:
-        progress("interrupted: cleaning up")
+        with temp_workdir(base, "server-bench-", release=kill_servers) as workdir:
+            progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures {sorted(only)}")
+            for name, figs in GROUPS:
+                figs = [f for f in figs if f in only]
+                if not figs:
+                    continue
+                env, extra = server_settings(name, sizes)
+                current = figs[0]
+                try:
+                    with running_server(name, workdir, env, extra, oddities) as srv:
+                        for fig in figs:
+                            current = fig
+                            t0 = perf_counter()
+                            if fig == 7:
+                                rows += fig7_health(srv, sizes, ceiling)
+                            elif fig == 1:
+                                rows += fig1_produce(srv, sizes, ceiling, rng)
+                            elif fig == 2:
+                                rows += fig2_consume(srv, sizes, ceiling, rng)
+                            elif fig == 3:
+                                rows += fig3_wakeup(srv, sizes, rng)
+                            elif fig == 4:
+                                rows += fig4_many(srv, sizes, rng)
+                            elif fig == 5:
+                                rows += fig5_memory(srv, sizes)
+                            elif fig == 6:
+                                rows += fig6_e2e(srv, sizes, rng)
+                            progress(f"fig {fig} done in {perf_counter() - t0:.1f} s")
+                except (BenchError, requests.RequestException, OSError, KeyError, TypeError,
+                        ValueError, threading.BrokenBarrierError) as exc:
+                    progress(f"fig {current}: ERROR {exc!r}\n" + traceback.format_exc())
+                    rows.append(error_row(current, exc))
+                    oddities.append(f"figure {current} failed: {str(exc).splitlines()[0][:300]}")
+    except KeyboardInterrupt:  # temp_workdir has killed the servers and cleaned up
         return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # no second interrupt mid-cleanup
-        cleanup(workdir)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGHUP, old_hup)
 
     meta["loadavg_end"] = loadavg()
     meta["cpu_steal_share"] = steal_share(stat0, cpu_times())
@@ -1471,22 +1361,15 @@ def main(argv=None) -> int:
         "server: a fresh one per figure group (7+1, 2, 3, 4, 5, 6), settings in the row when "
         "not the defaults; MB = 10^6 bytes of record values; records keyless, 100 B values",
     ] + [f"WARNING: {w}" for w in warnings]
-    print(render_table(rows, header))
+    print(render_table(rows, header, COLUMNS))
     judged = [r for r in rows if r.passed is not None or r.error is not None]
-    bad = [r for r in judged if r.status != "pass"]
-    print(f"targets met: {len(judged) - len(bad)}/{len(judged)}"
-          + ("" if not bad else " -- FAIL: " + ", ".join(
-              f"#{r.figure} {r.benchmark}" for r in bad)))
+    print(targets_line(judged, [f"#{r.figure} {r.benchmark}" for r in judged
+                                if r.status != "pass"]))
     for o in oddities:
         print(f"NOTE: {o}")
 
-    path = Path(args.json) if args.json else (
-        ROOT / "bench" / "results" / f"server-{started:%Y%m%d-%H%M%S}.json")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    doc = dict(meta=meta, oddities=oddities,
-               rows=[dict(asdict(r), status=r.status) for r in rows])
-    path.write_text(json.dumps(doc, indent=2) + "\n")
-    print(f"json: {path}")
+    write_json(args.json, "server", started,
+               dict(meta=meta, oddities=oddities, rows=row_dicts(rows)))
     return 0
 
 

@@ -21,28 +21,24 @@ from __future__ import annotations
 
 import argparse
 import datetime as _dt
-import json
 import os
-import platform
-import re
 import shutil
-import signal
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
+from common import (GiB, MiB, ROOT, git_commit, human_bytes, platform_meta,  # noqa: E402
+                    prepare_base_dir, progress, render_table, row_dicts, set_progress_tag,
+                    status_text, targets_line, temp_workdir, write_json)
+
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog  # noqa: E402
 from consumer_api.embedded.storage.records import HEADER_SIZE, NewRecord  # noqa: E402
 
-KiB, MiB, GiB = 1 << 10, 1 << 20, 1 << 30
 BIG_MAX_BYTES = 1 << 62  # "max_bytes large": never the limiting factor
 perf_counter = time.perf_counter
 
@@ -70,19 +66,7 @@ QUICK = dict(
 )
 
 _open_logs: list[PartitionLog] = []  # closed (and their files removed) on any exit
-_created_dirs: list[str] = []  # a --dir that did not exist: removed on exit if empty
-
-
-def progress(msg: str) -> None:
-    print(f"[storage-bench] {msg}", file=sys.stderr, flush=True)
-
-
-def human_bytes(n: int) -> str:
-    for unit, size in (("GiB", GiB), ("MiB", MiB), ("KiB", KiB)):
-        if n >= size:
-            v = n / size
-            return f"{v:.0f} {unit}" if v == int(v) else f"{v:.2f} {unit}"
-    return f"{n} B"
+set_progress_tag("storage-bench")
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -103,7 +87,7 @@ class Row:
 
     @property
     def status(self) -> str:
-        return "-" if self.passed is None else ("pass" if self.passed else "FAIL")
+        return status_text(self.passed)
 
 
 def fmt_int(v) -> str:
@@ -114,98 +98,19 @@ def fmt_float(v, digits) -> str:
     return "-" if v is None else f"{v:,.{digits}f}"
 
 
-def render_table(rows: list[Row], header_lines: list[str]) -> str:
-    cols = [  # (title, getter, right-aligned)
-        ("#", lambda i, r: str(i), True),
-        ("benchmark", lambda i, r: r.benchmark, False),
-        ("settings", lambda i, r: r.settings, False),
-        ("records", lambda i, r: fmt_int(r.records), True),
-        ("seconds", lambda i, r: fmt_float(r.seconds, 3), True),
-        ("records/s", lambda i, r: fmt_int(r.records_per_s), True),
-        ("MB/s", lambda i, r: fmt_float(r.mb_per_s, 1), True),
-        ("target", lambda i, r: r.target, False),
-        ("status", lambda i, r: r.status, False),
-        ("notes", lambda i, r: r.notes, False),
-    ]
-    cells = [[get(i, r) for _, get, _ in cols] for i, r in enumerate(rows, 1)]
-    widths = [max([len(t)] + [len(c[j]) for c in cells]) for j, (t, _, _) in enumerate(cols)]
-
-    def line(values):
-        out = []
-        for (_, _, right), w, v in zip(cols, widths, values):
-            out.append(v.rjust(w) if right else v.ljust(w))
-        return "  ".join(out).rstrip()
-
-    title = line([t for t, _, _ in cols])
-    rule = "-" * len(title)
-    body = [line(c) for c in cells]
-    return "\n".join(header_lines + [rule, title, rule] + body + [rule])
-
-
-# -- environment ------------------------------------------------------------------------------
-
-def _unescape_mount(s: str) -> str:
-    return re.sub(r"\\([0-7]{3})", lambda m: chr(int(m.group(1), 8)), s)
-
-
-def fs_type(path: str) -> str:
-    """Filesystem type of the mount holding ``path`` (from /proc/self/mountinfo)."""
-    path = os.path.realpath(path)
-    best, fstype = "", "unknown"
-    try:
-        with open("/proc/self/mountinfo") as f:
-            for entry in f:
-                left, _, right = entry.partition(" - ")
-                mnt = _unescape_mount(left.split()[4])
-                inside = path == mnt or path.startswith(mnt.rstrip("/") + "/")
-                if inside and len(mnt) >= len(best):  # later entries over-mount earlier ones
-                    best, fstype = mnt, right.split()[0]
-    except (OSError, IndexError):
-        pass
-    return fstype
-
-
-MEMORY_FS = {"tmpfs", "ramfs"}
-
-
-def choose_base_dir(requested: str | None) -> tuple[str, str, list[str]]:
-    """``(base_dir, fs_type, warnings)``. Default: /work, else the current directory --
-    never a memory filesystem when a disk-backed candidate exists."""
-    warnings = []
-    if requested:
-        base = os.path.abspath(requested)
-        missing, d = [], base
-        while not os.path.exists(d):
-            missing.append(d)  # deepest first: the order cleanup() removes them in
-            d = os.path.dirname(d)
-        os.makedirs(base, exist_ok=True)
-        _created_dirs.extend(missing)
-        fst = fs_type(base)
-        if fst in MEMORY_FS:
-            warnings.append(f"--dir {base} is on {fst}: figures will not reflect disk storage")
-        return base, fst, warnings
-    candidates = [c for c in ("/work", os.getcwd())
-                  if os.path.isdir(c) and os.access(c, os.W_OK | os.X_OK)]
-    for c in candidates:
-        fst = fs_type(c)
-        if fst not in MEMORY_FS:
-            return c, fst, warnings
-    base = os.getcwd()
-    fst = fs_type(base)
-    warnings.append(f"no disk-backed default directory found; using {base} ({fst})")
-    return base, fst, warnings
-
-
-def git_commit() -> str:
-    try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
-                             capture_output=True, text=True, timeout=5)
-        commit = out.stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--",
-                                "consumer_api"], capture_output=True, text=True, timeout=5)
-        return commit + (" (+ uncommitted changes in consumer_api/)" if dirty.stdout.strip() else "") if commit else "?"
-    except (OSError, subprocess.SubprocessError):
-        return "?"
+#: the table's columns: (title, getter(row number, row), right-aligned)
+COLUMNS = [
+    ("#", lambda i, r: str(i), True),
+    ("benchmark", lambda i, r: r.benchmark, False),
+    ("settings", lambda i, r: r.settings, False),
+    ("records", lambda i, r: fmt_int(r.records), True),
+    ("seconds", lambda i, r: fmt_float(r.seconds, 3), True),
+    ("records/s", lambda i, r: fmt_int(r.records_per_s), True),
+    ("MB/s", lambda i, r: fmt_float(r.mb_per_s, 1), True),
+    ("target", lambda i, r: r.target, False),
+    ("status", lambda i, r: r.status, False),
+    ("notes", lambda i, r: r.notes, False),
+]
 
 
 # -- partition helpers ------------------------------------------------------------------------
@@ -397,26 +302,14 @@ def bench_reopen(workdir: str, segment_bytes: int, target_bytes: int, repeats: i
 
 # -- main -------------------------------------------------------------------------------------
 
-def _raise_interrupt(signum, _frame):
-    raise KeyboardInterrupt(f"signal {signum}")
-
-
-def cleanup(workdir: str | None) -> None:
+def close_open_logs() -> None:
+    """Close every partition still open (the first step of the cleanup on any exit)."""
     for plog in list(_open_logs):
         try:
             plog.close()
         except Exception as exc:  # keep cleaning up
             progress(f"warning: closing {plog.directory}: {exc!r}")
     _open_logs.clear()
-    if workdir and os.path.exists(workdir):
-        shutil.rmtree(workdir, ignore_errors=True)
-        if os.path.exists(workdir):
-            progress(f"warning: could not remove {workdir}; delete it by hand")
-    for d in _created_dirs:
-        try:
-            os.rmdir(d)
-        except OSError:
-            pass
 
 
 def main(argv=None) -> int:
@@ -431,57 +324,42 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     sizes = QUICK if args.quick else FULL
 
-    base, fst, warnings = choose_base_dir(args.dir)
-    for w in warnings:
-        progress(f"WARNING: {w}")
-    free = shutil.disk_usage(base).free
-    if free < sizes["min_free"]:
-        progress(f"ERROR: {base} has {human_bytes(free)} free; need {human_bytes(sizes['min_free'])}")
-        cleanup(None)
+    prepared = prepare_base_dir(args.dir, sizes["min_free"])
+    if prepared is None:
         return 2
+    base, fst, warnings = prepared
 
     started = _dt.datetime.now()
     meta = dict(
         started=started.isoformat(timespec="seconds"),
         mode="quick" if args.quick else "full",
-        python=platform.python_version(), implementation=platform.python_implementation(),
-        platform=platform.platform(), cpus=os.cpu_count(), base_dir=base, fs_type=fst,
-        commit=git_commit(), default_config=asdict(LogConfig()),
+        **platform_meta(), base_dir=base, fs_type=fst,
+        commit=git_commit("consumer_api"), default_config=asdict(LogConfig()),
         mb="10^6 bytes of record values", warnings=warnings,
     )
 
-    old_term = signal.signal(signal.SIGTERM, _raise_interrupt)
-    old_hup = signal.signal(signal.SIGHUP, _raise_interrupt)
-    workdir = None
     rows: dict[str, Row] = {}
     try:
-        workdir = tempfile.mkdtemp(prefix="storage-bench-", dir=base)
-        progress(f"data in {workdir} ({fst}); mode {meta['mode']}")
-        # 1 + 2: the 100 B / batch 500 log is read right after it is written.
-        for (vs, bs), n in sizes["append"].items():
-            want_read = (vs, bs) == (100, 500)
-            row, plog = bench_append(workdir, vs, bs, n, keep=want_read)
-            rows[row.key] = row
-            if plog is not None:
-                progress("read: untimed warm-up pass ...")
-                read_pass(plog, 10_000)
-                for chunk in (500, 10_000):
-                    r = bench_read(plog, vs, chunk, sizes["read_repeats"])
-                    rows[r.key] = r
-                drop_log(plog)
-        # 3
-        for seg in sizes["reopen_segments"]:
-            r = bench_reopen(workdir, seg, sizes["reopen_bytes"], sizes["reopen_repeats"])
-            rows[r.key] = r
-    except KeyboardInterrupt:
-        progress("interrupted: cleaning up")
+        with temp_workdir(base, "storage-bench-", release=close_open_logs) as workdir:
+            progress(f"data in {workdir} ({fst}); mode {meta['mode']}")
+            # 1 + 2: the 100 B / batch 500 log is read right after it is written.
+            for (vs, bs), n in sizes["append"].items():
+                want_read = (vs, bs) == (100, 500)
+                row, plog = bench_append(workdir, vs, bs, n, keep=want_read)
+                rows[row.key] = row
+                if plog is not None:
+                    progress("read: untimed warm-up pass ...")
+                    read_pass(plog, 10_000)
+                    for chunk in (500, 10_000):
+                        r = bench_read(plog, vs, chunk, sizes["read_repeats"])
+                        rows[r.key] = r
+                    drop_log(plog)
+            # 3
+            for seg in sizes["reopen_segments"]:
+                r = bench_reopen(workdir, seg, sizes["reopen_bytes"], sizes["reopen_repeats"])
+                rows[r.key] = r
+    except KeyboardInterrupt:  # temp_workdir has cleaned up
         return 130
-    finally:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)  # no second interrupt mid-cleanup
-        cleanup(workdir)
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, old_term)
-        signal.signal(signal.SIGHUP, old_hup)
 
     order = ["append_v100_b500", "append_v1024_b500", "append_v100_b1", "append_v1024_b1",
              "read_c500", "read_c10000"] + [f"reopen_seg{s}" for s in sizes["reopen_segments"]]
@@ -501,20 +379,12 @@ def main(argv=None) -> int:
         f"LogConfig defaults unless stated (segment_bytes={human_bytes(cfg.segment_bytes)}, "
         f"index_interval_bytes={cfg.index_interval_bytes}, flush_policy={cfg.flush_policy})",
     ] + [f"WARNING: {w}" for w in warnings]
-    print(render_table(table_rows, header))
+    print(render_table(table_rows, header, COLUMNS))
     judged = [r for r in table_rows if r.passed is not None]
-    print(f"targets met: {sum(r.passed for r in judged)}/{len(judged)}"
-          + ("" if all(r.passed for r in judged) else
-             " -- FAIL: " + ", ".join(f"#{table_rows.index(r) + 1}" for r in judged
-                                      if not r.passed)))
+    print(targets_line(judged, [f"#{table_rows.index(r) + 1}" for r in judged if not r.passed]))
 
     if args.json is not None:
-        path = Path(args.json) if args.json else (
-            ROOT / "bench" / "results" / f"storage-{started:%Y%m%d-%H%M%S}.json")
-        path.parent.mkdir(parents=True, exist_ok=True)
-        doc = dict(meta=meta, rows=[dict(asdict(r), status=r.status) for r in table_rows])
-        path.write_text(json.dumps(doc, indent=2) + "\n")
-        print(f"json: {path}")
+        write_json(args.json, "storage", started, dict(meta=meta, rows=row_dicts(table_rows)))
     return 0
 
 
