@@ -50,8 +50,8 @@ import orjson
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
-from common import (KiB, MiB, ROOT, git_commit, platform_meta, prepare_base_dir,  # noqa: E402
-                    progress, render_table, row_dicts, set_progress_tag, status_text,
+from common import (KiB, MiB, ROOT, git_commit, prepare_base_dir, progress,  # noqa: E402
+                    render_table, row_dicts, run_meta, set_progress_tag, status_text,
                     targets_line, temp_workdir, write_json)
 
 perf_counter = time.perf_counter
@@ -1286,9 +1286,7 @@ def main(argv=None) -> int:
     base, fst, warnings = prepared
     started = _dt.datetime.now()
     meta = dict(
-        started=started.isoformat(timespec="seconds"),
-        mode="quick" if args.quick else "full", figures=sorted(only),
-        **platform_meta(), base_dir=base, fs_type=fst,
+        run_meta(started, args.quick, base, fst, figures=sorted(only)),
         loadavg_start=loadavg(), commit=git_commit("consumer_api", "gunicorn.conf.py"),
         source_sha1=source_digest(),
         gunicorn=gunicorn_version(), requests=requests.__version__,

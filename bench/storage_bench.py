@@ -29,8 +29,8 @@ import time
 from dataclasses import asdict, dataclass, field
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
-from common import (GiB, MiB, ROOT, git_commit, human_bytes, platform_meta,  # noqa: E402
-                    prepare_base_dir, progress, render_table, row_dicts, set_progress_tag,
+from common import (GiB, MiB, ROOT, git_commit, human_bytes, prepare_base_dir,  # noqa: E402
+                    progress, render_table, row_dicts, run_meta, set_progress_tag,
                     status_text, targets_line, temp_workdir, write_json)
 
 if str(ROOT) not in sys.path:
@@ -331,9 +331,7 @@ def main(argv=None) -> int:
 
     started = _dt.datetime.now()
     meta = dict(
-        started=started.isoformat(timespec="seconds"),
-        mode="quick" if args.quick else "full",
-        **platform_meta(), base_dir=base, fs_type=fst,
+        run_meta(started, args.quick, base, fst),
         commit=git_commit("consumer_api"), default_config=asdict(LogConfig()),
         mb="10^6 bytes of record values", warnings=warnings,
     )
