@@ -484,10 +484,6 @@ class ConsumerManager:
                 out.append(session)
         return out
 
-    def next_deadline(self) -> float | None:
-        with self._lock:
-            return self._deadlines[0][0] if self._deadlines else None
-
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:

@@ -10,8 +10,8 @@ collection time from a throwaway app, so every per-operation test is one pytest 
 The fuzzing runs against one app per module on its own data directory, seeded before each
 test with the resources the template's path examples name (topics ``orders`` (3 partitions)
 and ``events`` with records, a live consumer session in group ``billing``), so generated
-requests hit existing resources as well as missing ones. Known bugs are listed below: each is
-reproduced by a strict xfail, and fuzzing steps around exactly those inputs.
+requests hit existing resources as well as missing ones. Bugs this file once found are
+replayed as regressions (``FIXED_BUGS``).
 
 ``pytest --hypothesis-show-statistics`` is no help here (the Hypothesis tests are inner
 functions); the status codes each operation met are recorded as Hypothesis events.
@@ -73,19 +73,7 @@ SEED_GROUP = "billing"
 _WRITES = ("POST", "PUT", "PATCH")
 
 
-# -- known bugs (each one xfail(strict=True): the day it is fixed the test says XPASS) ---------
-
-def _lenient_boolean(field):
-    return lambda case: isinstance(case.body, dict) and field in case.body \
-        and type(case.body[field]) is not bool
-
-
-#: known app bugs that generated requests hit: name -> (operationIds, predicate on a generated
-#: case, (METHOD, path, body) that shows the bug, the status the contract wants, reason).
-#: Fuzzing skips the cases a predicate matches, so it stays strict (and deterministic) for
-#: everything else; test_known_bug_is_fixed[name] reproduces each one as xfail(strict=True).
-#: Path templates are filled with the seeded resources (topic orders, group billing, ...).
-KNOWN_BUGS: dict = {}
+# -- regressions -------------------------------------------------------------------------------
 
 #: bugs this file found that are fixed: name -> ((METHOD, path, body), the status wanted).
 #: Partition numbers were parsed with str.isdigit() + int(); isdigit() is also true for '²'
@@ -109,11 +97,6 @@ FIXED_BUGS = {
         400),
 }
 
-
-def _known_bug(case) -> bool:
-    operation_id = case.operation.definition.raw.get("operationId")
-    return any(operation_id in ops and predicate(case)
-               for ops, predicate, _, _, _ in KNOWN_BUGS.values())
 
 
 
@@ -195,19 +178,10 @@ def _operations_at_collection() -> list[tuple[str, str]]:
 OPERATIONS = _operations_at_collection()
 
 
-def operation_params(known_bugs: dict | None = None, methods=None):
-    """One pytest param per operation (``METHOD /path``), xfail(strict) where ``known_bugs``
-    (``{(METHOD, path): reason}``) names it."""
-    known_bugs = known_bugs or {}
-    out = []
-    for method, path in OPERATIONS:
-        if methods is not None and method not in methods:
-            continue
-        marks = ()
-        if (method, path) in known_bugs:
-            marks = (pytest.mark.xfail(strict=True, reason=known_bugs[(method, path)]),)
-        out.append(pytest.param(method, path, id=f"{method} {path}", marks=marks))
-    return out
+def operation_params(methods=None):
+    """One pytest param per operation (``METHOD /path``)."""
+    return [pytest.param(method, path, id=f"{method} {path}")
+            for method, path in OPERATIONS if methods is None or method in methods]
 
 
 # -- fixtures (one app for the whole module, on its own data directory) -----------------------
@@ -581,7 +555,7 @@ def test_try_it_out_with_the_documented_examples(example_server):
     assert not problems, "\n".join(problems)
 
 
-@pytest.mark.parametrize("method,path", operation_params(methods=_WRITES))
+@pytest.mark.parametrize("method,path", operation_params(_WRITES))
 def test_oversized_body_answer_is_documented(example_server, method, path):
     """A body over ``max_body_bytes`` (too big for fuzzing to reach at the default 16 MiB)."""
     server = example_server(max_body_bytes=256)
@@ -593,7 +567,7 @@ def test_oversized_body_answer_is_documented(example_server, method, path):
     assert 400 <= response.status_code < 500, response.text  # 413 for the routes of today
 
 
-@pytest.mark.parametrize("method,path", operation_params(methods=_WRITES))
+@pytest.mark.parametrize("method,path", operation_params(_WRITES))
 def test_full_disk_answer_is_documented(example_server, monkeypatch, method, path):
     """Every write, sent with its examples while the data volume is full (ENOSPC on every
     block reservation), answers a documented status: 507 is the right answer, but only where
@@ -813,7 +787,6 @@ def test_schemathesis(st_schema, openapi_client, seeded, method, path, mode):
     @settings(max_examples=POSITIVE_EXAMPLES if positive else NEGATIVE_EXAMPLES, **FUZZ_SETTINGS)
     @given(case=_strategy(operation, generation_mode, seeded))
     def run(case):
-        assume(not _known_bug(case))
         response = _call_and_validate(openapi_client, case, checks, seeded)
         assume(response is not None)
         event(f"status {response.status_code}")
@@ -838,8 +811,6 @@ def test_schemathesis_coverage(st_schema, openapi_client, seeded, method, path):
         generation_config=st_schema.config.generation_for(operation=operation))
     failures, count = [], 0
     for case in cases:
-        if _known_bug(case):
-            continue
         try:
             count += _call_and_validate(openapi_client, case, COVERAGE_CHECKS, seeded) is not None
         except FailureGroup as exc:

@@ -32,13 +32,10 @@ from typing import NamedTuple
 
 HEADER = struct.Struct("<IIqqBiii")
 HEADER_SIZE = HEADER.size  # 37
-#: bytes of a frame before the CRC'd part (length + crc)
-PREFIX_SIZE = 8
 _BODY = struct.Struct("<qqBiii")
 _PREFIX = struct.Struct("<II")
 _U16 = struct.Struct("<H")
 _U32 = struct.Struct("<I")
-_OFFSET = struct.Struct("<q")
 
 FIRST_IN_BATCH = 1
 LAST_IN_BATCH = 2
@@ -293,11 +290,6 @@ def iter_frames(buf, pos: int, end: int):
         length, _crc, offset, ts = unpack(buf, pos)[:4]
         yield offset, ts, pos, length + 4
         pos += length + 4
-
-
-def frame_offset(buf, pos: int) -> int:
-    """The offset stored in the frame at ``pos`` (no validation)."""
-    return _OFFSET.unpack_from(buf, pos + 8)[0]
 
 
 def header_at(buf, pos: int, limit: int):
