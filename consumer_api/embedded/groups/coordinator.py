@@ -159,10 +159,8 @@ class GroupCoordinator:
 
     def assignment(self, group_id: str, member_id: str) -> tuple | None:
         """``(generation, assignment)`` of a member, None if it is not one."""
-        with self._lock:
-            group = self._groups.get(group_id)
-            member = group.members.get(member_id) if group else None
-            return None if member is None else (group.generation, _copy(member.assignment))
+        found = self.membership(group_id, member_id)
+        return None if found is None else found[:2]
 
     def membership(self, group_id: str, member_id: str) -> tuple | None:
         """``(generation, assignment, since)`` of a member (see :class:`Member`), None if
