@@ -179,9 +179,20 @@ def start_server(data_dir, *, ready_timeout: float = READY_TIMEOUT_S, **kwargs):
             srv.kill()
 
 
+def poll_until(condition, what: str, limit_s: float = 10.0, every_s: float = 0.02) -> None:
+    """Bounded polling of server state -- the only kind of wait in these tests."""
+    deadline = time.monotonic() + limit_s
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out after {limit_s} s waiting until {what}")
+        time.sleep(every_s)
+
+
 # -- pytest glue --------------------------------------------------------------------------
 
 _SERVERS_ATTR = "_e2e_servers"
+#: names of module-scoped server fixtures whose logs a failing test should carry
+MODULE_SERVER_FIXTURES = ("srv", "secure_srv")
 
 
 @pytest.hookimpl(hookwrapper=True)
@@ -193,6 +204,16 @@ def pytest_runtest_makereport(item, call):
         for srv in getattr(item, _SERVERS_ATTR, ()):
             report.sections.append((f"gunicorn {srv.base_url} (pid {srv.pid}) log",
                                     srv.output() or "(no output)"))
+
+
+@pytest.fixture(autouse=True)
+def _attach_module_server_logs(request):
+    """A failing test gets the log of the module's server(s) (fixtures named in
+    ``MODULE_SERVER_FIXTURES``) in its report."""
+    servers = [request.getfixturevalue(name) for name in MODULE_SERVER_FIXTURES
+               if name in request.fixturenames]
+    if servers and not hasattr(request.node, _SERVERS_ATTR):
+        setattr(request.node, _SERVERS_ATTR, servers)
 
 
 @pytest.fixture

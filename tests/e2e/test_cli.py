@@ -27,7 +27,7 @@ from click.testing import CliRunner
 
 from consumer_api.cli import main
 from consumer_api.client import Client
-from tests.e2e.conftest import _SERVERS_ATTR, free_port, server_env, start_server
+from tests.e2e.conftest import free_port, server_env, start_server
 
 API_KEY = "cli-e2e-secret-key"
 CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
@@ -46,14 +46,6 @@ def secure_srv(tmp_path_factory):
     with start_server(tmp_path_factory.mktemp("cli-secure"),
                       CONSUMER_API_API_KEYS=f"{API_KEY},another-key") as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _attach_server_logs(request):
-    servers = [request.getfixturevalue(name) for name in ("srv", "secure_srv")
-               if name in request.fixturenames]
-    if servers and not hasattr(request.node, _SERVERS_ATTR):
-        setattr(request.node, _SERVERS_ATTR, servers)
 
 
 @pytest.fixture

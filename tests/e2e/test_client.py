@@ -23,7 +23,7 @@ import pytest
 
 from consumer_api.client import Client, ClientError, ConnectionFailed, Record
 from consumer_api.client import errors
-from tests.e2e.conftest import _SERVERS_ATTR, free_port, start_server
+from tests.e2e.conftest import free_port, start_server
 
 #: the open server refuses more records per request than the client puts in one
 #: (consumer_api.client.BATCH_RECORDS = 5000): a produce that is not split fails
@@ -58,15 +58,6 @@ def secure_srv(tmp_path_factory):
         "      - {groups: '*', rights: [read]}\n", encoding="utf-8")
     with start_server(base / "data", CONSUMER_API_API_KEYS_FILE=str(keys)) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _attach_server_logs(request):
-    """A failing test gets the log of the module's server(s) in its report."""
-    servers = [request.getfixturevalue(name) for name in ("srv", "secure_srv")
-               if name in request.fixturenames]
-    if servers and not hasattr(request.node, _SERVERS_ATTR):
-        setattr(request.node, _SERVERS_ATTR, servers)
 
 
 @pytest.fixture

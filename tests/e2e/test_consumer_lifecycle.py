@@ -18,6 +18,8 @@ import time
 import pytest
 import requests
 
+from tests.e2e.conftest import poll_until
+
 TOPIC = "orders"
 PARTITIONS = 3
 PER_PARTITION = 10
@@ -100,15 +102,6 @@ def expected(start: dict, end: dict):
 
 def wire(offsets: dict) -> dict:
     return {TOPIC: {str(p): o for p, o in sorted(offsets.items())}}
-
-
-def poll_until(condition, what: str, limit_s: float = 10.0, every_s: float = 0.02):
-    """Bounded polling of server state (the only kind of wait in these tests)."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit_s} s waiting until {what}")
-        time.sleep(every_s)
 
 
 # -- lifecycle across a restart -------------------------------------------------------------

@@ -40,7 +40,7 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.conftest import _SERVERS_ATTR, REPO_ROOT, start_server
+from tests.e2e.conftest import REPO_ROOT, start_server
 
 EXAMPLES = REPO_ROOT / "examples"
 RUN_TIMEOUT_S = 30.0
@@ -327,15 +327,6 @@ def secure_srv(tmp_path_factory):
     with start_server(tmp_path_factory.mktemp("examples-secure"),
                       CONSUMER_API_API_KEYS=API_KEY) as server:
         yield server
-
-
-@pytest.fixture(autouse=True)
-def _attach_server_logs(request):
-    """A failing test gets the log of the module's server(s) in its report."""
-    servers = [request.getfixturevalue(name) for name in ("srv", "secure_srv")
-               if name in request.fixturenames]
-    if servers and not hasattr(request.node, _SERVERS_ATTR):
-        setattr(request.node, _SERVERS_ATTR, servers)
 
 
 @pytest.fixture

@@ -43,7 +43,7 @@ import pytest
 import requests
 
 from consumer_api.config import Config
-from tests.e2e.conftest import _SERVERS_ATTR, REPO_ROOT, free_port, start_server
+from tests.e2e.conftest import _SERVERS_ATTR, REPO_ROOT, free_port, poll_until, start_server
 
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
 GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
@@ -351,14 +351,6 @@ def _attach_gunicorn_log(request):
     """A failing test's report shows the server's output (the e2e conftest's hook)."""
     if "stack" in request.fixturenames:
         setattr(request.node, _SERVERS_ATTR, [request.getfixturevalue("stack").gunicorn])
-
-
-def poll_until(condition, what: str, limit_s: float = 10.0, every_s: float = 0.02):
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit_s} s waiting until {what}")
-        time.sleep(every_s)
 
 
 def assert_error(stack, resp, status: int, code: str) -> dict:

@@ -17,6 +17,8 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
+from tests.e2e.conftest import poll_until
+
 TOPIC = "orders"
 PARTITIONS = 3
 PER_PARTITION = 2
@@ -25,14 +27,6 @@ CONSUME_ROUTE = "/api/consumers/<consumer_id>/consume"
 POLL_TIMEOUT_MS = 60_000
 PROMPT_S = 5.0
 HTTP_TIMEOUT = (2.0, 90.0)
-
-
-def poll_until(condition, what: str, limit_s: float = 10.0, every_s: float = 0.02):
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit_s} s waiting until {what}")
-        time.sleep(every_s)
 
 
 class Api:
