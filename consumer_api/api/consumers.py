@@ -7,11 +7,10 @@ import socket
 from flask import Blueprint, request
 
 from consumer_api.api import codec
-from consumer_api.api.context import (manager, offsets_from_wire, offsets_to_wire, principal,
-                                      settings)
+from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire, settings
 from consumer_api.api.json_io import json_body, json_response, query_args
 from consumer_api.api.observe import metrics
-from consumer_api.api.security import require
+from consumer_api.api.security import owner, require
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
                                                 SubscribeSchema)
@@ -75,7 +74,7 @@ def subscribe():
         require("topics", "read", topic)
     return manager().subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
                                body["session_timeout_ms"], body["auto_commit"],
-                               body["encoding"], principal())
+                               body["encoding"], owner())
 
 
 @bp.post("/<consumer_id>/consume")
@@ -107,7 +106,7 @@ def consume(consumer_id):
     body = json_body(_consume, empty_ok=True)
     chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
                                          body["max_bytes_total"], body.get("encoding"),
-                                         principal(), connection_closed(request.environ))
+                                         owner(), connection_closed(request.environ))
     consumed = metrics().consumed
     for topic, _partition, records in chunks:
         consumed.labels(topic).inc(len(records))
@@ -140,7 +139,7 @@ def commit(consumer_id):
     """
     body = json_body(_commit, empty_ok=True)
     offsets = offsets_from_wire(body["offsets"]) if "offsets" in body else None
-    done = manager().commit(consumer_id, offsets, principal())
+    done = manager().commit(consumer_id, offsets, owner())
     return {"success": True, "message": "offsets committed", "offsets": offsets_to_wire(done)}
 
 
@@ -174,7 +173,7 @@ def seek(consumer_id):
     body = json_body(_seek)
     moved = manager().seek(consumer_id, body.get("topic"), body.get("partition"),
                            body.get("offset"), body.get("position"), body.get("timestamp"),
-                           principal())
+                           owner())
     return {"success": True, "message": "offset updated", "offsets": offsets_to_wire(moved)}
 
 
@@ -193,7 +192,7 @@ def get_assignment(consumer_id):
           content: {application/json: {schema: AssignmentSchema}}
         404: NotFound
     """
-    return manager().get_assignment(consumer_id, principal())
+    return manager().get_assignment(consumer_id, owner())
 
 
 @bp.put("/<consumer_id>/assignment")
@@ -221,7 +220,7 @@ def put_assignment(consumer_id):
     body = json_body(_assign)
     for topic in body["topics"]:
         require("topics", "read", topic)
-    return manager().assign(consumer_id, body["topics"], principal())
+    return manager().assign(consumer_id, body["topics"], owner())
 
 
 @bp.get("/<consumer_id>/position")
@@ -239,7 +238,7 @@ def position(consumer_id):
           content: {application/json: {schema: PositionsSchema}}
         404: NotFound
     """
-    return {"offsets": offsets_to_wire(manager().positions(consumer_id, principal()))}
+    return {"offsets": offsets_to_wire(manager().positions(consumer_id, owner()))}
 
 
 @bp.get("/<consumer_id>/committed")
@@ -258,7 +257,7 @@ def committed(consumer_id):
           content: {application/json: {schema: PositionsSchema}}
         404: NotFound
     """
-    return {"offsets": offsets_to_wire(manager().committed(consumer_id, principal()))}
+    return {"offsets": offsets_to_wire(manager().committed(consumer_id, owner()))}
 
 
 @bp.delete("/<consumer_id>")
@@ -285,5 +284,5 @@ def close(consumer_id):
         409: Conflict
     """
     args = query_args(_close)
-    manager().close(consumer_id, args["commit"], principal())
+    manager().close(consumer_id, args["commit"], owner())
     return {"message": "consumer closed"}

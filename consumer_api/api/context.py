@@ -25,12 +25,6 @@ def manager():
     return current_app.extensions[MANAGER]
 
 
-def principal():
-    """Who is calling (the API key's name when auth is on, else None): sessions belong to it."""
-    from consumer_api.api.security import owner
-    return owner()
-
-
 def offsets_to_wire(offsets: dict) -> dict:
     """``{(topic, partition): offset}`` -> ``{topic: {"partition": offset}}``."""
     out: dict = {}
