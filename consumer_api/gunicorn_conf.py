@@ -8,7 +8,8 @@ import os
 
 wsgi_app = "consumer_api.wsgi:app"
 bind = os.environ.get("CONSUMER_API_BIND", "127.0.0.1:8080")
-worker_class = "gthread"
+# gthread, serving back-to-back requests on one thread and each response in one send
+worker_class = "consumer_api.gunicorn_worker.Worker"
 workers = 1  # the state lives in the worker; never more than one
 threads = int(os.environ.get("CONSUMER_API_THREADS", "64"))
 # gthread serves at most worker_connections connections and keeps idle ones alive only
@@ -32,45 +33,7 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 def post_worker_init(worker):
     """Start background threads in the worker that serves requests."""
     from consumer_api.app import start_background
-    _throttle_heartbeat(worker)
-    _drain_on_sigterm(worker)
     start_background(worker.wsgi)
-
-
-def _drain_on_sigterm(worker):
-    """On SIGTERM, before gunicorn stops accepting and waits for the requests in flight:
-    answer every waiting long-poll now and refuse new work (503), so the graceful stop takes
-    milliseconds, not the longest poll. The logs close in worker_exit, after the requests."""
-    import signal
-    import threading
-
-    from consumer_api.app import begin_shutdown
-    stop = worker.handle_exit
-
-    def handle_exit(sig, frame):
-        threading.Thread(target=begin_shutdown, args=(worker.wsgi,), name="drain",
-                         daemon=True).start()
-        stop(sig, frame)
-
-    signal.signal(signal.SIGTERM, handle_exit)
-    signal.siginterrupt(signal.SIGTERM, False)  # as gunicorn had it: no EINTR in requests
-
-
-def _throttle_heartbeat(worker, every_s=1.0):
-    """gthread touches its heartbeat file (an ``utime`` syscall) on every turn of its event
-    loop, i.e. a few times per request: ~100 us of a ~650 us trivial request on this
-    machine. The arbiter only needs a sign of life within ``timeout`` (330 s), so touch it
-    at most once a second."""
-    import time
-    touch, last = worker.notify, [0.0]
-
-    def notify():
-        now = time.monotonic()
-        if now - last[0] >= every_s:
-            last[0] = now
-            touch()
-
-    worker.notify = notify
 
 
 def worker_exit(server, worker):
