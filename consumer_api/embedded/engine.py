@@ -15,7 +15,7 @@ import time
 from consumer_api.config import Config
 from consumer_api.embedded.groups.service import GroupService
 from consumer_api.embedded.lockfile import DataDirLock
-from consumer_api.embedded.storage.partition_log import LogConfig, wall_clock_ms
+from consumer_api.embedded.storage.partition_log import LogConfig, append_all, wall_clock_ms
 from consumer_api.embedded.topics import TopicRegistry
 from consumer_api.errors import PartitionNotFound, TopicNotFound
 
@@ -117,7 +117,8 @@ class Engine:
         """Append ``records`` (:class:`NewRecord`-shaped tuples) to a topic;
         ``partitions[i]`` is record i's explicit partition or None (keyed: Kafka's
         murmur2; keyless: round-robin). Every explicit partition is checked before anything
-        is appended; each partition's share of the request is one atomic batch. Returns
+        is appended; each partition's share of the request is one atomic batch, and a full
+        disk (StorageFull) stores none of the shares (see ``append_all``). Returns
         ``{"partition", "offset", "timestamp"}`` per record, in request order (the API's
         form: built once, here, rather than as tuples converted again by the caller)."""
         topic = self.topics.get(topic_name)
@@ -138,7 +139,8 @@ class Engine:
                 batches[partition] = batch = []
             batch.append(record)
             chosen.append(partition)
-        next_offset = {p: topic.partitions[p].append(batch, now) for p, batch in batches.items()}
+        shares = [(topic.partitions[p], batch) for p, batch in batches.items()]
+        next_offset = dict(zip(batches, append_all(shares, now)))
         out = []
         for record, partition in zip(records, chosen):
             offset = next_offset[partition]
@@ -156,7 +158,7 @@ class Engine:
         n, k = len(topic.partitions), len(records)
         start = topic.partitioner.advance(k)
         shares = [((start + j) % n, records[j::n]) for j in range(min(n, k))]
-        bases = [topic.partitions[p].append(share, now) for p, share in shares]
+        bases = append_all([(topic.partitions[p], share) for p, share in shares], now)
         out: list = [None] * k
         for j, ((p, share), base) in enumerate(zip(shares, bases)):
             out[j::n] = [{"partition": p, "offset": base + q,

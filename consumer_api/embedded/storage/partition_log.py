@@ -4,7 +4,8 @@ Offsets are dense and start at 0. ``log_start_offset`` is the base offset of the
 segment (it moves up when retention deletes segments); ``high_watermark`` is the offset the
 next appended record gets. A record is readable as soon as ``append`` returns its offset.
 
-Thread-safety: every public method takes ``lock`` (one ``threading.Lock`` per partition).
+Thread-safety: every public method takes ``lock`` (one ``threading.Lock`` per partition);
+:func:`append_all` alone holds several, taken in one global order.
 ``cond`` is a Condition on that lock, notified on every append and on close; listeners
 registered with :meth:`add_listener` are called after every append and on close, *with the
 lock held* -- they must be quick and must not take a lock that is held while calling into
@@ -13,6 +14,7 @@ a partition log (the session waiter's lock qualifies: it is never held across a 
 from __future__ import annotations
 
 import bisect
+import contextlib
 import logging
 import os
 import shutil
@@ -157,22 +159,33 @@ class PartitionLog:
         return the offset of its first record (the others follow consecutively). Records
         without a timestamp get ``now_ms`` (default: the log clock's now). Raises
         StorageFull (nothing appended) when the disk is full."""
-        if not batch:
-            raise ValueError("empty batch")
         now = self._now_ms() if now_ms is None else now_ms
         with self.lock:
-            self._check_open()
+            return self._commit(self._prepare(batch, now), now)
+
+    def _prepare(self, batch: Sequence, now: int) -> records.EncodedBatch:
+        """Encode ``batch`` for the end of the log and give it disk blocks (rolling if it
+        does not fit), writing nothing; raises StorageFull. Lock held."""
+        if not batch:
+            raise ValueError("empty batch")
+        self._check_open()
+        encoded = self._encode(batch, now)
+        if not self.active.fits(len(encoded.data)):
+            self._make_room(len(encoded.data))
             encoded = self._encode(batch, now)
-            if not self.active.fits(len(encoded.data)):
-                self._make_room(len(encoded.data))
-                encoded = self._encode(batch, now)
-            base = self.active.next_offset
-            self.active.append(encoded)
-            self._after_append(encoded.count, now)
-            self.cond.notify_all()
-            for listener in self._listeners:
-                listener(self)
-            return base
+        self.active.reserve(encoded)
+        return encoded
+
+    def _commit(self, encoded: records.EncodedBatch, now: int) -> int:
+        """Write a prepared batch (its blocks are reserved) and wake readers; the offset of
+        its first record. Lock held."""
+        base = self.active.next_offset
+        self.active.append(encoded)
+        self._after_append(encoded.count, now)
+        self.cond.notify_all()
+        for listener in self._listeners:
+            listener(self)
+        return base
 
     def _encode(self, batch, now: int) -> records.EncodedBatch:
         seg = self.active
@@ -376,3 +389,30 @@ class PartitionLog:
         """Close and remove the partition's directory."""
         self.close(sync=False)
         shutil.rmtree(self.directory, ignore_errors=True)
+
+
+def append_all(shares: Sequence[tuple["PartitionLog", Sequence]], now_ms: int) -> list[int]:
+    """Append one batch to each of several partition logs, all or none of them as far as
+    disk space goes: every batch gets its disk blocks before any is written, so a full disk
+    (StorageFull) leaves every log as it was. Returns each share's first offset, in the
+    order given. (A crash in the middle may still keep some logs' batches and not others':
+    each batch is atomic on its own.)
+
+    Lock order: the logs' locks are taken in the order of their directories, and all are
+    held until every batch is written; nothing else holds two partition locks at once.
+    """
+    if len(shares) == 1:
+        plog, batch = shares[0]
+        return [plog.append(batch, now_ms)]
+    logs = sorted((plog for plog, _ in shares), key=_lock_order)
+    if len({id(plog) for plog in logs}) != len(logs):
+        raise ValueError("one batch per partition log")
+    with contextlib.ExitStack() as held:
+        for plog in logs:
+            held.enter_context(plog.lock)
+        prepared = [plog._prepare(batch, now_ms) for plog, batch in shares]
+        return [plog._commit(encoded, now_ms) for (plog, _), encoded in zip(shares, prepared)]
+
+
+def _lock_order(plog: "PartitionLog") -> str:
+    return plog.directory

@@ -231,12 +231,18 @@ class Segment:
         self._log.grow(capacity)
         self.data = self._log.map
 
-    def append(self, batch: records.EncodedBatch) -> None:
-        """Write an encoded batch at the end. Raises StorageFull before writing anything
-        if the disk cannot hold it; the caller checked :meth:`fits`."""
+    def reserve(self, batch: records.EncodedBatch) -> None:
+        """Give ``batch`` disk blocks at the end of the log (and its index entries theirs),
+        writing nothing; raises StorageFull. The caller checked :meth:`fits`."""
         if batch.marks:
             self.index.reserve(len(batch.marks))
             self.timeindex.reserve(len(batch.marks))
+        self._log.reserve(self.size + len(batch.data))
+
+    def append(self, batch: records.EncodedBatch) -> None:
+        """Write an encoded batch at the end. Raises StorageFull before writing anything
+        if the disk cannot hold it (nothing to reserve after :meth:`reserve`)."""
+        self.reserve(batch)
         pos = self.size
         self._log.write(pos, batch.data)
         self._add_marks(batch.marks, pos)

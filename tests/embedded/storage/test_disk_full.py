@@ -31,16 +31,17 @@ MiB = 1 << 20
 
 
 class DiskFault:
-    """Makes ``posix_fallocate`` (as mapped_file calls it) fail with ``err`` while ``full``."""
+    """Makes ``posix_fallocate`` (as mapped_file calls it) fail with ``err`` while ``full``
+    (only for files whose path contains ``only``, when given)."""
 
-    def __init__(self, monkeypatch, err=errno.ENOSPC):
+    def __init__(self, monkeypatch, err=errno.ENOSPC, only=None):
         self.full = False
         self.err = err
         self.failures = 0
         real = mapped_file.os.posix_fallocate
 
         def fallocate(fd, offset, length):
-            if self.full:
+            if self.full and (only is None or only in os.readlink(f"/proc/self/fd/{fd}")):
                 self.failures += 1
                 raise OSError(self.err, os.strerror(self.err))
             return real(fd, offset, length)
@@ -322,3 +323,28 @@ def test_filling_a_real_filesystem_raises_storage_full(small_fs, clock, segment_
     checked = _run(CHECKER, directory, clock, segment_bytes)
     assert checked == {"hw": filled["acked"], "start": 0, "count": filled["acked"], "bad": [],
                        "dropped": 0}
+
+
+# -- a produce over several partitions ------------------------------------------------------
+
+@pytest.mark.parametrize("full", [0, 1, 2], ids=lambda p: f"full-at-partition-{p}")
+@pytest.mark.parametrize("keyed", [False, True], ids=["round-robin", "keyed"])
+def test_a_full_disk_stores_no_partitions_share_of_a_produce(keyed, full, engine, monkeypatch):
+    """The disk fills while one partition's share is being placed: no share of the request
+    is stored (a retry must not duplicate the others), and the retry stores each once."""
+    engine.create_topic("t", 3)
+    fault = DiskFault(monkeypatch, only=os.sep.join(("", "topics", "t", str(full), "")))
+    # ~100 KiB per partition: more than a new segment has reserved, so every share grows
+    records = [(f"k{i}".encode() if keyed else None, bytes([i % 251]) * 1000, None, None)
+               for i in range(300)]
+    produce = lambda: engine.produce("t", records, [None] * len(records))  # noqa: E731
+    fault.full = True
+    with pytest.raises(StorageFull):
+        produce()
+    assert fault.failures > 0
+    assert [engine.log_offsets("t", p) for p in range(3)] == [(0, 0)] * 3
+    fault.full = False
+    out = produce()
+    assert sorted({o["partition"] for o in out}) == [0, 1, 2]
+    stored = sorted(r[3] for p in range(3) for r in engine.read("t", p, 0, 1000, 1 << 30))
+    assert stored == sorted(r[1] for r in records)
