@@ -226,6 +226,14 @@ MALFORMED = {
     "empty hex": (bad_entry("  - {name: b, key_sha256: ''}\n"), "keys[1]"),
     "no key": (bad_entry("  - {name: b, grants: []}\n"), "keys[1]"),
     "empty plain key": (bad_entry("  - {name: b, key: ''}\n"), "keys[1]"),
+    "max_sessions zero": (bad_entry("  - {name: b, key: k2, max_sessions: 0}\n"), "keys[1]"),
+    "max_sessions negative": (bad_entry("  - {name: b, key: k2, max_sessions: -3}\n"), "keys[1]"),
+    "max_sessions a string": (bad_entry("  - {name: b, key: k2, max_sessions: '5'}\n"),
+                              "keys[1]"),
+    "max_sessions a fraction": (bad_entry("  - {name: b, key: k2, max_sessions: 1.5}\n"),
+                                "keys[1]"),
+    "max_sessions a boolean": (bad_entry("  - {name: b, key: k2, max_sessions: true}\n"),
+                               "keys[1]"),
     # a grant
     "grant not a mapping": (bad_grant("read-everything"), "keys[1].grants[1]"),
     "grant without kind": (bad_grant("{rights: [read]}"), "keys[1].grants[1]"),
@@ -442,3 +450,12 @@ def test_sees_means_some_right():
     assert p.sees("topics", "w") and p.sees("topics", "r")
     assert not p.sees("topics", "other")
     assert p.sees("groups", "g1") and not p.sees("groups", "w") and not p.sees("topics", "g1")
+
+
+def test_max_sessions_is_read_per_key(tmp_path):
+    path = write_yaml(tmp_path, "keys:\n"
+                      "  - {name: capped, key: k1, max_sessions: 7}\n"
+                      "  - {name: uncapped, key: k2}\n")
+    ring = KeyRing.from_config("", path)
+    assert ring.authenticate("k1").max_sessions == 7
+    assert ring.authenticate("k2").max_sessions is None

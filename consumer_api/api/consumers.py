@@ -10,7 +10,7 @@ from consumer_api.api import codec
 from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire, settings
 from consumer_api.api.json_io import json_body, json_response, query_args
 from consumer_api.api.observe import metrics
-from consumer_api.api.security import owner, require
+from consumer_api.api.security import owner, require, session_quota
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
                                                 SubscribeSchema)
@@ -74,7 +74,7 @@ def subscribe():
         require("topics", "read", topic)
     return manager().subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
                                body["session_timeout_ms"], body["auto_commit"],
-                               body["encoding"], owner())
+                               body["encoding"], owner(), session_quota())
 
 
 @bp.post("/<consumer_id>/consume")

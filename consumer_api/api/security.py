@@ -67,6 +67,12 @@ def owner() -> str | None:
     return None if principal is ANONYMOUS else principal.name
 
 
+def session_quota() -> int | None:
+    """How many consumer sessions the caller's key may hold at once (None: no cap of its
+    own; the server-wide one applies)."""
+    return current().max_sessions
+
+
 def require(kind: str, right: str, name: str) -> None:
     principal = current()
     if not principal.allows(kind, right, name):

@@ -88,8 +88,10 @@ class ConsumerManager:
 
     def subscribe(self, group_id: str, topics: list, auto_offset_reset: str = "latest",
                   session_timeout_ms: int = 30_000, auto_commit: bool = False,
-                  encoding: str = "base64", owner=None) -> dict:
-        """Create a session, join its group (rebalancing it) and return the assignment."""
+                  encoding: str = "base64", owner=None, owner_max_sessions=None) -> dict:
+        """Create a session, join its group (rebalancing it) and return the assignment.
+        TooManyConsumers when the server holds ``max_sessions`` sessions, or ``owner``
+        (an API key's name) already holds ``owner_max_sessions``."""
         if self._stopping:
             raise Unavailable("the server is shutting down")
         topics = list(dict.fromkeys(topics))
@@ -100,6 +102,8 @@ class ConsumerManager:
                 raise TooManyConsumers(
                     f"the server has reached its limit of {self.max_sessions} consumer "
                     "sessions; close unused ones", {"max_sessions": self.max_sessions})
+            if owner_max_sessions is not None:
+                self._check_owner_quota(owner, owner_max_sessions)
             self._sessions[session.consumer_id] = session
             self._push_deadline(session)
             self._cond.notify()  # the reaper may need an earlier wake-up
@@ -113,6 +117,15 @@ class ConsumerManager:
         with session.lock:
             self._apply_assignment(session, generation, assignment)
         return self._assignment_body(session)
+
+    def _check_owner_quota(self, owner, limit: int) -> None:
+        """(Lock held.) A scan of the sessions: only keys with a quota pay for it, and only
+        when they subscribe."""
+        held = sum(1 for s in self._sessions.values() if s.owner == owner and not s.closed)
+        if held >= limit:
+            raise TooManyConsumers(
+                f"the API key {owner!r} has reached its limit of {limit} consumer sessions; "
+                "close unused ones", {"max_sessions": limit, "key": owner})
 
     def close(self, consumer_id: str, commit: bool = False, owner=None) -> None:
         """Unsubscribe: optionally commit the positions first, then leave the group."""

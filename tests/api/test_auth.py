@@ -6,7 +6,7 @@ manager on the fake clock: nothing sleeps, and a consume that may find nothing i
 ``timeout_ms: 0``. The keys file is written to ``tmp_path``:
 
 * ``reader`` / ``other-reader``: read on topics ``orders`` and ``billing.*``, read on groups
-  ``billing-*``;
+  ``billing-*``; ``other-reader`` may hold 2 consumer sessions at once;
 * ``writer``: write on ``orders`` and ``billing.*`` (hashed key);
 * ``admin``: admin on topics ``billing.*`` and groups ``billing-*``;
 * ``nobody``: a valid key with no grant;
@@ -38,6 +38,7 @@ KEYS = {
     "nobody": "nobody-key-6e7f8a9b",
     "env": ENV_KEY,
 }
+OTHER_READER_MAX_SESSIONS = 2
 READER_GRANTS = """\
     grants:
       - {topics: orders, rights: [read]}
@@ -51,6 +52,7 @@ keys:
 {READER_GRANTS}\
   - name: other-reader
     key: {KEYS["other-reader"]}
+    max_sessions: {OTHER_READER_MAX_SESSIONS}
 {READER_GRANTS}\
   - name: writer
     key_sha256: {hashlib.sha256(KEYS["writer"].encode()).hexdigest()}
@@ -674,3 +676,24 @@ def test_resetting_every_topic_of_a_group_needs_read_on_each_of_them(server):
     forbidden(resp, "topic", "secret", "read")
     after = ok(env.client.get("/api/consumer-groups/billing-1"))
     assert {(r["topic"], r["committed_offset"]) for r in after["offsets"]} >= {("secret", 1)}
+
+
+# -- a key's own session cap --------------------------------------------------------------------
+
+def test_a_key_with_max_sessions_gets_429_beyond_it_and_others_do_not(server, manager, clock):
+    capped, free = server.as_("other-reader"), server.as_("reader")
+    held = [ok(subscribe(capped, "billing-1", ["orders"]))["consumer_id"]
+            for _ in range(OTHER_READER_MAX_SESSIONS)]
+    details = assert_error(subscribe(capped, "billing-2", ["orders"]), 429, "too_many_consumers")
+    assert details == {"max_sessions": OTHER_READER_MAX_SESSIONS, "key": "other-reader"}
+    # another key (no cap of its own) is not held back by it
+    for _ in range(OTHER_READER_MAX_SESSIONS + 1):
+        ok(subscribe(free, "billing-1", ["orders"]))
+    # a closed session frees its place, and so does an expired one
+    ok(capped.client.delete(f"/api/consumers/{held[0]}"))
+    held[0] = ok(subscribe(capped, "billing-1", ["orders"]))["consumer_id"]
+    assert_error(subscribe(capped, "billing-1", ["orders"]), 429, "too_many_consumers")
+    clock.advance(30_001)  # default session_timeout_ms; the others' sessions expire too
+    manager.expire()
+    for _ in range(OTHER_READER_MAX_SESSIONS):
+        ok(subscribe(capped, "billing-1", ["orders"]))
