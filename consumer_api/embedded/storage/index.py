@@ -5,9 +5,12 @@ at ``base_offset + relative_offset`` starts at byte ``position`` of the ``.log``
 strictly increase in both fields. The first record (relative offset 0, position 0) is
 implicit and never stored, so an all-zero entry marks the end of a preallocated file.
 
-``.timeindex`` (time index), 12-byte entries ``max_timestamp i64 | relative_offset u32``:
-every record of the segment *before* ``base_offset + relative_offset`` has a timestamp
-``<= max_timestamp``. Timestamps never decrease along the file. Entry ``i`` of both files is
+``.timeindex`` (time index), 16-byte entries ``max_timestamp i64 | relative_offset u32 |
+crc32 u32`` (zlib CRC-32 of the first 12 bytes): every record of the segment *before*
+``base_offset + relative_offset`` has a timestamp ``<= max_timestamp``. Timestamps never
+decrease along the file. An offset-index entry can be checked against the log (the frame at
+its position carries its offset); a time-index claim cannot without reading every earlier
+record, hence the CRC: lookups use only entries that pass it. Entry ``i`` of both files is
 written together (same relative offset); a sealed segment's time index has one extra last
 entry whose offset is the segment's end and whose timestamp is the segment's largest.
 
@@ -17,11 +20,15 @@ partition lock serialises access.
 """
 from __future__ import annotations
 
+import logging
 import operator
 import os
 import struct
+import zlib
 
 from consumer_api.embedded.storage.mapped_file import MappedFile, map_readonly
+
+log = logging.getLogger(__name__)
 
 
 class _Entries:
@@ -63,9 +70,12 @@ class _Entries:
         dropped (a full index only makes lookups scan a little longer)."""
         rows = list(rows)[:max(0, self.capacity - self.count)]
         if rows:
-            pack = self.ENTRY.pack
-            self._file.write(self.count * self.ENTRY.size, b"".join([pack(*r) for r in rows]))
+            self._file.write(self.count * self.ENTRY.size, self._pack(rows))
             self.count += len(rows)
+
+    def _pack(self, rows: list) -> bytes:
+        pack = self.ENTRY.pack
+        return b"".join([pack(*r) for r in rows])
 
     def truncate(self, count: int) -> None:
         """Forget entries from ``count`` on (zeroing them in a writable file)."""
@@ -154,7 +164,30 @@ class OffsetIndex(_Entries):
 
 
 class TimeIndex(_Entries):
-    ENTRY = struct.Struct("<qI")
+    """Entries ``(max_timestamp, relative_offset, crc)``; rows to append are
+    ``(max_timestamp, relative_offset)`` (the CRC is added here)."""
+
+    ENTRY = struct.Struct("<qII")
+    _FIELDS = struct.Struct("<qI")
+
+    def _pack(self, rows: list) -> bytes:
+        pack, crc32 = self._FIELDS.pack, zlib.crc32
+        out = []
+        for row in rows:
+            fields = pack(*row)
+            out.append(fields + crc32(fields).to_bytes(4, "little"))
+        return b"".join(out)
+
+    def get(self, i: int) -> tuple[int, int]:
+        """``(max_timestamp, relative_offset)`` of entry ``i`` (its CRC: :meth:`intact`)."""
+        return self._FIELDS.unpack_from(self.map, i * self.ENTRY.size)
+
+    def intact(self, i: int) -> bool:
+        """Whether entry ``i`` still has the CRC it was written with."""
+        size = self.ENTRY.size
+        raw = self.map[i * size:(i + 1) * size]
+        return len(raw) == size and \
+            zlib.crc32(raw[:12]) == int.from_bytes(raw[12:], "little")
 
     @staticmethod
     def _follows(prev, entry, log_size) -> bool:
@@ -164,16 +197,28 @@ class TimeIndex(_Entries):
 
     @staticmethod
     def _all_follow(columns, log_size) -> bool:
-        stamps, rels = columns
+        stamps, rels, _crcs = columns
         return (stamps[0] >= -1 and rels[0] > 0
                 and all(map(operator.le, stamps, stamps[1:]))
                 and all(map(operator.lt, rels, rels[1:])))
 
     def scan_start(self, timestamp: int) -> int:
         """Relative offset from which to scan for the first record with a timestamp
-        ``>= timestamp``: after the last entry whose records are all older."""
-        i = self._bisect(0, timestamp)
-        return self.get(i - 1)[1] if i else 0
+        ``>= timestamp``: after the last entry whose records are all older. Every entry the
+        binary search reads must pass its CRC; if one does not, 0 (scan the whole segment:
+        slower, never wrong)."""
+        lo, hi = 0, self.count
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if not self.intact(mid):
+                log.warning("%s: time index entry %d fails its CRC; scanning the segment "
+                            "from its start", self.path, mid)
+                return 0
+            if self.get(mid)[0] < timestamp:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self.get(lo - 1)[1] if lo else 0  # entry lo - 1 was read, and passed
 
     def last_timestamp(self) -> int:
         return self.get(self.count - 1)[0] if self.count else -1

@@ -106,9 +106,11 @@ class Segment:
         if self.timeindex.valid_prefix(self.size) != tn:
             return False
         for i in (0, n - 1) if n else ():
-            if not self._entry_points_at_its_frame(i) or \
+            if not self._entry_points_at_its_frame(i) or not self.timeindex.intact(i) or \
                     self.timeindex.get(i)[1] != self.index.get(i)[0]:
                 return False
+        if not self.timeindex.intact(tn - 1):  # it gives the segment's end and newest record
+            return False
         last_rel = self.timeindex.get(tn - 1)[1]
         if n:
             return last_rel > self.index.get(n - 1)[0]
@@ -196,7 +198,7 @@ class Segment:
                 ts, trel = timeindex.get(i)
                 frame = records.frame_at(buf, pos, file_len)
                 if (trel == rel and frame is not None and frame[0] == self.base_offset + rel
-                        and frame[2] & records.FIRST_IN_BATCH):
+                        and frame[2] & records.FIRST_IN_BATCH and timeindex.intact(i)):
                     self._kept_entries = i + 1
                     return (rel, pos), pos, ts
             return (0, 0), 0, -1
