@@ -3,12 +3,14 @@ from __future__ import annotations
 
 import select
 import socket
+from functools import partial
 
 from flask import Blueprint, request
 
 from consumer_api.api import codec
 from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire, settings
-from consumer_api.api.json_io import json_body, json_response, query_args
+from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
+                                      query_args)
 from consumer_api.api.observe import metrics
 from consumer_api.api.security import owner, require, session_quota
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
@@ -85,8 +87,9 @@ def consume(consumer_id):
       summary: Long-poll for records
       description: >
         Returns as soon as at least one record is available on the session's partitions,
-        or after timeout_ms with no records. Positions advance past every returned record.
-        An empty body means the defaults.
+        or after timeout_ms with no records. Positions advance past every returned record;
+        if the response cannot be written to the client (the connection broke), they move
+        back and the records are consumed again. An empty body means the defaults.
       tags: [consumers]
       operationId: consume
       parameters: [consumer_id]
@@ -107,11 +110,18 @@ def consume(consumer_id):
     chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
                                          body["max_bytes_total"], body.get("encoding"),
                                          owner(), connection_closed(request.environ))
-    consumed = metrics().consumed
+    body = b'{"records":%s,"timestamp":%d}' % (codec.records_json(chunks, encoding),
+                                                manager().now_ms())
+    if not chunks:
+        return json_response(body)
+    return delivery_tracked_json_response(body, partial(_delivered, metrics(), chunks),
+                                          partial(manager().give_back, consumer_id, chunks))
+
+
+def _delivered(metrics_, chunks) -> None:
+    consumed = metrics_.consumed
     for topic, _partition, records in chunks:
         consumed.labels(topic).inc(len(records))
-    return json_response(b'{"records":%s,"timestamp":%d}' % (
-        codec.records_json(chunks, encoding), manager().now_ms()))
 
 
 @bp.post("/<consumer_id>/commit")

@@ -73,6 +73,45 @@ def json_response(body: bytes):
     return current_app.response_class(body, mimetype="application/json")
 
 
+def delivery_tracked_json_response(body: bytes, delivered, undelivered):
+    """Like :func:`json_response`, and then exactly one of ``delivered()`` -- the server
+    wrote the whole body to the connection -- or ``undelivered()`` -- it did not (the client
+    went away, the write failed). Both run after the request, outside its context.
+    Content-Length is set, so the response is not chunked."""
+    resp = current_app.response_class(_TrackedBody(body, delivered, undelivered),
+                                      mimetype="application/json")
+    resp.headers["Content-Length"] = str(len(body))
+    return resp
+
+
+class _TrackedBody:
+    """A one-item WSGI body that knows whether it was written: a WSGI server asks for the
+    next item only after writing the previous one, and closes the iterable -- without
+    asking again -- when a write fails or it gives up on the response."""
+
+    def __init__(self, body: bytes, delivered, undelivered):
+        self._body, self._callbacks = body, (delivered, undelivered)
+        self._handed_out = False
+
+    def __iter__(self):
+        return self
+
+    def __next__(self) -> bytes:
+        if not self._handed_out:
+            self._handed_out = True
+            return self._body
+        self._settle(0)  # asked for more: the body was written
+        raise StopIteration
+
+    def close(self) -> None:
+        self._settle(1)  # no-op when the body was written
+
+    def _settle(self, which: int) -> None:
+        callbacks, self._callbacks = self._callbacks, None
+        if callbacks is not None:
+            callbacks[which]()
+
+
 def raw_json_body(empty_ok: bool = False):
     """The parsed JSON body. An empty body is ``{}`` when ``empty_ok``."""
     data = request.get_data(cache=False)

@@ -359,6 +359,28 @@ class ConsumerManager:
                 session.pending_commit[tp] = new_position
             return True
 
+    def give_back(self, consumer_id: str, chunks: list) -> None:
+        """The response carrying ``chunks`` (as :meth:`consume` returned them) never reached
+        the client -- the connection broke while it was being written: move the positions
+        back so the records are consumed again. A partition whose position moved since (a
+        seek, a rebalance, another consume) keeps it; so does a closed session."""
+        session = self._sessions.get(consumer_id)
+        if session is None or session.closed:
+            return
+        returned = 0
+        with session.lock:
+            for topic, partition, records in chunks:
+                tp, first, after = (topic, partition), records[0][0], records[-1][0] + 1
+                if session.positions.get(tp) != after:
+                    continue
+                session.positions[tp] = first
+                if session.pending_commit.get(tp) == after:
+                    session.pending_commit[tp] = first
+                returned += len(records)
+        log.warning("consumer %s: a response of %d records did not reach the client; %d of "
+                    "them will be consumed again", consumer_id,
+                    sum(len(c[2]) for c in chunks), returned)
+
     def _auto_commit(self, session: Session) -> None:
         """Commit what the previous consume returned (partitions still owned only)."""
         with session.lock:

@@ -10,6 +10,7 @@ Expectations come from the contract (API.md), not from the server's code.
 from __future__ import annotations
 
 import base64
+import json
 import time
 from concurrent.futures import ThreadPoolExecutor
 from urllib.parse import quote
@@ -919,3 +920,62 @@ def test_the_default_session_timeout_comes_from_the_server_settings(make_api, ma
     assert manager.expire() == []
     clock.advance(1001)
     assert manager.expire() == [cid]
+
+
+# -- a response that never reaches the client -----------------------------------------------
+
+def consume_unwritten(client, cid, write: bool, **body):
+    """Run a consume as a WSGI server does, whose write of the response fails
+    (``write=False``: the body is taken, then the iterable closed without asking for more)
+    or succeeds; the parsed body when written."""
+    from werkzeug.test import EnvironBuilder
+    body.setdefault("timeout_ms", 0)
+    environ = EnvironBuilder(path=f"/api/consumers/{cid}/consume", method="POST",
+                             json=body).get_environ()
+    started = []
+    app_iter = client.application(environ, lambda status, headers: started.append(status))
+    try:
+        if write:
+            data = b"".join(app_iter)
+        else:
+            next(iter(app_iter))  # the server takes the body; writing it then fails
+            data = None
+    finally:
+        app_iter.close()
+    assert started == ["200 OK"]
+    return None if data is None else json.loads(data)
+
+
+@pytest.mark.parametrize("auto_commit", [False, True], ids=["manual-commit", "auto-commit"])
+def test_records_of_a_response_that_could_not_be_written_are_consumed_again(
+        client, api, topic, auto_commit, caplog):
+    produce(api, topic, ["a", "b", "c"])
+    cid = subscribe(client, auto_offset_reset="earliest", auto_commit=auto_commit,
+                    encoding="text")["consumer_id"]
+    assert [r["value"] for r in consume(client, cid, max_records=1)] == ["a"]
+    with caplog.at_level("WARNING", logger="consumer_api.sessions.manager"):
+        consume_unwritten(client, cid, write=False, max_records=2)  # b, c: lost on the wire
+    assert positions(client, cid) == {"t": {"0": 1}}
+    assert "2 of them will be consumed again" in caplog.text
+    got = consume(client, cid)
+    assert [(r["offset"], r["value"]) for r in got] == [(1, "b"), (2, "c")]
+    if auto_commit:  # the consume above committed what the client really had: "a"
+        assert committed(client, cid) == {"t": {"0": 1}}
+    # a written response moves on for good
+    produce(api, topic, ["d"])
+    assert consume_unwritten(client, cid, write=True)["records"][0]["value"] == "d"
+    assert consume(client, cid) == []
+    assert positions(client, cid) == {"t": {"0": 4}}
+
+
+def test_a_failed_write_does_not_undo_a_seek_made_meanwhile(client, api, topic):
+    produce(api, topic, ["a", "b", "c"])
+    cid = subscribe(client, auto_offset_reset="earliest", encoding="text")["consumer_id"]
+    from werkzeug.test import EnvironBuilder
+    environ = EnvironBuilder(path=f"/api/consumers/{cid}/consume", method="POST",
+                             json={"timeout_ms": 0}).get_environ()
+    app_iter = client.application(environ, lambda status, headers: None)
+    seek(client, cid, topic="t", partition=0, offset=2)  # while the response is "on the wire"
+    app_iter.close()  # ... and then its write fails
+    assert positions(client, cid) == {"t": {"0": 2}}
+    assert [r["value"] for r in consume(client, cid)] == ["c"]

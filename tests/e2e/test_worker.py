@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import json
 import socket
+import struct
 import time
 
 import pytest
 
 from consumer_api.gunicorn_worker import HOT_KEEPALIVE_S
-from tests.e2e.conftest import start_server
+from tests.e2e.conftest import poll_until, start_server
 
 TOPIC = "worker-e2e"
 
@@ -135,3 +136,43 @@ def test_clients_hanging_up_right_after_a_response_leave_no_error(srv):
     conn.close()
     out = srv.output()
     assert "Traceback" not in out and "[ERROR]" not in out, out
+
+
+def test_a_consume_response_cut_off_by_the_client_is_consumed_again(srv):
+    """The client resets its connection while the server is still writing a large consume
+    response: the session's position moves back, and the records come again."""
+    topic, count, size = "cut-off", 10_000, 2_000  # ~27 MB of JSON: more than socket buffers
+    conn = Connection(srv.port)
+    assert conn.exchange(request("POST", "/api/topics", {"name": topic, "partitions": 1}))[0] == 201
+    for base in range(0, count, 1_000):
+        status, _ = conn.exchange(request("POST", f"/api/topics/{topic}/records", {
+            "encoding": "text", "records": [{"value": f"{base + i:08d}" + "x" * (size - 8)}
+                                            for i in range(1_000)]}))
+        assert status == 200
+    status, sub = conn.exchange(request("POST", "/api/consumers/subscribe", {
+        "group_id": "cut-off", "topics": [topic], "auto_offset_reset": "earliest"}))
+    assert status == 200
+    cid = sub["consumer_id"]
+
+    victim = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    victim.connect(("127.0.0.1", srv.port))
+    victim.sendall(request("POST", f"/api/consumers/{cid}/consume", {
+        "max_records": count, "max_bytes_total": 100 << 20, "timeout_ms": 0}))
+    assert victim.recv(12) == b"HTTP/1.1 200"  # the server is writing the response
+    victim.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    victim.close()  # reset, with most of the response unsent
+
+    def position():
+        status, body = conn.exchange(request("GET", f"/api/consumers/{cid}/position"))
+        assert status == 200
+        return body["offsets"][topic]["0"]
+
+    poll_until(lambda: position() == 0, "the position moved back to 0")
+    status, got = conn.exchange(request("POST", f"/api/consumers/{cid}/consume", {
+        "max_records": 3, "timeout_ms": 0, "encoding": "text"}))
+    assert status == 200
+    assert [(r["offset"], r["value"][:8]) for r in got["records"]] == [
+        (0, "00000000"), (1, "00000001"), (2, "00000002")]
+    conn.close()
+    assert "Traceback" not in srv.output()
