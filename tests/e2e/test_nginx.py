@@ -33,6 +33,7 @@ import runpy
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import tempfile
 import threading
@@ -630,6 +631,48 @@ def test_a_consume_abandoned_by_its_client_does_not_swallow_records(stack):
                       json={"timeout_ms": 1_000})
     assert resp.status_code == 200, stack.describe(resp)
     assert [r["value"] for r in resp.json()["records"]] == ["for the next consume"]
+
+
+def test_a_consume_response_cut_off_behind_nginx_is_consumed_again(stack):
+    """The client resets its connection to nginx while a large consume response is on its
+    way: nginx drops its connection to gunicorn, whose write fails, and the records come
+    back to the session for the next consume."""
+    topic, count, size = "cut-off", 10_000, 2_000  # ~27 MB of JSON: more than the buffers
+    assert stack.post("/api/topics", headers=AUTH,
+                      json={"name": topic, "partitions": 1}).status_code == 201
+    for base in range(0, count, 1_000):
+        resp = stack.post(f"/api/topics/{topic}/records", headers=AUTH, json={
+            "encoding": "text", "records": [{"value": f"{base + i:08d}" + "x" * (size - 8)}
+                                            for i in range(1_000)]})
+        assert resp.status_code == 200, stack.describe(resp)
+    resp = stack.post("/api/consumers/subscribe", headers=AUTH, json={
+        "group_id": topic, "topics": [topic], "auto_offset_reset": "earliest"})
+    assert resp.status_code == 200, stack.describe(resp)
+    consumer = resp.json()["consumer_id"]
+
+    body = (f'{{"max_records": {count}, "max_bytes_total": {100 << 20}, "timeout_ms": 0}}'
+            .encode())
+    victim = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    victim.connect(("127.0.0.1", stack.nginx.port))
+    victim.sendall(f"POST /api/consumers/{consumer}/consume HTTP/1.1\r\nHost: test\r\n"
+                   f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
+    assert victim.recv(12) == b"HTTP/1.1 200"  # the response is on its way
+    victim.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    victim.close()  # reset, with most of the response unsent
+
+    def position():
+        resp = stack.get(f"/api/consumers/{consumer}/position", headers=AUTH)
+        assert resp.status_code == 200, stack.describe(resp)
+        return resp.json()["offsets"][topic]["0"]
+
+    poll_until(lambda: position() == 0, "the position moved back to 0")
+    resp = stack.post(f"/api/consumers/{consumer}/consume", headers=AUTH,
+                      json={"max_records": 2, "timeout_ms": 0, "encoding": "text"})
+    assert resp.status_code == 200, stack.describe(resp)
+    assert [(r["offset"], r["value"][:8]) for r in resp.json()["records"]] == [
+        (0, "00000000"), (1, "00000001")]
 
 
 def _holds(pid: int, path: Path) -> bool:
