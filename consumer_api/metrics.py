@@ -6,7 +6,8 @@ Counted as things happen (cheap increments on the request path):
   ``consumer_api_http_request_duration_seconds{method, route}`` (route = the URL template,
   so ids never become label values);
 * ``consumer_api_records_produced_total{topic}``, ``consumer_api_records_consumed_total{topic}``
-  (records returned by consumer sessions).
+  (records a consume response delivered: one whose write failed gives its records back
+  and is not counted).
 
 Read at scrape time from the engine and the sessions (no bookkeeping on the hot paths):
 
@@ -39,7 +40,7 @@ class Metrics:
         self.produced = Counter("consumer_api_records_produced", "Records appended",
                                 ("topic",), registry=self.registry)
         self.consumed = Counter("consumer_api_records_consumed",
-                                "Records returned to consumer sessions", ("topic",),
+                                "Records delivered to consumers", ("topic",),
                                 registry=self.registry)
         self.registry.register(_StateCollector(engine, manager))
         self._children: dict = {}
