@@ -24,6 +24,7 @@ import contextlib
 import os
 import signal
 import socket
+import struct
 import subprocess
 import sys
 import tempfile
@@ -186,6 +187,21 @@ def poll_until(condition, what: str, limit_s: float = 10.0, every_s: float = 0.0
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {limit_s} s waiting until {what}")
         time.sleep(every_s)
+
+
+def reset_mid_response(port: int, raw_request: bytes) -> None:
+    """Send ``raw_request`` on a new connection with a tiny receive buffer, wait until the
+    response starts (``HTTP/1.1 200``), then reset the connection (RST): a client that dies
+    while a large response is still being written to it."""
+    victim = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    try:
+        victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        victim.connect(("127.0.0.1", port))
+        victim.sendall(raw_request)
+        assert victim.recv(12) == b"HTTP/1.1 200"
+        victim.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+    finally:
+        victim.close()
 
 
 # -- pytest glue --------------------------------------------------------------------------

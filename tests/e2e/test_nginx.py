@@ -33,7 +33,6 @@ import runpy
 import shutil
 import signal
 import socket
-import struct
 import subprocess
 import tempfile
 import threading
@@ -44,7 +43,8 @@ import pytest
 import requests
 
 from consumer_api.config import Config
-from tests.e2e.conftest import _SERVERS_ATTR, REPO_ROOT, free_port, poll_until, start_server
+from tests.e2e.conftest import (_SERVERS_ATTR, REPO_ROOT, free_port, poll_until,
+                                reset_mid_response, start_server)
 
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
 GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
@@ -652,15 +652,10 @@ def test_a_consume_response_cut_off_behind_nginx_is_consumed_again(stack):
 
     body = (f'{{"max_records": {count}, "max_bytes_total": {100 << 20}, "timeout_ms": 0}}'
             .encode())
-    victim = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    victim.connect(("127.0.0.1", stack.nginx.port))
-    victim.sendall(f"POST /api/consumers/{consumer}/consume HTTP/1.1\r\nHost: test\r\n"
-                   f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
-                   f"Content-Length: {len(body)}\r\n\r\n".encode() + body)
-    assert victim.recv(12) == b"HTTP/1.1 200"  # the response is on its way
-    victim.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    victim.close()  # reset, with most of the response unsent
+    reset_mid_response(stack.nginx.port, (
+        f"POST /api/consumers/{consumer}/consume HTTP/1.1\r\nHost: test\r\n"
+        f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n").encode() + body)
 
     def position():
         resp = stack.get(f"/api/consumers/{consumer}/position", headers=AUTH)

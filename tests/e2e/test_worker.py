@@ -6,13 +6,12 @@ from __future__ import annotations
 
 import json
 import socket
-import struct
 import time
 
 import pytest
 
 from consumer_api.gunicorn_worker import HOT_KEEPALIVE_S
-from tests.e2e.conftest import poll_until, start_server
+from tests.e2e.conftest import poll_until, reset_mid_response, start_server
 
 TOPIC = "worker-e2e"
 
@@ -154,14 +153,8 @@ def test_a_consume_response_cut_off_by_the_client_is_consumed_again(srv):
     assert status == 200
     cid = sub["consumer_id"]
 
-    victim = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
-    victim.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
-    victim.connect(("127.0.0.1", srv.port))
-    victim.sendall(request("POST", f"/api/consumers/{cid}/consume", {
+    reset_mid_response(srv.port, request("POST", f"/api/consumers/{cid}/consume", {
         "max_records": count, "max_bytes_total": 100 << 20, "timeout_ms": 0}))
-    assert victim.recv(12) == b"HTTP/1.1 200"  # the server is writing the response
-    victim.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-    victim.close()  # reset, with most of the response unsent
 
     def position():
         status, body = conn.exchange(request("GET", f"/api/consumers/{cid}/position"))
