@@ -110,11 +110,11 @@ def consume(consumer_id):
     chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
                                          body["max_bytes_total"], body.get("encoding"),
                                          owner(), connection_closed(request.environ))
-    body = b'{"records":%s,"timestamp":%d}' % (codec.records_json(chunks, encoding),
-                                                manager().now_ms())
+    payload = b'{"records":%s,"timestamp":%d}' % (codec.records_json(chunks, encoding),
+                                                   manager().now_ms())
     if not chunks:
-        return json_response(body)
-    return delivery_tracked_json_response(body, partial(_delivered, metrics(), chunks),
+        return json_response(payload)
+    return delivery_tracked_json_response(payload, partial(_delivered, metrics(), chunks),
                                           partial(manager().give_back, consumer_id, chunks))
 
 
