@@ -84,12 +84,15 @@ class _Entries:
             self.map[count * size:self.count * size] = bytes((self.count - count) * size)
         self.count = min(count, self.count)
 
-    def _bisect(self, field: int, key) -> int:
-        """Number of entries whose ``field`` is ``< key`` (entries sorted on it)."""
+    def _bisect(self, field: int, key, intact=None) -> int | None:
+        """Number of entries whose ``field`` is ``< key`` (entries sorted on it); None if
+        ``intact(i)`` is given and rejects an entry the search reads."""
         lo, hi = 0, self.count
         unpack, size = self.ENTRY.unpack_from, self.ENTRY.size
         while lo < hi:
             mid = (lo + hi) // 2
+            if intact is not None and not intact(mid):
+                return None
             if unpack(self.map, mid * size)[field] < key:
                 lo = mid + 1
             else:
@@ -207,18 +210,12 @@ class TimeIndex(_Entries):
         ``>= timestamp``: after the last entry whose records are all older. Every entry the
         binary search reads must pass its CRC; if one does not, 0 (scan the whole segment:
         slower, never wrong)."""
-        lo, hi = 0, self.count
-        while lo < hi:
-            mid = (lo + hi) // 2
-            if not self.intact(mid):
-                log.warning("%s: time index entry %d fails its CRC; scanning the segment "
-                            "from its start", self.path, mid)
-                return 0
-            if self.get(mid)[0] < timestamp:
-                lo = mid + 1
-            else:
-                hi = mid
-        return self.get(lo - 1)[1] if lo else 0  # entry lo - 1 was read, and passed
+        i = self._bisect(0, timestamp, self.intact)
+        if i is None:
+            log.warning("%s: a time index entry fails its CRC; scanning the segment from its "
+                        "start", self.path)
+            return 0
+        return self.get(i - 1)[1] if i else 0
 
     def last_timestamp(self) -> int:
         return self.get(self.count - 1)[0] if self.count else -1
