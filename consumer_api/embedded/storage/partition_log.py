@@ -21,6 +21,7 @@ import shutil
 import threading
 import time
 from dataclasses import dataclass, field
+from operator import attrgetter
 from typing import Callable, Sequence
 
 from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
@@ -404,7 +405,7 @@ def append_all(shares: Sequence[tuple["PartitionLog", Sequence]], now_ms: int) -
     if len(shares) == 1:
         plog, batch = shares[0]
         return [plog.append(batch, now_ms)]
-    logs = sorted((plog for plog, _ in shares), key=_lock_order)
+    logs = sorted((plog for plog, _ in shares), key=attrgetter("directory"))
     if len({id(plog) for plog in logs}) != len(logs):
         raise ValueError("one batch per partition log")
     with contextlib.ExitStack() as held:
@@ -412,7 +413,3 @@ def append_all(shares: Sequence[tuple["PartitionLog", Sequence]], now_ms: int) -
             held.enter_context(plog.lock)
         prepared = [plog._prepare(batch, now_ms) for plog, batch in shares]
         return [plog._commit(encoded, now_ms) for (plog, _), encoded in zip(shares, prepared)]
-
-
-def _lock_order(plog: "PartitionLog") -> str:
-    return plog.directory
