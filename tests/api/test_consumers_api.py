@@ -924,7 +924,7 @@ def test_the_default_session_timeout_comes_from_the_server_settings(make_api, ma
 
 # -- a response that never reaches the client -----------------------------------------------
 
-def start_consume(client, cid, **body):
+def consume_awaiting_write(client, cid, **body):
     """A consume run as a WSGI server runs it, up to the response's body iterable (not read
     yet: the server is about to write it). Returns ``(body iterable, statuses started)``."""
     from werkzeug.test import EnvironBuilder
@@ -939,7 +939,7 @@ def consume_unwritten(client, cid, write: bool, **body):
     """A consume whose response the server fails to write (``write=False``: it takes the
     body, then closes the iterable without asking for more) or writes; the parsed body when
     written."""
-    app_iter, started = start_consume(client, cid, **body)
+    app_iter, started = consume_awaiting_write(client, cid, **body)
     try:
         if write:
             data = b"".join(app_iter)
@@ -977,7 +977,7 @@ def test_records_of_a_response_that_could_not_be_written_are_consumed_again(
 def test_a_failed_write_does_not_undo_a_seek_made_meanwhile(client, api, topic):
     produce(api, topic, ["a", "b", "c"])
     cid = subscribe(client, auto_offset_reset="earliest", encoding="text")["consumer_id"]
-    app_iter, _ = start_consume(client, cid)
+    app_iter, _ = consume_awaiting_write(client, cid)
     seek(client, cid, topic="t", partition=0, offset=2)  # while the response is "on the wire"
     app_iter.close()  # ... and then its write fails
     assert positions(client, cid) == {"t": {"0": 2}}
