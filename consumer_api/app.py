@@ -19,7 +19,7 @@ from flask import Flask
 from flask_cors import CORS
 
 from consumer_api.api import consumers, errors, groups, health, metrics, records, topics
-from consumer_api.api.context import BACKEND, MANAGER, SETTINGS
+from consumer_api.api.context import BACKEND, MANAGER, REFUSALS, SETTINGS
 from consumer_api.api.json_io import OrjsonProvider
 from consumer_api.api.lifecycle import (DRAINING, READY, STARTING, Lifecycle, init_lifecycle,
                                         lifecycle_of)
@@ -31,6 +31,7 @@ from consumer_api.auth import KeyRing
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
 from consumer_api.metrics import Metrics
+from consumer_api.refusals import Refusals
 from consumer_api.sessions.manager import ConsumerManager
 
 #: how long a reloaded worker waits for its predecessor to release the data directory (the
@@ -53,7 +54,8 @@ def create_app(config: Config | None = None, engine: Engine | None = None,
     engine = app.extensions[BACKEND] = engine or Engine(
         config, open_now=not defer_open, sibling_wait_s=SIBLING_WAIT_S if defer_open else 0)
     manager = app.extensions[MANAGER] = manager or ConsumerManager(engine, config.max_sessions)
-    init_observe(app, Metrics(engine, manager))
+    refusals = app.extensions[REFUSALS] = Refusals()
+    init_observe(app, Metrics(engine, manager, refusals))
     init_lifecycle(app, Lifecycle(READY if engine.is_open else STARTING))
     init_security(app, keyring)
     init_pipeline(app)

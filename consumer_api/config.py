@@ -32,10 +32,21 @@ class Config:
     # HTTP
     max_body_bytes: int = 16 * MiB
     max_records_per_produce: int = 100_000
+    # reading and writing HTTP (the worker: consumer_api/server)
+    header_timeout_ms: int = 10_000  # a started request's head must arrive within this
+    body_timeout_ms: int = 30_000  # its body within this of the head
+    send_timeout_ms: int = 60_000  # a response must be sent within this of being ready
+    request_buffer_bytes: int = 256 * MiB  # request bodies held in memory, server-wide
+    response_buffer_bytes: int = 256 * MiB  # responses being sent, server-wide
     # consumers
     session_timeout_ms: int = 30_000
     max_sessions: int = 10_000
     default_assignor: str = "range"
+    reserved_threads: int = 16  # threads waiting polls may never take (produce, health...)
+    # per client: an API key, or a peer address on an open server
+    max_sessions_per_client: int = 1_000
+    max_polls_per_client: int = 16
+    trusted_proxies: str = ""  # addresses whose X-Forwarded-For names the client
     # security and operations
     api_keys: str = field(default="", repr=False)
     api_keys_file: str = ""
@@ -50,6 +61,13 @@ class Config:
             raise ValueError(f"log_format must be 'plain' or 'json', not {self.log_format!r}")
         if self.segment_bytes < 1024:
             raise ValueError("segment_bytes must be at least 1024")
+        for name in ("header_timeout_ms", "body_timeout_ms", "send_timeout_ms",
+                     "request_buffer_bytes", "response_buffer_bytes", "max_sessions_per_client",
+                     "max_polls_per_client"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1")
+        if self.reserved_threads < 0:
+            raise ValueError("reserved_threads must not be negative")
 
     @classmethod
     def from_env(cls, environ=None, **overrides) -> "Config":

@@ -62,6 +62,13 @@ class TooManyConsumers(ConsumerApiError):
     code, message = "too_many_consumers", "too many consumers"
 
 
+class TooManyPolls(ConsumerApiError):
+    """A consume would wait, but every waiting-poll slot (of the server, or of the client)
+    is taken: the client should retry after a pause (the response says how long)."""
+
+    code, message = "too_many_polls", "too many waiting polls"
+
+
 class Unavailable(ConsumerApiError):
     code, message = "unavailable", "service unavailable"
 

@@ -11,6 +11,8 @@ Counted as things happen (cheap increments on the request path):
 
 Read at scrape time from the engine and the sessions (no bookkeeping on the hot paths):
 
+* ``consumer_api_refusals_total{reason}``: requests refused or connections cut to protect
+  the other clients (see :mod:`consumer_api.refusals` for the reasons);
 * ``consumer_api_sessions``, ``consumer_api_waiting_polls``,
   ``consumer_api_sessions_expired_total``, ``consumer_api_group_rebalances_total``;
 * ``consumer_api_log_size_bytes{topic}`` (record bytes on disk);
@@ -30,7 +32,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 
 class Metrics:
-    def __init__(self, engine, manager):
+    def __init__(self, engine, manager, refusals=None):
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("consumer_api_http_requests", "HTTP requests answered",
                                 ("method", "route", "status"), registry=self.registry)
@@ -42,7 +44,7 @@ class Metrics:
         self.consumed = Counter("consumer_api_records_consumed",
                                 "Records delivered to consumers", ("topic",),
                                 registry=self.registry)
-        self.registry.register(_StateCollector(engine, manager))
+        self.registry.register(_StateCollector(engine, manager, refusals))
         self._children: dict = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -58,9 +60,10 @@ class Metrics:
 class _StateCollector:
     """Gauges computed from the live state when Prometheus scrapes."""
 
-    def __init__(self, engine, manager):
+    def __init__(self, engine, manager, refusals=None):
         self._engine = engine
         self._manager = manager
+        self._refusals = refusals
 
     def describe(self):
         return []
@@ -72,6 +75,13 @@ class _StateCollector:
         yield GaugeMetricFamily("consumer_api_waiting_polls",
                                 "Consumes waiting for records right now",
                                 value=manager.waiting())
+        if self._refusals is not None:
+            refused = CounterMetricFamily("consumer_api_refusals",
+                                          "Requests refused or connections cut to protect "
+                                          "the other clients", labels=("reason",))
+            for reason, count in sorted(self._refusals.counts().items()):
+                refused.add_metric((reason,), count)
+            yield refused
         yield CounterMetricFamily("consumer_api_sessions_expired",
                                   "Sessions closed for lack of heartbeats",
                                   value=manager.expired_total)

@@ -18,6 +18,12 @@ def settings() -> Config:
     return current_app.extensions[SETTINGS]
 
 MANAGER = "consumer_api.sessions"
+REFUSALS = "consumer_api.refusals"
+
+
+def refusals():
+    """The server's :class:`consumer_api.refusals.Refusals` (counted and logged)."""
+    return current_app.extensions[REFUSALS]
 
 
 def manager():

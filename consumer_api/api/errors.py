@@ -29,6 +29,7 @@ STATUS = {
     e.PartitionNotAssigned: 409,
     e.GroupNotEmpty: 409,
     e.TooManyConsumers: 429,
+    e.TooManyPolls: 429,
     e.Unavailable: 503,
     e.StorageFull: 507,
     e.CorruptLog: 500,
