@@ -14,12 +14,14 @@ from __future__ import annotations
 import gc
 import logging
 import threading
+from dataclasses import dataclass
 
 from flask import Flask
 from flask_cors import CORS
 
 from consumer_api.api import consumers, errors, groups, health, metrics, records, topics
-from consumer_api.api.context import BACKEND, MANAGER, REFUSALS, SETTINGS
+from consumer_api.api.context import (BACKEND, MANAGER, REFUSALS, REQUEST_BUDGET,
+                                     RESPONSE_BUDGET, SETTINGS)
 from consumer_api.api.json_io import OrjsonProvider
 from consumer_api.api.lifecycle import (DRAINING, READY, STARTING, Lifecycle, init_lifecycle,
                                         lifecycle_of)
@@ -28,6 +30,7 @@ from consumer_api.api.pipeline import REQUEST_ID_HEADER, init_pipeline
 from consumer_api.api.security import init_security
 from consumer_api.api.spec import init_swagger
 from consumer_api.auth import KeyRing
+from consumer_api.budget import ByteBudget
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
 from consumer_api.metrics import Metrics
@@ -55,7 +58,9 @@ def create_app(config: Config | None = None, engine: Engine | None = None,
         config, open_now=not defer_open, sibling_wait_s=SIBLING_WAIT_S if defer_open else 0)
     manager = app.extensions[MANAGER] = manager or ConsumerManager(engine, config.max_sessions)
     refusals = app.extensions[REFUSALS] = Refusals()
-    init_observe(app, Metrics(engine, manager, refusals))
+    buffered = app.extensions[REQUEST_BUDGET] = ByteBudget(config.request_buffer_bytes)
+    in_flight = app.extensions[RESPONSE_BUDGET] = ByteBudget(config.response_buffer_bytes)
+    init_observe(app, Metrics(engine, manager, refusals, (buffered, in_flight)))
     init_lifecycle(app, Lifecycle(READY if engine.is_open else STARTING))
     init_security(app, keyring)
     init_pipeline(app)
@@ -79,6 +84,21 @@ def _cors(app: Flask, origins: str) -> None:
 
 def engine_of(app: Flask) -> Engine:
     return app.extensions[BACKEND]
+
+
+@dataclass(frozen=True)
+class ServerHooks:
+    """What the HTTP worker (:mod:`consumer_api.server.worker`) shares with the app: the
+    settings, the refusal counter and the budget of request bodies being received."""
+
+    config: Config
+    refusals: Refusals
+    request_budget: ByteBudget
+
+
+def server_hooks(app: Flask) -> ServerHooks:
+    return ServerHooks(app.extensions[SETTINGS], app.extensions[REFUSALS],
+                       app.extensions[REQUEST_BUDGET])
 
 
 def start_background(app: Flask) -> None:

@@ -1,22 +1,22 @@
 """gunicorn settings for consumer-api (loaded by ``gunicorn.conf.py`` and ``consumer-api serve``).
 
-One worker process: the logs, sessions and groups live in it. ``gthread`` with many threads:
-each waiting long-poll holds a thread. ``CONSUMER_API_BIND`` and ``CONSUMER_API_THREADS``
-override the address and the thread count; command-line flags (``--bind``) override all.
+One worker process: the logs, sessions and groups live in it. Its class
+(:mod:`consumer_api.server.worker`) reads and writes on an event loop and runs the app on a
+pool of ``threads`` threads, one per request being answered (a waiting long-poll holds one).
+``CONSUMER_API_BIND`` and ``CONSUMER_API_THREADS`` override the address and the thread
+count; command-line flags (``--bind``) override all.
 """
 import os
 
 wsgi_app = "consumer_api.wsgi:app"
 bind = os.environ.get("CONSUMER_API_BIND", "127.0.0.1:8080")
-# gthread, serving back-to-back requests on one thread and each response in one send
-worker_class = "consumer_api.gunicorn_worker.Worker"
+worker_class = "consumer_api.server.worker.Worker"
 workers = 1  # the state lives in the worker; never more than one
 threads = int(os.environ.get("CONSUMER_API_THREADS", "64"))
-# gthread serves at most worker_connections connections and keeps idle ones alive only
-# while connections exceed threads: leave room for twice as many as there are threads.
+# connections held at once (a quiet one costs a socket and a few buffers, no thread)
 worker_connections = max(1000, 2 * threads)
-# A long-poll may wait 300 s; gthread's timeout is a worker heartbeat, not a request limit,
-# but keep it above the longest poll anyway.
+# A long-poll may wait 300 s; gunicorn's timeout is a worker heartbeat, not a request
+# limit, but keep it above the longest poll anyway.
 timeout = 330
 graceful_timeout = 30
 keepalive = 75

@@ -13,6 +13,9 @@ Read at scrape time from the engine and the sessions (no bookkeeping on the hot 
 
 * ``consumer_api_refusals_total{reason}``: requests refused or connections cut to protect
   the other clients (see :mod:`consumer_api.refusals` for the reasons);
+* ``consumer_api_request_bytes_buffered`` and ``consumer_api_response_bytes_in_flight``:
+  what the two byte budgets hold (request bodies being received; record responses built
+  and not yet sent), against their limits ``..._limit``;
 * ``consumer_api_sessions``, ``consumer_api_waiting_polls``,
   ``consumer_api_sessions_expired_total``, ``consumer_api_group_rebalances_total``;
 * ``consumer_api_log_size_bytes{topic}`` (record bytes on disk);
@@ -32,7 +35,8 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2
 
 
 class Metrics:
-    def __init__(self, engine, manager, refusals=None):
+    def __init__(self, engine, manager, refusals=None, budgets=None):
+        """``budgets``: ``(request bodies, record responses)`` ByteBudgets, or None."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("consumer_api_http_requests", "HTTP requests answered",
                                 ("method", "route", "status"), registry=self.registry)
@@ -44,7 +48,7 @@ class Metrics:
         self.consumed = Counter("consumer_api_records_consumed",
                                 "Records delivered to consumers", ("topic",),
                                 registry=self.registry)
-        self.registry.register(_StateCollector(engine, manager, refusals))
+        self.registry.register(_StateCollector(engine, manager, refusals, budgets))
         self._children: dict = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -60,10 +64,11 @@ class Metrics:
 class _StateCollector:
     """Gauges computed from the live state when Prometheus scrapes."""
 
-    def __init__(self, engine, manager, refusals=None):
+    def __init__(self, engine, manager, refusals=None, budgets=None):
         self._engine = engine
         self._manager = manager
         self._refusals = refusals
+        self._budgets = budgets
 
     def describe(self):
         return []
@@ -82,6 +87,8 @@ class _StateCollector:
             for reason, count in sorted(self._refusals.counts().items()):
                 refused.add_metric((reason,), count)
             yield refused
+        if self._budgets is not None:
+            yield from _budget_gauges(*self._budgets)
         yield CounterMetricFamily("consumer_api_sessions_expired",
                                   "Sessions closed for lack of heartbeats",
                                   value=manager.expired_total)
@@ -109,3 +116,14 @@ class _StateCollector:
                 if end is not None:
                     lag.add_metric((group, topic, str(partition)), max(end - committed, 0))
         yield lag
+
+
+def _budget_gauges(buffered, in_flight):
+    for name, text, budget in (
+            ("consumer_api_request_bytes_buffered", "Request body bytes held while they arrive",
+             buffered),
+            ("consumer_api_response_bytes_in_flight",
+             "Record response bytes built and not yet sent", in_flight)):
+        yield GaugeMetricFamily(name, text, value=budget.used)
+        yield GaugeMetricFamily(name + "_limit", text + ": the most allowed",
+                                value=budget.limit)

@@ -213,22 +213,58 @@ def render_records(topic: str, partition: int, records, encoding: str, out: list
 
 def records_json(chunks, encoding: str) -> bytes:
     """The JSON array of the API form of ``chunks`` (``(topic, partition, records)``), as
-    bytes -- exactly ``orjson.dumps`` of :func:`render_records`' output.
+    bytes: :func:`records_json_pieces` joined (``chunks`` is left as it was)."""
+    return b"".join(records_json_pieces([(t, p, list(r)) for t, p, r in chunks], encoding))
+
+
+#: about how many bytes of record keys and values one piece of a response encodes
+PIECE_BYTES = 256 * 1024
+
+
+def records_json_pieces(chunks, encoding: str) -> list:
+    """The JSON array of the API form of ``chunks`` (``(topic, partition, records)``), as a
+    list of bytes pieces to send one after the other -- exactly ``orjson.dumps`` of
+    :func:`render_records`' output once joined. **Empties the records lists** as it goes:
+    a window of records (about :data:`PIECE_BYTES` of keys and values) is encoded, then
+    dropped, so a large response never holds its records and their JSON whole at once.
 
     For base64 (the default, and the consume hot path) each record is formatted straight
     into bytes from a per-partition template, skipping the dict per record: ~40% less time
     per record than building dicts for orjson. Base64 text and integers need no escaping;
     the topic name and headers go through orjson.
     """
-    if encoding != "base64":
-        out: list = []
-        for topic, partition, records in chunks:
-            render_records(topic, partition, records, encoding, out)
-        return orjson.dumps(out)
-    parts: list = []
+    out = [b"["]
     for topic, partition, records in chunks:
+        step = _window(records)
+        while records:
+            window = records[:step]
+            del records[:step]
+            if len(out) > 1:
+                out.append(b",")
+            out.append(window_json(topic, partition, window, encoding))
+    out.append(b"]")
+    return out
+
+
+def _window(records) -> int:
+    """Records per piece, judged by the first record's size."""
+    if not records:
+        return 1
+    first = records[0]
+    size = 64 + len(first[2] or b"") + len(first[3] or b"")
+    return max(1, min(4096, PIECE_BYTES // size))
+
+
+def window_json(topic: str, partition: int, records, encoding: str) -> bytes:
+    """The API form of ``records`` of one partition: their JSON objects, comma-separated
+    (no brackets)."""
+    if encoding == "base64":
+        parts: list = []
         _base64_records(topic, partition, records, parts)
-    return b"[" + b",".join(parts) + b"]"
+        return b",".join(parts)
+    out: list = []
+    render_records(topic, partition, records, encoding, out)
+    return orjson.dumps(out)[1:-1]
 
 
 def _base64_records(topic: str, partition: int, records, parts: list) -> None:

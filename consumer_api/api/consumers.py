@@ -24,10 +24,10 @@ _seek, _assign, _close = SeekSchema(), ManualAssignmentSchema(), CloseQuerySchem
 
 def connection_closed(environ):
     """A check whether the client of this request hung up (its socket reads end-of-file),
-    or None when the server does not expose the socket. Under gunicorn (and nginx, which
+    or None when the server does not expose the socket. Under the server (and nginx, which
     closes its upstream connection when its client aborts) a long-poll abandoned by a
     client timeout is then not answered with records nobody would receive."""
-    sock = environ.get("gunicorn.socket")
+    sock = environ.get("consumer_api.socket")
     if sock is None:
         return None
 

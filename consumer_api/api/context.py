@@ -19,6 +19,8 @@ def settings() -> Config:
 
 MANAGER = "consumer_api.sessions"
 REFUSALS = "consumer_api.refusals"
+REQUEST_BUDGET = "consumer_api.request_budget"
+RESPONSE_BUDGET = "consumer_api.response_budget"
 
 
 def refusals():

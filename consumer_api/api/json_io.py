@@ -73,43 +73,51 @@ def json_response(body: bytes):
     return current_app.response_class(body, mimetype="application/json")
 
 
-def delivery_tracked_json_response(body: bytes, delivered, undelivered):
-    """Like :func:`json_response`, and then exactly one of ``delivered()`` -- the server
-    wrote the whole body to the connection -- or ``undelivered()`` -- it did not (the client
-    went away, the write failed). Both run after the request, outside its context.
-    Content-Length is set, so the response is not chunked."""
-    resp = current_app.response_class(_TrackedBody(body, delivered, undelivered),
-                                      mimetype="application/json")
-    resp.headers["Content-Length"] = str(len(body))
+def delivery_tracked_json_response(body, delivered, undelivered):
+    """Like :func:`json_response` (``body``: bytes, or a list of bytes chunks), and then
+    exactly one of ``delivered()`` -- the server wrote the whole body to the connection --
+    or ``undelivered()`` -- it did not (the client went away, the write failed or timed
+    out). Both run after the request, outside its context. Content-Length is set, so the
+    response is not chunked."""
+    tracked = TrackedBody([body] if isinstance(body, bytes) else body, delivered, undelivered)
+    resp = current_app.response_class(tracked, mimetype="application/json",
+                                      direct_passthrough=True)
+    resp.headers["Content-Length"] = str(sum(len(c) for c in tracked.chunks))
     return resp
 
 
-class _TrackedBody:
-    """A one-item WSGI body that knows whether it was written: a WSGI server asks for the
-    next item only after writing the previous one, and closes the iterable -- without
-    asking again -- when a write fails or it gives up on the response."""
+class TrackedBody:
+    """A WSGI body that learns whether it was delivered, with any server:
 
-    def __init__(self, body: bytes, delivered, undelivered):
-        self._body, self._callbacks = body, (delivered, undelivered)
-        self._handed_out = False
+    * a server that makes bodies whole before sending (``consumer_api.server``) takes
+      ``chunks`` (setting it to None: they are its now) and calls ``settle(delivered)``
+      once it knows, then ``close()``;
+    * any other WSGI server iterates it: asking for the item after the last means every
+      item was written (delivered); ``close()`` without that means it was not.
+    """
+
+    def __init__(self, chunks: list, delivered, undelivered):
+        self.chunks = chunks
+        self._callbacks = (delivered, undelivered)
+        self._next = 0
 
     def __iter__(self):
         return self
 
     def __next__(self) -> bytes:
-        if not self._handed_out:
-            self._handed_out = True
-            return self._body
-        self._settle(0)  # asked for more: the body was written
+        if self._next < len(self.chunks):
+            self._next += 1
+            return self.chunks[self._next - 1]
+        self.settle(True)  # asked for more: the body was written
         raise StopIteration
 
     def close(self) -> None:
-        self._settle(1)  # no-op when the body was written
+        self.settle(False)  # no-op when settled already
 
-    def _settle(self, which: int) -> None:
+    def settle(self, delivered: bool) -> None:
         callbacks, self._callbacks = self._callbacks, None
         if callbacks is not None:
-            callbacks[which]()
+            callbacks[0 if delivered else 1]()
 
 
 def raw_json_body(empty_ok: bool = False):

@@ -3,9 +3,11 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app
 
-from consumer_api.api import codec
+from consumer_api.api import codec, response_room
+from consumer_api.api.response_room import RecordBody
 from consumer_api.api.context import backend, settings
-from consumer_api.api.json_io import json_response, query_args, raw_json_body, validate
+from consumer_api.api.json_io import (delivery_tracked_json_response, query_args,
+                                      raw_json_body, validate)
 from consumer_api.api.observe import metrics
 from consumer_api.api.schemas.records import ProduceRequestSchema, ReadQuerySchema
 from consumer_api.errors import InvalidRequest, PartitionNotFound
@@ -101,7 +103,37 @@ def read(topic, partition):
     """
     args = query_args(_read)
     partition = partition_number(topic, partition)
-    records = backend().read(topic, partition, args.get("offset"), args["max_records"],
-                             args["max_bytes_total"])
-    return json_response(b'{"records":%s}' % codec.records_json(
-        [(topic, partition, records)], args["encoding"]))
+    body = RecordBody(args["encoding"])
+    try:
+        _fill(body, topic, partition, args.get("offset"), args["max_records"],
+              args["max_bytes_total"])
+        if body.refused:
+            raise response_room.too_busy()
+    except BaseException:
+        body.release()
+        raise
+    return delivery_tracked_json_response([b'{"records":[', *body.pieces, b"]}"],
+                                          body.release, body.release)
+
+
+def _fill(body: RecordBody, topic: str, partition: int, offset, max_records: int,
+          max_bytes: int) -> None:
+    """Read into ``body`` a window of about :data:`codec.PIECE_BYTES` at a time: the same
+    records as one ``read(offset, max_records, max_bytes)`` (the first record comes even
+    when larger than ``max_bytes``; no later one passes it), or fewer when the response
+    budget runs short."""
+    store = backend()
+    if offset is None:
+        offset = store.log_offsets(topic, partition)[0]
+    taken = 0
+    while body.count < max_records and (taken < max_bytes or not body.count):
+        allowed = body.room(min(codec.PIECE_BYTES, max_bytes - taken) or 1)
+        if not allowed:
+            return
+        records, taken = store.fetch(topic, partition, offset, max_records - body.count,
+                                     min(max_bytes, taken + allowed), taken)
+        if not records:
+            return body.unused()
+        offset = records[-1][0] + 1
+        if not body.add(topic, partition, records):
+            return

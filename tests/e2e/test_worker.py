@@ -1,7 +1,7 @@
 """The worker over a real socket: a client that sends its next request on the same connection
 right away (served by the thread that holds the connection), one that pipelines, one that goes
-quiet (back to gunicorn's poller) and one that hangs up -- every request answered once, in
-order, on the one connection."""
+quiet (back to the worker's event loop) and one that hangs up -- every request answered once,
+in order, on the one connection."""
 from __future__ import annotations
 
 import json
@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from consumer_api.gunicorn_worker import HOT_KEEPALIVE_S
+from consumer_api.server.worker import HOT_WAIT_S
 from tests.e2e.conftest import poll_until, reset_mid_response, start_server
 
 TOPIC = "worker-e2e"
@@ -110,8 +110,8 @@ def test_a_connection_quiet_past_the_hot_window_is_still_served(srv):
     assert conn.exchange(request("GET", "/api/health"))[0] == 200
     for _ in range(3):
         # nothing to poll for: the connection must sit idle past the window to be handed
-        # back to gunicorn's poller
-        time.sleep(HOT_KEEPALIVE_S * 10)
+        # back to the event loop
+        time.sleep(HOT_WAIT_S * 10)
         status, body = conn.exchange(produce("after-a-pause"))
         assert status == 200 and len(body["offsets"]) == 1
     conn.close()
