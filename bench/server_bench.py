@@ -1227,11 +1227,19 @@ GROUPS = [  # (name, figures, runner(env, extra args) chooser)
 def server_settings(name: str, sizes: dict) -> tuple[dict, list]:
     if name == "waiting":
         # one thread per waiting long-poll, plus headroom; gthread accepts at most
-        # worker_connections connections and keeps alive only worker_connections - threads
+        # worker_connections connections and keeps alive only worker_connections - threads.
+        # Every consumer is this one client (one address): lift its shares of polls and
+        # sessions (defaults 16 and 1,000) to what the figure needs
         threads = sizes["waiting_consumers"] + 64
-        return {"CONSUMER_API_THREADS": threads}, ["--worker-connections", str(2 * threads)]
+        return {"CONSUMER_API_THREADS": threads,
+                "CONSUMER_API_MAX_POLLS_PER_CLIENT": threads,
+                "CONSUMER_API_MAX_SESSIONS_PER_CLIENT": threads}, \
+            ["--worker-connections", str(2 * threads)]
     if name == "memory":
-        return {"CONSUMER_API_MAX_SESSIONS": max(20_000, sizes["idle_sessions"] + 1_000)}, []
+        # every session is this one client's: lift its share (default 1,000) with the cap
+        sessions = max(20_000, sizes["idle_sessions"] + 1_000)
+        return {"CONSUMER_API_MAX_SESSIONS": sessions,
+                "CONSUMER_API_MAX_SESSIONS_PER_CLIENT": sessions}, []
     return {}, []
 
 

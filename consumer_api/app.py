@@ -27,7 +27,7 @@ from consumer_api.api.lifecycle import (DRAINING, READY, STARTING, Lifecycle, in
                                         lifecycle_of)
 from consumer_api.api.observe import init_observe
 from consumer_api.api.pipeline import REQUEST_ID_HEADER, init_pipeline
-from consumer_api.api.security import init_security
+from consumer_api.api.security import init_security, parse_trusted_proxies
 from consumer_api.api.spec import init_swagger
 from consumer_api.auth import KeyRing
 from consumer_api.budget import ByteBudget
@@ -47,6 +47,7 @@ def create_app(config: Config | None = None, engine: Engine | None = None,
                manager: ConsumerManager | None = None, defer_open: bool = False) -> Flask:
     config = config or Config.from_env()
     keyring = KeyRing.from_config(config.api_keys, config.api_keys_file)
+    trusted_proxies = parse_trusted_proxies(config.trusted_proxies)
     app = Flask(__name__)
     app.json_provider_class = OrjsonProvider
     app.json = OrjsonProvider(app)
@@ -62,7 +63,7 @@ def create_app(config: Config | None = None, engine: Engine | None = None,
     in_flight = app.extensions[RESPONSE_BUDGET] = ByteBudget(config.response_buffer_bytes)
     init_observe(app, Metrics(engine, manager, refusals, (buffered, in_flight)))
     init_lifecycle(app, Lifecycle(READY if engine.is_open else STARTING))
-    init_security(app, keyring)
+    init_security(app, keyring, trusted_proxies)
     init_pipeline(app)
     for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp, metrics.bp):
         app.register_blueprint(blueprint)
@@ -80,6 +81,14 @@ def _cors(app: Flask, origins: str) -> None:
         CORS(app, resources={r"/api/*": {"origins": "*" if "*" in allowed else allowed}},
              allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
              expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"], max_age=600)
+
+
+def configure_threads(app: Flask, threads: int) -> None:
+    """The server runs the app on ``threads`` threads: consumes waiting for records may
+    hold all but ``reserved_threads`` of them (at least one), so produces, commits and the
+    probes always find a thread. Without this call waiting polls have no server-wide cap."""
+    reserved = app.extensions[SETTINGS].reserved_threads
+    app.extensions[MANAGER].limit_waiting_polls(max(1, threads - reserved))
 
 
 def engine_of(app: Flask) -> Engine:

@@ -7,6 +7,7 @@ the file named by ``CONSUMER_API_API_KEYS_FILE`` (YAML or JSON)::
       - name: billing                 # who the key is: logs and session ownership use it
         key_sha256: 5e884898da2...    # hex SHA-256 of the key (or ``key: <plain text>``)
         max_sessions: 100             # optional: consumer sessions this key may hold at once
+        max_waiting_polls: 32         # optional: consumes of its sessions waiting at once
         grants:
           - {topics: "billing.*", rights: [read, write]}
           - {topics: "orders", rights: [read]}
@@ -20,9 +21,12 @@ the file named by ``CONSUMER_API_API_KEYS_FILE`` (YAML or JSON)::
 Patterns are shell globs (``fnmatch``, case-sensitive). Rights: ``read`` (read records of a
 topic / consume in a group), ``write`` (produce to a topic), ``admin`` (create and delete
 topics; set offsets of and delete groups) -- ``admin`` includes the other two.
-``max_sessions`` caps the live consumer sessions of one key (``429 too_many_consumers``
-beyond it), so one client leaking sessions cannot use up the server's
-``CONSUMER_API_MAX_SESSIONS`` for everybody; without it only the server-wide cap applies.
+A key is one client for the fair shares of the server: ``max_sessions`` caps its live
+consumer sessions (``429 too_many_consumers`` beyond it) and ``max_waiting_polls`` its
+consumes waiting for records at once (``429 too_many_polls``), so one client cannot use up
+the server's sessions or threads for everybody. A key without them -- every key of
+``CONSUMER_API_API_KEYS`` -- has the server's defaults, ``CONSUMER_API_MAX_SESSIONS_PER_CLIENT``
+and ``CONSUMER_API_MAX_POLLS_PER_CLIENT``.
 
 A presented key is hashed and compared with every configured hash using
 ``hmac.compare_digest``, without stopping at the first match, so the time taken says
@@ -66,7 +70,8 @@ class Principal:
     name: str
     grants: tuple = field(default_factory=tuple)
     superuser: bool = False
-    max_sessions: int | None = None  # live consumer sessions this key may hold; None: no cap
+    max_sessions: int | None = None  # live consumer sessions it may hold; None: the default
+    max_waiting_polls: int | None = None  # consumes waiting at once; None: the default
 
     def allows(self, kind: str, right: str, name: str) -> bool:
         return self.superuser or any(g.allows(kind, right, name) for g in self.grants)
@@ -164,15 +169,18 @@ def _entry(path: str, i: int, item) -> tuple[bytes, Principal]:
     grants = []
     for j, grant in enumerate(item.get("grants") or []):
         grants.append(_grant(f"{where}.grants[{j}]", grant))
-    return stored, Principal(item["name"], tuple(grants),
-                             max_sessions=_max_sessions(where, item.get("max_sessions")))
+    return stored, Principal(
+        item["name"], tuple(grants),
+        max_sessions=_cap(where, "max_sessions", item.get("max_sessions")),
+        max_waiting_polls=_cap(where, "max_waiting_polls", item.get("max_waiting_polls")))
 
 
-def _max_sessions(where: str, value) -> int | None:
+def _cap(where: str, name: str, value) -> int | None:
+    """An optional per-key cap: absent (None) or a whole number >= 1."""
     if value is None:
         return None
     if type(value) is not int or value < 1:
-        raise KeysFileError(f"{where}: 'max_sessions' must be a whole number >= 1")
+        raise KeysFileError(f"{where}: {name!r} must be a whole number >= 1")
     return value
 
 

@@ -11,6 +11,8 @@
 Global options: ``--url`` (env ``CONSUMER_API_URL``, default ``http://127.0.0.1:8080``),
 ``--api-key`` (env ``CONSUMER_API_KEY``), ``--json`` (machine-readable output). A failure
 is one line on stderr (``Error: ...``) and a non-zero exit status, never a traceback.
+``consume`` rides out ``429 too_many_polls`` (the server's waiting slots are all taken): it
+pauses as the server says and polls again (see :mod:`consumer_api.client.consumer`).
 """
 from __future__ import annotations
 
@@ -93,7 +95,8 @@ def _print_table(rows: list, columns: list) -> None:
 @click.option("--bind", default=None, help="HOST:PORT (default 127.0.0.1:8080).")
 @click.option("--data-dir", default=None, help="Data directory (default ./data).")
 @click.option("--threads", type=click.IntRange(1, 10000), default=None,
-              help="Threads: one per concurrent long-poll (default 64).")
+              help="Threads (default 64); waiting long-polls may hold all but "
+                   "CONSUMER_API_RESERVED_THREADS (16) of them.")
 def serve(bind, data_dir, threads):
     """Run the server (gunicorn with the project's settings)."""
     env = dict(os.environ)

@@ -31,8 +31,10 @@ worker_tmp_dir = "/dev/shm" if os.path.isdir("/dev/shm") else None
 
 
 def post_worker_init(worker):
-    """Start background threads in the worker that serves requests."""
-    from consumer_api.app import start_background
+    """Cap the waiting polls by the worker's threads; start background threads in the
+    worker that serves requests."""
+    from consumer_api.app import configure_threads, start_background
+    configure_threads(worker.wsgi, worker.cfg.threads)
     start_background(worker.wsgi)
 
 

@@ -16,8 +16,8 @@ Read at scrape time from the engine and the sessions (no bookkeeping on the hot 
 * ``consumer_api_request_bytes_buffered`` and ``consumer_api_response_bytes_in_flight``:
   what the two byte budgets hold (request bodies being received; record responses built
   and not yet sent), against their limits ``..._limit``;
-* ``consumer_api_sessions``, ``consumer_api_waiting_polls``,
-  ``consumer_api_sessions_expired_total``, ``consumer_api_group_rebalances_total``;
+* ``consumer_api_sessions``, ``consumer_api_waiting_polls`` (and, once the server has set
+  one, ``consumer_api_waiting_polls_limit``), ``consumer_api_sessions_expired_total``, ``consumer_api_group_rebalances_total``;
 * ``consumer_api_log_size_bytes{topic}`` (record bytes on disk);
 * ``consumer_api_consumer_lag{group, topic, partition}`` (high watermark minus the group's
   committed offset, for every partition a group has committed).
@@ -80,6 +80,10 @@ class _StateCollector:
         yield GaugeMetricFamily("consumer_api_waiting_polls",
                                 "Consumes waiting for records right now",
                                 value=manager.waiting())
+        if manager.max_waiting_polls is not None:
+            yield GaugeMetricFamily("consumer_api_waiting_polls_limit",
+                                    "Consumes that may wait for records at once, server-wide",
+                                    value=manager.max_waiting_polls)
         if self._refusals is not None:
             refused = CounterMetricFamily("consumer_api_refusals",
                                           "Requests refused or connections cut to protect "

@@ -234,6 +234,16 @@ MALFORMED = {
                                 "keys[1]"),
     "max_sessions a boolean": (bad_entry("  - {name: b, key: k2, max_sessions: true}\n"),
                                "keys[1]"),
+    "max_waiting_polls zero": (bad_entry("  - {name: b, key: k2, max_waiting_polls: 0}\n"),
+                               "keys[1]"),
+    "max_waiting_polls negative": (
+        bad_entry("  - {name: b, key: k2, max_waiting_polls: -1}\n"), "keys[1]"),
+    "max_waiting_polls a string": (
+        bad_entry("  - {name: b, key: k2, max_waiting_polls: '5'}\n"), "keys[1]"),
+    "max_waiting_polls a fraction": (
+        bad_entry("  - {name: b, key: k2, max_waiting_polls: 2.5}\n"), "keys[1]"),
+    "max_waiting_polls a boolean": (
+        bad_entry("  - {name: b, key: k2, max_waiting_polls: true}\n"), "keys[1]"),
     # a grant
     "grant not a mapping": (bad_grant("read-everything"), "keys[1].grants[1]"),
     "grant without kind": (bad_grant("{rights: [read]}"), "keys[1].grants[1]"),
@@ -452,10 +462,19 @@ def test_sees_means_some_right():
     assert p.sees("groups", "g1") and not p.sees("groups", "w") and not p.sees("topics", "g1")
 
 
-def test_max_sessions_is_read_per_key(tmp_path):
+def test_max_sessions_and_max_waiting_polls_are_read_per_key(tmp_path):
     path = write_yaml(tmp_path, "keys:\n"
-                      "  - {name: capped, key: k1, max_sessions: 7}\n"
-                      "  - {name: uncapped, key: k2}\n")
-    ring = KeyRing.from_config("", path)
-    assert ring.authenticate("k1").max_sessions == 7
-    assert ring.authenticate("k2").max_sessions is None
+                      "  - {name: capped, key: k1, max_sessions: 7, max_waiting_polls: 3}\n"
+                      "  - {name: defaults, key: k2}\n")
+    ring = KeyRing.from_config("env-key", path)
+    capped, defaults, env = (ring.authenticate(k) for k in ("k1", "k2", "env-key"))
+    assert (capped.max_sessions, capped.max_waiting_polls) == (7, 3)
+    # None: the server's per-client defaults apply (the keys of CONSUMER_API_API_KEYS too)
+    assert (defaults.max_sessions, defaults.max_waiting_polls) == (None, None)
+    assert (env.max_sessions, env.max_waiting_polls) == (None, None)
+
+
+def test_a_bad_max_waiting_polls_message_names_the_field(tmp_path):
+    path = write_yaml(tmp_path, bad_entry("  - {name: b, key: k2, max_waiting_polls: 0}\n"))
+    with pytest.raises(KeysFileError, match=r"keys\[1\]: 'max_waiting_polls' must be"):
+        KeyRing.from_config("", path)

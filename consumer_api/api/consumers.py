@@ -12,7 +12,7 @@ from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire
 from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
                                       query_args)
 from consumer_api.api.observe import metrics
-from consumer_api.api.security import owner, require, session_quota
+from consumer_api.api.security import client, owner, require
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
                                                 SubscribeSchema)
@@ -51,7 +51,9 @@ def subscribe():
       description: >
         Joins the group at once (rebalancing it) and returns the real assignment, so the
         first consume can return data. New partitions start at the group's committed
-        offset, else at auto_offset_reset.
+        offset, else at auto_offset_reset. 429 too_many_consumers when the server's
+        sessions, or the client's share of them (an API key's, or an address's on an open
+        server), are all taken; details name the limit and its scope.
       tags: [consumers]
       operationId: subscribe
       requestBody:
@@ -76,7 +78,7 @@ def subscribe():
         require("topics", "read", topic)
     return manager().subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
                                body["session_timeout_ms"], body["auto_commit"],
-                               body["encoding"], owner(), session_quota())
+                               body["encoding"], owner(), client())
 
 
 @bp.post("/<consumer_id>/consume")
@@ -90,6 +92,18 @@ def consume(consumer_id):
         or after timeout_ms with no records. Positions advance past every returned record;
         if the response cannot be written to the client (the connection broke), they move
         back and the records are consumed again. An empty body means the defaults.
+
+
+        At most one consume waits per session: a newer consume on the session ends the
+        one waiting there, which answers at once with no records, and runs with its own
+        timeout_ms (a client retrying a poll it gave up on is served, not queued).
+
+
+        A consume that finds no records and would wait (timeout_ms > 0) takes one of a
+        limited number of waiting slots -- the server's, and the client's share of them.
+        When none is free it is answered at once with 429 too_many_polls and a
+        Retry-After header (seconds): nothing was taken; retry after that pause. A consume
+        that returns records, or has timeout_ms 0, is never refused so.
       tags: [consumers]
       operationId: consume
       parameters: [consumer_id]
@@ -105,11 +119,12 @@ def consume(consumer_id):
           content: {application/json: {schema: ConsumeResponseSchema}}
         400: InvalidRequest
         404: NotFound
+        429: TooManyPolls
     """
     body = json_body(_consume, empty_ok=True)
     chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
                                          body["max_bytes_total"], body.get("encoding"),
-                                         owner(), connection_closed(request.environ))
+                                         owner(), connection_closed(request.environ), client())
     payload = b'{"records":%s,"timestamp":%d}' % (codec.records_json(chunks, encoding),
                                                    manager().now_ms())
     if not chunks:

@@ -3,7 +3,9 @@
 Every failure a request can meet ends here -- domain errors, schema violations, malformed
 JSON, unknown routes, wrong methods, oversized bodies and unexpected exceptions -- so a
 client never sees HTML or a stack trace. Unexpected exceptions are logged with the request
-id (never the body) and answered ``500 internal_error``.
+id (never the body) and answered ``500 internal_error``. A ``429`` that turns a client away
+to protect the others is counted and logged as a refusal (:mod:`consumer_api.refusals`),
+and ``too_many_polls`` says when to come back (``Retry-After``).
 """
 from __future__ import annotations
 
@@ -13,6 +15,8 @@ from flask import Flask, g, request
 from werkzeug.exceptions import HTTPException
 
 from consumer_api import errors as e
+from consumer_api.api import security
+from consumer_api.api.context import refusals
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +37,17 @@ STATUS = {
     e.Unavailable: 503,
     e.StorageFull: 507,
     e.CorruptLog: 500,
+}
+
+#: seconds a client should pause before it tries again (the ``Retry-After`` header)
+RETRY_AFTER_S = {e.TooManyPolls: 1}
+
+#: (error, the ``scope`` of its details) -> the refusal's reason in /metrics
+REFUSAL_REASONS = {
+    (e.TooManyPolls, "server"): "server_polls",
+    (e.TooManyPolls, "client"): "client_polls",
+    (e.TooManyConsumers, "client"): "client_sessions",
+    (e.TooManyConsumers, "server"): "server_sessions",
 }
 
 # Werkzeug's HTTP errors, by status: (code, sentence)
@@ -68,6 +83,11 @@ def register(app: Flask) -> None:
         resp = error_response(status, exc.code, exc.text, exc.details)
         for name, value in getattr(exc, "headers", {}).items():
             resp.headers[name] = value
+        if type(exc) in RETRY_AFTER_S:
+            resp.headers["Retry-After"] = str(RETRY_AFTER_S[type(exc)])
+        reason = REFUSAL_REASONS.get((type(exc), exc.details.get("scope")))
+        if reason is not None:
+            refusals().record(reason, security.client().name, exc.text)
         return resp
 
     @app.errorhandler(HTTPException)

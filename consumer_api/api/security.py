@@ -6,15 +6,26 @@ keys are configured: a missing or wrong key is ``401 unauthorized`` with a
 view runs (``403 forbidden``); views check the names that come in a body with
 :func:`require` and filter lists with :func:`visible`. CORS preflight requests carry no
 credentials and pass (flask-cors answers them).
+
+Who the *client* is, for the fair shares of consumer sessions and waiting polls
+(:func:`client`), is a separate question from whose sessions are whose (:func:`owner`): an
+API key (``"key billing"``) when keys are configured, else the peer address
+(``"address 10.0.0.7"``). ``X-Forwarded-For`` is believed only from the trusted proxies
+(``CONSUMER_API_TRUSTED_PROXIES``): see :func:`client_address`.
 """
 from __future__ import annotations
 
-from flask import Flask, g, request
+import ipaddress
 
+from flask import Flask, current_app, g, request
+
+from consumer_api.api.context import settings
 from consumer_api.auth import ANONYMOUS, KeyRing, Principal
 from consumer_api.errors import Forbidden, Unauthorized
+from consumer_api.sessions.quota import ClientQuota
 
 KEYRING = "consumer_api.keyring"
+TRUSTED_PROXIES = "consumer_api.trusted_proxies"
 OPEN_PREFIXES = ("/api/health",)
 
 #: endpoint -> (kind, right, view argument naming the resource)
@@ -29,8 +40,10 @@ PATH_RIGHTS = {
 }
 
 
-def init_security(app: Flask, keyring: KeyRing) -> None:
+def init_security(app: Flask, keyring: KeyRing, trusted_proxies: tuple = ()) -> None:
+    """``trusted_proxies``: what :func:`parse_trusted_proxies` made of the setting."""
     app.extensions[KEYRING] = keyring
+    app.extensions[TRUSTED_PROXIES] = tuple(trusted_proxies)
     if not keyring.enabled:
         app.logger.warning("no API keys configured: the API is open to anyone who can reach "
                            "it (set CONSUMER_API_API_KEYS or CONSUMER_API_API_KEYS_FILE)")
@@ -67,10 +80,84 @@ def owner() -> str | None:
     return None if principal is ANONYMOUS else principal.name
 
 
-def session_quota() -> int | None:
-    """How many consumer sessions the caller's key may hold at once (None: no cap of its
-    own; the server-wide one applies)."""
-    return current().max_sessions
+def client() -> ClientQuota:
+    """Who this request comes from, with its share of sessions and waiting polls: the API
+    key (its own caps from the keys file, else the defaults), or on an open server the
+    client's address. Worked out once per request."""
+    found = g.get("client")
+    if found is None:
+        found = g.client = _client_of(current())
+    return found
+
+
+def _client_of(principal: Principal) -> ClientQuota:
+    config = settings()
+    if principal is ANONYMOUS:
+        address = client_address(request.environ.get("REMOTE_ADDR", ""),
+                                 request.environ.get("HTTP_X_FORWARDED_FOR"),
+                                 current_app.extensions.get(TRUSTED_PROXIES, ()))
+        return ClientQuota(f"address {address}", config.max_sessions_per_client,
+                           config.max_polls_per_client)
+    return ClientQuota(f"key {principal.name}",
+                       principal.max_sessions or config.max_sessions_per_client,
+                       principal.max_waiting_polls or config.max_polls_per_client)
+
+
+def parse_trusted_proxies(text: str) -> tuple:
+    """``CONSUMER_API_TRUSTED_PROXIES`` (comma-separated addresses or CIDR networks) as
+    networks. ValueError naming the first entry that is neither."""
+    networks = []
+    for entry in (e.strip() for e in text.split(",")):
+        if not entry:
+            continue
+        try:
+            networks.append(ipaddress.ip_network(entry))
+        except ValueError as exc:
+            raise ValueError(f"CONSUMER_API_TRUSTED_PROXIES: {entry!r} is not an IP address "
+                             f"or network such as 10.0.0.1 or 10.0.0.0/8 ({exc})") from None
+    return tuple(networks)
+
+
+def client_address(peer: str, forwarded_for: str | None, trusted: tuple) -> str:
+    """The client's address: the peer's, unless the peer is a trusted proxy -- then the
+    rightmost ``X-Forwarded-For`` entry that is not itself a trusted proxy (each proxy
+    appends the address it got the request from; entries further left are whatever the
+    client sent). Empty entries are skipped; at an entry that is not an address the walk
+    stops and the proxy that passed it on is the client: nothing left of it is believed."""
+    hop = _address(peer)
+    if hop is None:
+        return peer or "unknown"
+    if not forwarded_for or not _trusted(hop, trusted):
+        return str(hop)
+    for entry in reversed(forwarded_for.split(",")):
+        if not entry.strip():
+            continue
+        address = _address(entry)
+        if address is None:
+            break
+        hop = address
+        if not _trusted(hop, trusted):
+            break
+    return str(hop)
+
+
+def _address(text: str):
+    """An IP address from ``1.2.3.4``, ``1.2.3.4:port``, ``::1`` or ``[::1]:port``; None
+    for anything else. An IPv4-mapped IPv6 address is its IPv4 address."""
+    text = text.strip()
+    if text.startswith("["):
+        text = text[1:].partition("]")[0]
+    elif text.count(":") == 1:
+        text = text.partition(":")[0]
+    try:
+        address = ipaddress.ip_address(text)
+    except ValueError:
+        return None
+    return getattr(address, "ipv4_mapped", None) or address
+
+
+def _trusted(address, trusted: tuple) -> bool:
+    return any(address in network for network in trusted)
 
 
 def require(kind: str, right: str, name: str) -> None:

@@ -110,7 +110,7 @@ class Client:
         except ValueError:
             body = None
         if resp.status_code >= 400:
-            raise errors.from_response(resp.status_code, body)
+            raise errors.from_response(resp.status_code, body, resp.headers)
         return body
 
     def close(self) -> None:

@@ -4,19 +4,40 @@ unsubscribe on exit (also on exceptions and Ctrl-C).
 Delivery is at least once: with ``commit_each_batch`` each poll first commits exactly the
 records handed out before it (the loop received them), so a crash or a break in the middle
 of a batch makes the records not yet handed out come again to the next member, never lost.
+
+A poll the server refuses for want of a waiting slot (``429 too_many_polls``) is not an
+error: the poll pauses as ``Retry-After`` says (doubling on each refusal, at most
+:data:`MAX_BACKOFF_S`, with jitter) and asks again, within its own ``timeout_ms``; once that
+has passed it asks one last time without waiting (which is never refused).
 """
 from __future__ import annotations
 
 import base64
 import json
 import logging
+import random
+import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from consumer_api.client.errors import ClientError, ConsumerNotFound, PartitionNotAssigned
+from consumer_api.client.errors import (ClientError, ConsumerNotFound, PartitionNotAssigned,
+                                        TooManyPolls)
 
 log = logging.getLogger(__name__)
 FORMATS = ("bytes", "text", "json")
+#: the longest pause (seconds) before asking again after a refused poll
+MAX_BACKOFF_S = 5.0
+#: the shortest, whatever the server says: a refused client never spins
+MIN_BACKOFF_S = 0.1
+
+
+def backoff_s(retry_after_s: float, attempt: int, rand=random.random) -> float:
+    """The pause before asking again after refusal number ``attempt`` (0 for the first) of
+    one poll: the server's ``Retry-After`` doubled per refusal, plus up to a quarter at
+    random (clients refused together do not all come back together), within
+    [:data:`MIN_BACKOFF_S`, :data:`MAX_BACKOFF_S`]."""
+    base = max(retry_after_s, MIN_BACKOFF_S) * 2 ** min(attempt, 16)
+    return min(MAX_BACKOFF_S, base * (1 + rand() / 4))
 
 
 @dataclass(frozen=True)
@@ -68,6 +89,10 @@ def _offsets_from_wire(wire: dict) -> dict:
 
 
 class Consumer:
+    #: how a refused poll pauses and tells the time (seconds); replaceable for tests
+    sleep = staticmethod(time.sleep)
+    clock = staticmethod(time.monotonic)
+
     def __init__(self, client, group_id: str, topics: list, *, auto_offset_reset: str = "latest",
                  value_format: str = "bytes", key_format: str | None = None,
                  session_timeout_ms: int | None = None, auto_commit: bool = False,
@@ -165,9 +190,29 @@ class Consumer:
         body = {"timeout_ms": timeout_ms, "max_records": max_records or self.max_records}
         if self.max_bytes_total:
             body["max_bytes_total"] = self.max_bytes_total
-        got = self._call("POST", "consume", body, read_timeout=timeout_ms / 1000 + 30)
+        got = self._consume(body)
         return [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
                 for r in got["records"]]
+
+    def _consume(self, body: dict) -> dict:
+        """POST consume; on ``too_many_polls`` pause (:func:`backoff_s`) and ask again with
+        what is left of ``timeout_ms`` -- at last with 0, which the server never refuses."""
+        deadline = self.clock() + body["timeout_ms"] / 1000
+        attempt = 0
+        while True:
+            try:
+                return self._call("POST", "consume", body,
+                                  read_timeout=body["timeout_ms"] / 1000 + 30)
+            except TooManyPolls as exc:
+                if body["timeout_ms"] == 0:
+                    raise  # a server that refuses even a poll that does not wait
+                pause = min(backoff_s(exc.retry_after_s, attempt),
+                            max(0.0, deadline - self.clock()))
+                log.info("consume of group %s refused (%s): asking again in %.1f s",
+                         self.group_id, exc.message, pause)
+                self.sleep(pause)
+                attempt += 1
+                body = {**body, "timeout_ms": max(0, int((deadline - self.clock()) * 1000))}
 
     def _commit_handed_out(self) -> None:
         """Commit the records handed out; those of partitions a rebalance moved away are

@@ -1,7 +1,8 @@
 """Typed errors of the client: one class per error ``code`` of the server's envelope.
 
 ``ApiError`` carries what the server said: ``status`` (HTTP), ``code`` (e.g.
-``topic_not_found``), ``message`` and ``details``. ``ConnectionFailed`` is raised when the
+``topic_not_found``), ``message`` and ``details``; :class:`TooManyPolls` also how long to
+pause (``retry_after_s``, from ``Retry-After``). ``ConnectionFailed`` is raised when the
 server cannot be reached at all.
 """
 from __future__ import annotations
@@ -51,19 +52,50 @@ PartitionNotAssigned = _error("PartitionNotAssigned", "partition_not_assigned",
 GroupNotEmpty = _error("GroupNotEmpty", "group_not_empty", "409")
 PayloadTooLarge = _error("PayloadTooLarge", "payload_too_large", "413")
 TooManyConsumers = _error("TooManyConsumers", "too_many_consumers", "429")
+
+
+class TooManyPolls(ApiError):
+    """429: the consume would have waited, but the server has no waiting slot free (its
+    own, or this client's share). Nothing was taken; retry after ``retry_after_s``."""
+
+    code = "too_many_polls"
+    #: the pause the server asked for (seconds), when it sent none or an unusable one
+    DEFAULT_RETRY_AFTER_S = 1.0
+
+    def __init__(self, *args, retry_after_s: float | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.retry_after_s = self.DEFAULT_RETRY_AFTER_S if retry_after_s is None \
+            else retry_after_s
+
+
 Unavailable = _error("Unavailable", "unavailable", "503: starting or shutting down")
 InsufficientStorage = _error("InsufficientStorage", "insufficient_storage", "507: disk full")
 
 BY_CODE = {cls.code: cls for cls in (
     InvalidRequest, OffsetOutOfRange, Unauthorized, Forbidden, NotFound, ConsumerNotFound,
     TopicNotFound, PartitionNotFound, GroupNotFound, TopicExists, PartitionNotAssigned,
-    GroupNotEmpty, PayloadTooLarge, TooManyConsumers, Unavailable, InsufficientStorage)}
+    GroupNotEmpty, PayloadTooLarge, TooManyConsumers, TooManyPolls, Unavailable,
+    InsufficientStorage)}
 
 
-def from_response(status: int, body) -> ApiError:
-    """The typed error for an error response (its JSON body, or None if it had none)."""
+def from_response(status: int, body, headers=None) -> ApiError:
+    """The typed error for an error response (its JSON body, or None if it had none; its
+    headers, a mapping, for ``Retry-After``)."""
     if isinstance(body, dict) and isinstance(body.get("code"), str):
         cls = BY_CODE.get(body["code"], ApiError)
-        return cls(str(body.get("error") or body["code"]), status, body["code"],
-                   body.get("details") if isinstance(body.get("details"), dict) else {})
+        args = (str(body.get("error") or body["code"]), status, body["code"],
+                body.get("details") if isinstance(body.get("details"), dict) else {})
+        if cls is TooManyPolls:
+            return cls(*args, retry_after_s=retry_after_s((headers or {}).get("Retry-After")))
+        return cls(*args)
     return ApiError(f"HTTP {status} without an error body", status)
+
+
+def retry_after_s(value) -> float | None:
+    """Seconds from a ``Retry-After`` header in seconds (the server's form); None when it
+    is missing, a date or nonsense."""
+    try:
+        seconds = float(value)
+    except (TypeError, ValueError):
+        return None
+    return seconds if seconds >= 0 else None

@@ -8,28 +8,42 @@
 # no waking of unrelated consumers. The reaper keeps (deadline, id) pairs in a heap, sleeps
 # until the earliest, expires sessions under the lock and makes them leave their groups
 # outside it. Sessions live in memory: a restart ends them (committed offsets persist).
+#
+# Shares: a consume that finds nothing and may wait takes a *poll slot* before it sleeps and
+# gives it back however the wait ends. Slots are capped server-wide (``max_waiting_polls``:
+# the threads left after a reserve for everything else) and per client; so are sessions. A
+# refused slot is ``TooManyPolls`` at once -- nothing is taken, the client retries later.
+# A newer consume on a session supersedes the one waiting there (it returns empty), so one
+# session never holds two slots or two threads for a whole wait.
 
 Thread-safety: ``_lock`` (an RLock; ``_cond`` is a Condition on it for the reaper) guards
-the session table and the deadline heap only. It is never held while reading a log,
-calling the group coordinator, or waiting for records. Per-session state has the
-session's own locks (see :mod:`consumer_api.sessions.session`). Lock order: manager lock
--> nothing; session lock -> partition / coordinator locks; partition lock -> waiter lock.
+the session table, the deadline heap and the two tallies (sessions and waiting polls, in
+all and per client) only. It is never held while reading a log, calling the group
+coordinator, or waiting for records. Per-session state has the session's own locks (see
+:mod:`consumer_api.sessions.session`). Lock order: manager lock -> nothing; session lock
+-> partition / coordinator locks; partition lock -> waiter lock.
 """
 from __future__ import annotations
 
 import heapq
 import itertools
 import logging
+import sys
 import threading
 import time
 import uuid
 
 from consumer_api.errors import (ConsumerNotFound, InvalidRequest, OffsetOutOfRange,
                                  PartitionNotAssigned, PartitionNotFound, TooManyConsumers,
-                                 TopicNotFound, Unavailable)
+                                 TooManyPolls, TopicNotFound, Unavailable)
+from consumer_api.sessions.quota import ClientQuota, Tally
 from consumer_api.sessions.session import Session, Waiter
 
 log = logging.getLogger(__name__)
+
+#: how long (real seconds, at least) a consume waits for the turn on its session: the
+#: consume it supersedes gives it up at once unless it is in the middle of a read
+HANDOVER_S = 5.0
 
 
 def wall_clock_ms() -> int:
@@ -40,12 +54,15 @@ class ConsumerManager:
     """``backend`` is the engine (see :mod:`consumer_api.backend`): its ``groups``
     (GroupService) and its partition access (``fetch``, ``log_offsets``, ``watch``...).
     ``clock`` (seconds, monotonic) drives heartbeats and deadlines; ``now_ms`` (epoch ms)
-    stamps responses. Both are injectable so tests never sleep."""
+    stamps responses. Both are injectable so tests never sleep. ``max_waiting_polls``
+    caps the consumes waiting at once, server-wide (None: no cap; see
+    :meth:`limit_waiting_polls`)."""
 
     def __init__(self, backend, max_sessions: int = 10_000, clock=time.monotonic,
-                 now_ms=wall_clock_ms):
+                 now_ms=wall_clock_ms, max_waiting_polls: int | None = None):
         self.backend = backend
         self.max_sessions = max_sessions
+        self.max_waiting_polls = max_waiting_polls
         self.clock = clock
         self.now_ms = now_ms
         self._lock = threading.RLock()
@@ -53,6 +70,8 @@ class ConsumerManager:
         self._sessions: dict[str, Session] = {}
         self._deadlines: list = []  # heap of (deadline_s, seq, consumer_id)
         self._seq = itertools.count()
+        self._session_tally = Tally()  # live sessions, per client name
+        self._poll_tally = Tally()  # poll slots held: consumes waiting for records
         self._stopping = False
         self._reaper: threading.Thread | None = None
         self.expired_total = 0
@@ -81,30 +100,38 @@ class ConsumerManager:
         return len(self._sessions)
 
     def waiting(self) -> int:
-        """Consumes currently waiting for records."""
-        return sum(1 for s in list(self._sessions.values()) if s.waiter is not None)
+        """Consumes waiting for records right now (poll slots held)."""
+        with self._lock:
+            return self._poll_tally.total
+
+    def limit_waiting_polls(self, limit: int | None) -> None:
+        """Cap the consumes that may wait at once, server-wide (None: no cap). Polls
+        already waiting keep their slots. ValueError for a limit below 1."""
+        if limit is not None and limit < 1:
+            raise ValueError(f"the limit of waiting polls must be at least 1, not {limit}")
+        with self._lock:
+            self.max_waiting_polls = limit
 
     # -- subscribe and close ---------------------------------------------------------------
 
     def subscribe(self, group_id: str, topics: list, auto_offset_reset: str = "latest",
                   session_timeout_ms: int = 30_000, auto_commit: bool = False,
-                  encoding: str = "base64", owner=None, owner_max_sessions=None) -> dict:
+                  encoding: str = "base64", owner=None,
+                  client: ClientQuota | None = None) -> dict:
         """Create a session, join its group (rebalancing it) and return the assignment.
-        TooManyConsumers when the server holds ``max_sessions`` sessions, or ``owner``
-        (an API key's name) already holds ``owner_max_sessions``."""
+        ``owner`` (an API key's name, or None) alone may use the session later; ``client``
+        is whose share it counts in. TooManyConsumers when the server holds
+        ``max_sessions`` sessions, or ``client`` already holds its ``max_sessions``."""
         if self._stopping:
             raise Unavailable("the server is shutting down")
         topics = list(dict.fromkeys(topics))
         session = Session(uuid.uuid4().hex, group_id, topics, auto_offset_reset,
-                          session_timeout_ms, auto_commit, encoding, owner, self.clock())
+                          session_timeout_ms, auto_commit, encoding, owner, self.clock(),
+                          None if client is None else sys.intern(client.name))
         with self._lock:
-            if len(self._sessions) >= self.max_sessions:
-                raise TooManyConsumers(
-                    f"the server has reached its limit of {self.max_sessions} consumer "
-                    "sessions; close unused ones", {"max_sessions": self.max_sessions})
-            if owner_max_sessions is not None:
-                self._check_owner_quota(owner, owner_max_sessions)
+            self._admit_session(client, owner)
             self._sessions[session.consumer_id] = session
+            self._session_tally.add(session.client)
             self._push_deadline(session)
             self._cond.notify()  # the reaper may need an earlier wake-up
         try:
@@ -112,20 +139,36 @@ class ConsumerManager:
                                                       session.wake)
         except BaseException:
             with self._lock:
-                self._sessions.pop(session.consumer_id, None)
+                self._forget(session)
             raise
         with session.lock:
             self._apply_assignment(session, generation, assignment)
         return self._assignment_body(session)
 
-    def _check_owner_quota(self, owner, limit: int) -> None:
-        """(Lock held.) A scan of the sessions: only keys with a quota pay for it, and only
-        when they subscribe."""
-        held = sum(1 for s in self._sessions.values() if s.owner == owner and not s.closed)
-        if held >= limit:
+    def _admit_session(self, client: ClientQuota | None, owner) -> None:
+        """(Lock held.) TooManyConsumers unless the server and ``client`` have room for one
+        more session. Details: ``limit``, ``scope`` (``server`` or ``client``), ``client``
+        (its name), ``max_sessions`` (the limit again) and, for an owned session, ``key``
+        (the owner)."""
+        if len(self._sessions) >= self.max_sessions:
+            limit = self.max_sessions
             raise TooManyConsumers(
-                f"the API key {owner!r} has reached its limit of {limit} consumer sessions; "
-                "close unused ones", {"max_sessions": limit, "key": owner})
+                f"the server has reached its limit of {limit} consumer sessions; close "
+                "unused ones", {"limit": limit, "scope": "server", "max_sessions": limit})
+        if client is not None and self._session_tally.held(client.name) >= client.max_sessions:
+            limit = client.max_sessions
+            details = {"limit": limit, "scope": "client", "client": client.name,
+                       "max_sessions": limit}
+            if owner is not None:
+                details["key"] = owner
+            raise TooManyConsumers(
+                f"{client.name} has reached its limit of {limit} consumer sessions; close "
+                "unused ones", details)
+
+    def _forget(self, session: Session) -> None:
+        """(Lock held.) Take the session out of the table and its client's count, once."""
+        if self._sessions.pop(session.consumer_id, None) is not None:
+            self._session_tally.remove(session.client)
 
     def close(self, consumer_id: str, commit: bool = False, owner=None) -> None:
         """Unsubscribe: optionally commit the positions first, then leave the group."""
@@ -139,7 +182,7 @@ class ConsumerManager:
             if session.closed:
                 return
             session.closed = True
-            self._sessions.pop(session.consumer_id, None)
+            self._forget(session)
         if not session.manual:
             self.groups.leave(session.group_id, session.consumer_id)
         session.wake()
@@ -227,43 +270,47 @@ class ConsumerManager:
 
     def consume(self, consumer_id: str, max_records: int = 500, timeout_ms: int = 30_000,
                 max_bytes: int = 1 << 20, encoding: str | None = None, owner=None,
-                abandoned=None):
+                abandoned=None, client: ClientQuota | None = None):
         """Long-poll. Returns ``(chunks, encoding)``: chunks is a list of ``(topic,
         partition, records)`` as soon as any owned partition has records, or ``[]`` after
         ``timeout_ms`` (or at once when the server shuts down); encoding is ``encoding`` or
         the session's. Positions advance past exactly the records returned.
         ``abandoned()``, when given, says whether the caller went away while the poll
-        waited: then it returns ``[]`` without taking records (nobody would see them)."""
+        waited: then it returns ``[]`` without taking records (nobody would see them).
+
+        A consume that finds nothing and may wait (``timeout_ms`` > 0) holds a poll slot
+        while it waits: TooManyPolls at once, nothing taken, when the server's
+        ``max_waiting_polls`` or ``client``'s ``max_polls`` are all held. A newer consume
+        on the same session supersedes this one: it returns ``[]`` at once and the newer
+        one runs with its own timeout."""
         session = self._get(consumer_id, owner)
         deadline = self.clock() + timeout_ms / 1000
-        # a second consume on the session queues behind the first, within its own timeout
-        if not session.consume_lock.acquire(timeout=timeout_ms / 1000):
+        ticket = session.begin_consume(max(timeout_ms / 1000, HANDOVER_S))
+        if ticket is None:  # superseded while it queued (or the turn never came)
             return [], encoding or session.encoding
         try:
-            session.consuming = True
-            try:
-                remaining_ms = max(0, int((deadline - self.clock()) * 1000))
-                chunks = self._consume(session, max_records, remaining_ms, max_bytes, abandoned)
-                return chunks, encoding or session.encoding
-            finally:  # heartbeat first: the reaper must never see a finished, stale consume
-                session.last_heartbeat = self.clock()
-                session.consuming = False
-        finally:
-            session.consume_lock.release()
+            remaining_ms = max(0, int((deadline - self.clock()) * 1000))
+            chunks = self._consume(session, ticket, max_records, remaining_ms, max_bytes,
+                                   abandoned, client)
+            return chunks, encoding or session.encoding
+        finally:  # heartbeat first: the reaper must never see a finished, stale consume
+            session.last_heartbeat = self.clock()
+            session.end_consume()
 
-    def _consume(self, session: Session, max_records: int, timeout_ms: int, max_bytes: int,
-                 abandoned=None):
+    def _consume(self, session: Session, ticket: int, max_records: int, timeout_ms: int,
+                 max_bytes: int, abandoned=None, client: ClientQuota | None = None):
         self._check_live(session)
         if session.auto_commit:
             self._auto_commit(session)
         deadline = self.clock() + timeout_ms / 1000
         waiter = Waiter()
-        session.waiter = waiter
+        session.waiter = waiter  # before the first superseded() check: no wake-up is lost
         watched: set = set()
+        slot = False
         try:
             while True:
                 self._check_live(session)
-                if self._stopping:
+                if self._stopping or session.superseded(ticket):
                     return []
                 with session.lock:
                     partitions = self._sync(session)
@@ -274,15 +321,43 @@ class ConsumerManager:
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     return []
+                if not slot:
+                    self._take_poll_slot(client)
+                    slot = True
                 waiter.wait(remaining)
                 if abandoned is not None and abandoned():
                     log.info("consumer %s: the client left a waiting consume; no records taken",
                              session.consumer_id)
                     return []
         finally:
+            if slot:
+                self._release_poll_slot(client)
             session.waiter = None
             for tp in watched:
                 self.backend.unwatch(*tp, waiter.notify)
+
+    def _take_poll_slot(self, client: ClientQuota | None) -> None:
+        """A slot for one waiting consume, or TooManyPolls (details: ``limit``, ``scope``
+        ``client`` or ``server``, and ``client`` with its name). The client's own cap is
+        checked first: when both are full, its own share is what it can change."""
+        name = None if client is None else client.name
+        with self._lock:
+            if client is not None and self._poll_tally.held(name) >= client.max_polls:
+                limit = client.max_polls
+                raise TooManyPolls(
+                    f"{name} already has {limit} consumes waiting for records, its limit; "
+                    "retry after a pause, or consume on fewer sessions at once",
+                    {"limit": limit, "scope": "client", "client": name})
+            limit = self.max_waiting_polls
+            if limit is not None and self._poll_tally.total >= limit:
+                raise TooManyPolls(
+                    f"all {limit} of the server's slots for waiting consumes are taken; "
+                    "retry after a pause", {"limit": limit, "scope": "server"})
+            self._poll_tally.add(name)
+
+    def _release_poll_slot(self, client: ClientQuota | None) -> None:
+        with self._lock:
+            self._poll_tally.remove(None if client is None else client.name)
 
     def _check_live(self, session: Session) -> None:
         if session.closed:

@@ -7,17 +7,27 @@ True: it named its partitions with PUT /assignment and left group management).
 ``positions`` maps ``(topic, partition)`` to the next offset to read, for exactly the
 partitions the session currently owns (as of ``generation``).
 
+Consumes on one session take turns, newest first: a consume takes the next
+``consume_ticket`` and wakes the consume running on the session, if any; a consume whose
+ticket is no longer the newest returns empty -- from its wait, or from the queue for the
+turn -- so at most one consume per session waits for records, and a client's retry of a
+poll it gave up on is served instead of queued behind it (:meth:`Session.begin_consume`,
+:meth:`Session.end_consume`).
+
 Thread-safety:
-* ``lock`` guards ``positions``, ``assignment``, ``generation``, ``partitions`` and
-  ``pending_commit``; it is held briefly, never across a wait.
-* ``consume_lock`` serialises consumes on one session: a second concurrent consume queues
-  behind the first (then runs with its own timeout).
+* ``lock`` guards ``positions``, ``assignment``, ``generation``, ``partitions``,
+  ``pending_commit``, ``consume_ticket``, ``consuming`` and ``_turn``; it is held briefly,
+  never across a wait (``_turn``, a Condition on it made when a consume first has to queue,
+  releases it while the consume queues).
 * ``last_heartbeat``, ``consuming`` and ``closed`` are single attribute writes read by the
-  reaper under the manager's lock (atomic under the GIL).
+  reaper under the manager's lock (atomic under the GIL); a running consume reads
+  ``consume_ticket`` without the lock the same way.
+* ``client`` (the name of the client whose share the session counts in) never changes.
 """
 from __future__ import annotations
 
 import threading
+import time
 
 
 class Waiter:
@@ -49,10 +59,11 @@ class Session:
     __slots__ = ("consumer_id", "group_id", "topics", "auto_offset_reset", "timeout_s",
                  "auto_commit", "encoding", "owner", "manual", "generation", "assignment",
                  "partitions", "positions", "pending_commit", "last_heartbeat", "consuming",
-                 "closed", "waiter", "rotation", "lock", "consume_lock")
+                 "closed", "waiter", "rotation", "lock", "_turn", "consume_ticket", "client")
 
     def __init__(self, consumer_id: str, group_id: str, topics: list, auto_offset_reset: str,
-                 session_timeout_ms: int, auto_commit: bool, encoding: str, owner, now_s: float):
+                 session_timeout_ms: int, auto_commit: bool, encoding: str, owner, now_s: float,
+                 client: str | None = None):
         self.consumer_id = consumer_id
         self.group_id = group_id
         self.topics = topics
@@ -68,12 +79,14 @@ class Session:
         self.positions: dict = {}
         self.pending_commit: dict = {}
         self.last_heartbeat = now_s
-        self.consuming = False
+        self.consuming = False  # a consume has the turn
         self.closed = False
         self.waiter: Waiter | None = None
         self.rotation = 0  # which partition a consume reads first (fairness)
         self.lock = threading.Lock()
-        self.consume_lock = threading.Lock()
+        self._turn: threading.Condition | None = None  # made when a consume first queues
+        self.consume_ticket = 0  # the number of the newest consume on this session
+        self.client = client
 
     @property
     def session_timeout_ms(self) -> int:
@@ -81,6 +94,42 @@ class Session:
 
     def deadline(self) -> float:
         return self.last_heartbeat + self.timeout_s
+
+    def begin_consume(self, timeout_s: float) -> int | None:
+        """Take the next ticket, make the running and queued consumes give up, and wait
+        (at most ``timeout_s`` real seconds) for the turn. Returns the ticket, with the
+        turn taken (``consuming``; give it back with :meth:`end_consume`), or None: a
+        newer consume came meanwhile, or the turn did not come in time."""
+        with self.lock:
+            self.consume_ticket += 1
+            ticket = self.consume_ticket
+            if self._turn is not None:
+                self._turn.notify_all()  # queued older consumes see they are superseded
+        self.wake()  # the running one, if it waits for records
+        deadline = time.monotonic() + timeout_s
+        with self.lock:
+            while self.consuming and self.consume_ticket == ticket:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    return None
+                if self._turn is None:
+                    self._turn = threading.Condition(self.lock)
+                self._turn.wait(remaining)
+            if self.consume_ticket != ticket:
+                return None
+            self.consuming = True
+        return ticket
+
+    def end_consume(self) -> None:
+        """Give the turn back (after the consume's last heartbeat)."""
+        with self.lock:
+            self.consuming = False
+            if self._turn is not None:
+                self._turn.notify_all()
+
+    def superseded(self, ticket: int) -> bool:
+        """Whether a consume newer than the one holding ``ticket`` has come."""
+        return self.consume_ticket != ticket
 
     def wake(self) -> None:
         """Wake this session's waiting consume, if any (rebalance, close, shutdown)."""

@@ -6,7 +6,8 @@ manager on the fake clock: nothing sleeps, and a consume that may find nothing i
 ``timeout_ms: 0``. The keys file is written to ``tmp_path``:
 
 * ``reader`` / ``other-reader``: read on topics ``orders`` and ``billing.*``, read on groups
-  ``billing-*``; ``other-reader`` may hold 2 consumer sessions at once;
+  ``billing-*``; ``other-reader`` may hold 2 consumer sessions at once, and have 1 consume
+  waiting for records (the others have the server's per-client defaults);
 * ``writer``: write on ``orders`` and ``billing.*`` (hashed key);
 * ``admin``: admin on topics ``billing.*`` and groups ``billing-*``;
 * ``nobody``: a valid key with no grant;
@@ -21,6 +22,8 @@ import base64
 import hashlib
 import logging
 import re
+import threading
+import time
 
 import pytest
 
@@ -39,6 +42,7 @@ KEYS = {
     "env": ENV_KEY,
 }
 OTHER_READER_MAX_SESSIONS = 2
+OTHER_READER_MAX_POLLS = 1
 READER_GRANTS = """\
     grants:
       - {topics: orders, rights: [read]}
@@ -53,6 +57,7 @@ keys:
   - name: other-reader
     key: {KEYS["other-reader"]}
     max_sessions: {OTHER_READER_MAX_SESSIONS}
+    max_waiting_polls: {OTHER_READER_MAX_POLLS}
 {READER_GRANTS}\
   - name: writer
     key_sha256: {hashlib.sha256(KEYS["writer"].encode()).hexdigest()}
@@ -678,15 +683,17 @@ def test_resetting_every_topic_of_a_group_needs_read_on_each_of_them(server):
     assert {(r["topic"], r["committed_offset"]) for r in after["offsets"]} >= {("secret", 1)}
 
 
-# -- a key's own session cap --------------------------------------------------------------------
+# -- a key's share of sessions and waiting polls -----------------------------------------------
 
 def test_a_key_with_max_sessions_gets_429_beyond_it_and_others_do_not(server, manager, clock):
     capped, free = server.as_("other-reader"), server.as_("reader")
     held = [ok(subscribe(capped, "billing-1", ["orders"]))["consumer_id"]
             for _ in range(OTHER_READER_MAX_SESSIONS)]
     details = assert_error(subscribe(capped, "billing-2", ["orders"]), 429, "too_many_consumers")
-    assert details == {"max_sessions": OTHER_READER_MAX_SESSIONS, "key": "other-reader"}
-    # another key (no cap of its own) is not held back by it
+    assert details == {"limit": OTHER_READER_MAX_SESSIONS, "scope": "client",
+                       "client": "key other-reader",
+                       "max_sessions": OTHER_READER_MAX_SESSIONS, "key": "other-reader"}
+    # another key (the default share, 1000) is not held back by it
     for _ in range(OTHER_READER_MAX_SESSIONS + 1):
         ok(subscribe(free, "billing-1", ["orders"]))
     # a closed session frees its place, and so does an expired one
@@ -697,3 +704,64 @@ def test_a_key_with_max_sessions_gets_429_beyond_it_and_others_do_not(server, ma
     manager.expire()
     for _ in range(OTHER_READER_MAX_SESSIONS):
         ok(subscribe(capped, "billing-1", ["orders"]))
+    assert refusals(server).get("client_sessions") == 2
+
+
+@pytest.mark.parametrize("who,name", [("reader", "reader"), ("env", "key-1")])
+def test_a_key_without_caps_of_its_own_has_the_servers_defaults(make_api, keys_file, who, name):
+    srv = Server(make_api(api_keys=ENV_KEY, api_keys_file=keys_file, max_sessions_per_client=2))
+    ok(srv.as_("env").create_topic("orders", 1), 201)
+    api = srv.as_(who)
+    for _ in range(2):
+        ok(subscribe(api, "billing-1", ["orders"]))
+    details = assert_error(subscribe(api, "billing-1", ["orders"]), 429, "too_many_consumers")
+    assert (details["limit"], details["scope"], details["client"]) == (2, "client", f"key {name}")
+    # the key's sessions count against it wherever its requests come from
+    other_address = srv.client(f"Bearer {KEYS[who]}")
+    other_address.environ_base["REMOTE_ADDR"] = "192.0.2.77"
+    assert_error(subscribe(Api(other_address), "billing-1", ["orders"]), 429, "too_many_consumers")
+
+
+def refusals(srv) -> dict:
+    text = srv.client().get("/metrics").get_data(as_text=True)
+    return {m.group(1): float(m.group(2)) for m in
+            re.finditer(r'^consumer_api_refusals_total\{reason="(\w+)"\} (\S+)$', text, re.M)}
+
+
+def wait_for(cond, what, limit_s=5.0):
+    deadline = time.monotonic() + limit_s
+    while not cond():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.001)
+
+
+def test_a_key_with_max_waiting_polls_gets_429_beyond_it_and_others_do_not(server, manager):
+    capped, free = server.as_("other-reader"), server.as_("reader")
+    first, second = (ok(subscribe(capped, f"billing-{i}", ["orders"]))["consumer_id"]
+                     for i in (1, 2))
+    theirs = ok(subscribe(free, "billing-1", ["orders"]))["consumer_id"]
+    answers = []
+
+    def wait_on(api, cid):  # the fake clock never moves: it waits until its session closes
+        answers.append(consume(api, cid, timeout_ms=60_000).status_code)
+
+    threads = [threading.Thread(target=wait_on, args=(capped, first), daemon=True)]
+    threads[0].start()
+    wait_for(lambda: manager.waiting() == 1, "the capped key's consume to wait")
+    try:
+        resp = consume(capped, second, timeout_ms=60_000)
+        details = assert_error(resp, 429, "too_many_polls")
+        assert details == {"limit": OTHER_READER_MAX_POLLS, "scope": "client",
+                           "client": "key other-reader"}
+        assert resp.headers["Retry-After"] == "1"
+        ok(consume(capped, second, timeout_ms=0))  # one that would not wait is served
+        threads.append(threading.Thread(target=wait_on, args=(free, theirs), daemon=True))
+        threads[1].start()
+        wait_for(lambda: manager.waiting() == 2, "the other key's consume to wait")
+    finally:
+        for cid, api in ((first, capped), (theirs, free)):
+            api.client.delete(f"/api/consumers/{cid}")
+        for t in threads:
+            t.join(5)
+    assert answers == [404, 404]  # closed while waiting
+    assert refusals(server).get("client_polls") == 1

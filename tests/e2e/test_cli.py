@@ -17,6 +17,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -27,7 +28,7 @@ from click.testing import CliRunner
 
 from consumer_api.cli import main
 from consumer_api.client import Client
-from tests.e2e.conftest import free_port, server_env, start_server
+from tests.e2e.conftest import free_port, poll_until, server_env, start_server
 
 API_KEY = "cli-e2e-secret-key"
 CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
@@ -382,6 +383,49 @@ def test_consume_idle_exit_ms_zero_ends_at_once(srv, client, name):
     except subprocess.TimeoutExpired:
         pytest.fail("consume --idle-exit-ms 0 was still waiting after 4 s")
     assert proc.returncode == 0, proc.stderr
+
+
+def test_consume_waits_out_a_full_share_of_polls_instead_of_failing(server_factory, name):
+    """The server lets this client (one address) have one waiting consume, and another of
+    its consumers holds it: the CLI's poll gets 429 too_many_polls, pauses as Retry-After
+    says and asks again -- and prints the record once the slot is free."""
+    srv = server_factory(CONSUMER_API_MAX_POLLS_PER_CLIENT="1")
+    with Client(srv.base_url) as other:
+        other.create_topic(name)
+        holder = other.consumer(f"{name}-holder", [name])
+        holder.subscribe()
+        held = []
+        waiting = threading.Thread(target=lambda: held.extend(holder.poll(timeout_ms=20_000)),
+                                   daemon=True)
+        waiting.start()
+        poll_until(lambda: _metric(srv, "consumer_api_waiting_polls") == 1, "the holder waits")
+        env = server_env("unused", CONSUMER_API_DATA_DIR=None)
+        proc = subprocess.Popen(
+            [*_cli_command(), "--url", srv.base_url, "consume", name, "--group", name,
+             "--from-beginning", "--max", "1"], env=env, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+        try:
+            poll_until(lambda: _metric(srv, 'consumer_api_refusals_total{reason="client_polls"}')
+                       >= 1, "the CLI's poll was refused")
+            assert proc.poll() is None, proc.communicate()
+            other.produce(name, ["after the refusal"])  # ends the holder's wait: a free slot
+            out, err = proc.communicate(timeout=15)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+        waiting.join(10)
+        holder.close()
+    assert proc.returncode == 0, err
+    assert out.splitlines() == [f"{name}[0]@0\tafter the refusal"]
+    assert [r.value for r in held] == [b"after the refusal"]
+
+
+def _metric(srv, name: str) -> float:
+    text = requests.get(srv.url("/metrics"), timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
 
 
 # -- groups --------------------------------------------------------------------------------

@@ -20,6 +20,7 @@ import time
 import uuid
 
 import pytest
+import requests
 
 from consumer_api.client import Client, ClientError, ConnectionFailed, Record
 from consumer_api.client import errors
@@ -607,3 +608,59 @@ def test_exit_keeps_the_original_exception_when_the_server_is_gone(server_factor
             with c.consumer(name, name):
                 srv.kill()
                 raise ValueError("the application failed")
+
+
+# -- waiting slots ----------------------------------------------------------------------------
+
+def _metric(srv, name: str) -> float:
+    text = requests.get(srv.url("/metrics"), timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(name + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_out(
+        server_factory, name):
+    """18 threads, 16 of them reserved: 2 consumes may wait. A third gets 429 with
+    Retry-After at once -- produces and probes are still served -- and the client's poll
+    pauses and asks again until a slot is free."""
+    srv = server_factory(CONSUMER_API_THREADS="18", CONSUMER_API_RESERVED_THREADS="16")
+    assert _metric(srv, "consumer_api_waiting_polls_limit") == 2
+    with Client(srv.base_url) as c:
+        c.create_topic(name)
+        holders = [c.consumer(f"{name}-{i}", name) for i in range(2)]
+        late = Client(srv.base_url).consumer(f"{name}-late", name, auto_offset_reset="earliest")
+        for consumer in (*holders, late):
+            consumer.subscribe()
+        got: dict = {}
+
+        def poll(i, consumer):
+            got[i] = consumer.poll(timeout_ms=20_000)
+
+        threads = [threading.Thread(target=poll, args=(i, h), daemon=True)
+                   for i, h in enumerate(holders)]
+        for t in threads:
+            t.start()
+        wait_for(lambda: _metric(srv, "consumer_api_waiting_polls") == 2, timeout_s=10,
+                 what="both slots taken")
+        raw = requests.post(srv.url(f"/api/consumers/{late.consumer_id}/consume"),
+                            json={"timeout_ms": 20_000}, timeout=5)
+        assert raw.status_code == 429 and raw.json()["code"] == "too_many_polls"
+        assert raw.json()["details"] == {"limit": 2, "scope": "server"}
+        assert raw.headers["Retry-After"] == "1"
+        assert requests.get(srv.url("/api/health/ready"), timeout=5).status_code == 200
+
+        threads.append(threading.Thread(target=poll, args=("late", late), daemon=True))
+        threads[-1].start()
+        wait_for(lambda: _metric(srv, 'consumer_api_refusals_total{reason="server_polls"}')
+                 >= 2, timeout_s=10, what="the late poll refused")
+        c.produce(name, ["wake"])  # ends both waits: the late poll's retry finds the record
+        for t in threads:
+            t.join(15)
+        assert [r.value for r in got["late"]] == [b"wake"]
+        assert [[r.value for r in got[i]] for i in range(2)] == [[b"wake"], [b"wake"]]
+        late.close()
+        late.client.close()
+        for consumer in holders:
+            consumer.close()

@@ -324,3 +324,33 @@ def _zombie(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] == "Z"
     except OSError:
         return True
+
+
+def test_a_consume_response_never_read_is_given_up_and_its_records_come_again(srv):
+    """The send timeout cuts the connection; the session's position moves back."""
+    resp = requests.post(srv.url("/api/topics"), json={"name": "unread", "partitions": 1})
+    assert resp.status_code == 201
+    for base in range(0, 1000, 20):
+        resp = requests.post(srv.url("/api/topics/unread/records"), json={
+            "encoding": "text",
+            "records": [{"value": f"{base + i:08d}" + "x" * 9_992} for i in range(20)]})
+        assert resp.status_code == 200
+    sub = requests.post(srv.url("/api/consumers/subscribe"), json={
+        "group_id": "unread", "topics": ["unread"], "auto_offset_reset": "earliest"}).json()
+    consumer = srv.url(f"/api/consumers/{sub['consumer_id']}")
+    body = b'{"max_records": 1000, "max_bytes_total": 104857600, "timeout_ms": 0}'
+    sock = connect(srv.port, rcvbuf=4096)
+    sock.sendall(b"POST /api/consumers/%s/consume HTTP/1.1\r\nHost: t\r\n"
+                 b"Content-Type: application/json\r\nContent-Length: %d\r\n\r\n%s"
+                 % (sub["consumer_id"].encode(), len(body), body))
+    assert sock.recv(12) == b"HTTP/1.1 200"
+
+    def position() -> int:
+        return requests.get(consumer + "/position").json()["offsets"]["unread"]["0"]
+
+    poll_until(lambda: position() == 1000, "the consume took the records")
+    poll_until(lambda: position() == 0, "the unread response gave its records back")
+    sock.close()
+    got = requests.post(consumer + "/consume", json={"max_records": 2, "timeout_ms": 0,
+                                                     "encoding": "text"}).json()
+    assert [r["value"][:8] for r in got["records"]] == ["00000000", "00000001"]

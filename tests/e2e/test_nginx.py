@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import http.client
+import json
 import os
 import re
 import runpy
@@ -759,3 +760,86 @@ def test_long_polls_work_in_a_worker_holding_more_than_1024_descriptors(server_f
     for filler in fillers:
         filler.close()
     http.close()
+
+
+def test_slow_bodies_behind_nginx_hold_no_server_thread(nginx_binary, server_factory,
+                                                         tmp_path):
+    """Through the shipped config (no request buffering): 20 clients trickle their produce
+    bodies into a server of 4 threads; the server holds them on its event loop, not on
+    threads, so health and a produce through nginx are answered meanwhile, and each slow
+    client gets the server's 408 in the error envelope once its body is late."""
+    srv = server_factory(CONSUMER_API_API_KEYS=API_KEY, CONSUMER_API_THREADS=4,
+                         CONSUMER_API_BODY_TIMEOUT_MS=1_000)
+    with run_nginx(nginx_binary, tmp_path / "nginx", srv.port) as nginx:
+        assert requests.post(nginx.url("/api/topics"), headers=AUTH, timeout=HTTP_TIMEOUT,
+                             json={"name": "slow", "partitions": 1}).status_code == 201
+        record = b'{"encoding": "text", "records": [{"value": "slow"}]}'
+        head = (f"POST /api/topics/slow/records HTTP/1.1\r\nHost: t\r\n"
+                f"Authorization: Bearer {API_KEY}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {len(record)}\r\n\r\n").encode()
+        crowd = []
+        for _ in range(20):
+            sock = socket.create_connection(("127.0.0.1", nginx.port), timeout=15)
+            sock.sendall(head + record[:5])
+            crowd.append(sock)
+        assert requests.get(nginx.url("/api/health"), timeout=HTTP_TIMEOUT).status_code == 200
+        resp = requests.post(nginx.url("/api/topics/slow/records"), headers=AUTH,
+                             timeout=HTTP_TIMEOUT,
+                             json={"encoding": "text", "records": [{"value": "fast"}]})
+        assert resp.status_code == 200, resp.text
+        for sock in crowd:
+            answer = b""
+            while True:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    break
+                answer += chunk
+            head, _, body = answer.partition(b"\r\n\r\n")
+            assert head.startswith(b"HTTP/1.1 408"), answer
+            assert json.loads(body)["code"] == "request_timeout"
+            sock.close()
+        read = requests.get(nginx.url("/api/topics/slow/partitions/0/records?encoding=text"),
+                            headers=AUTH, timeout=HTTP_TIMEOUT).json()
+        assert [r["value"] for r in read["records"]] == ["fast"]
+
+
+def test_clients_that_never_read_behind_nginx_hold_no_server_thread(nginx_binary,
+                                                                     server_factory, tmp_path):
+    """nginx does not buffer responses (the shipped config), so a client that never reads
+    stalls the server's write: the server holds the response on its event loop, not a
+    thread, and gives it up after its send timeout."""
+    srv = server_factory(CONSUMER_API_API_KEYS=API_KEY, CONSUMER_API_THREADS=4,
+                         CONSUMER_API_SEND_TIMEOUT_MS=1_000)
+    with run_nginx(nginx_binary, tmp_path / "nginx", srv.port) as nginx:
+        assert requests.post(nginx.url("/api/topics"), headers=AUTH, timeout=HTTP_TIMEOUT,
+                             json={"name": "big", "partitions": 1}).status_code == 201
+        for _ in range(10):  # ~10 MB: more than the socket buffers of both hops
+            assert requests.post(nginx.url("/api/topics/big/records"), headers=AUTH,
+                                 timeout=HTTP_TIMEOUT, json={
+                                     "encoding": "text",
+                                     "records": [{"value": "v" * 10_000}] * 100,
+                                 }).status_code == 200
+        crowd = []
+        for _ in range(8):
+            sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+            sock.connect(("127.0.0.1", nginx.port))
+            sock.sendall(f"GET /api/topics/big/partitions/0/records?max_records=1000"
+                         f"&max_bytes_total=104857600 HTTP/1.1\r\nHost: t\r\n"
+                         f"Authorization: Bearer {API_KEY}\r\n\r\n".encode())
+            crowd.append(sock)
+        assert requests.get(nginx.url("/api/health"), timeout=HTTP_TIMEOUT).status_code == 200
+        resp = requests.post(nginx.url("/api/topics/big/records"), headers=AUTH,
+                             timeout=HTTP_TIMEOUT,
+                             json={"encoding": "text", "records": [{"value": "fast"}]})
+        assert resp.status_code == 200, resp.text
+
+        def cut() -> float:
+            text = requests.get(srv.url("/metrics"), timeout=HTTP_TIMEOUT).text
+            found = re.search(r'^consumer_api_refusals_total\{reason="send_timeout"\} (\S+)$',
+                              text, re.M)
+            return float(found.group(1)) if found else 0.0
+
+        poll_until(lambda: cut() == len(crowd), "every unread response was given up")
+        for sock in crowd:
+            sock.close()

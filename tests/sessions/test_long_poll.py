@@ -177,30 +177,50 @@ def test_shutdown_answers_every_waiting_consume_empty(engine, manager, bg):
         manager.subscribe("late", ["t"])
 
 
-def test_concurrent_consumes_on_one_session_are_serialised(engine, manager, bg, monkeypatch):
+def test_a_newer_consume_on_a_session_ends_the_waiting_one_empty(engine, manager, bg):
+    """A client whose HTTP timeout was shorter than its timeout_ms retries: the retry is
+    served at once, not queued behind the abandoned poll, which answers empty."""
     engine.create_topic("t", 1)
     cid = manager.subscribe("g", ["t"])["consumer_id"]
-    entered = threading.Semaphore(0)
-    real_consume = manager.consume
-
-    def consume(*args, **kwargs):
-        entered.release()
-        return real_consume(*args, **kwargs)
-
-    monkeypatch.setattr(manager, "consume", consume)
     first = bg.consume(cid, timeout_ms=30_000)
     waiting(manager)
     second = bg.consume(cid, timeout_ms=30_000)
-    assert entered.acquire(timeout=BOUND) and entered.acquire(timeout=BOUND)
+    assert first.result() == []  # promptly: the clock is frozen, its timeout never ends
+    waiting(manager)  # the newer one waits in its place: one thread, one slot per session
+    assert second.alive()
 
+    produce(engine, "t", 0, 2)
+    assert offsets_of(second.result()) == [("t", 0, 0), ("t", 0, 1)]
+    assert manager.waiting() == 0
+    assert manager.positions(cid) == {("t", 0): 2}
+
+
+def test_a_consume_queued_for_its_turn_gives_up_when_a_newer_one_comes(engine, manager, bg):
+    """While the first consume is slow to end (here: its client check hangs), the second
+    queues for the turn; a third one makes the second answer empty at once, and only the
+    third then waits for records."""
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"])["consumer_id"]
+    checking, release = threading.Event(), threading.Event()
+
+    def slow_check():
+        checking.set()
+        release.wait(BOUND)
+        return False
+
+    first = bg.consume(cid, timeout_ms=30_000, abandoned=slow_check)
+    waiting(manager)
+    second = bg.consume(cid, timeout_ms=30_000)
+    assert checking.wait(BOUND)  # the first woke up and is stuck ending
+    wait_until(lambda: manager._sessions[cid].consume_ticket == 2, "the second's ticket")
+    third = bg.consume(cid, timeout_ms=30_000)
+    assert second.result() == []  # while the first still holds the turn
+    assert first.alive()
+    release.set()
+    assert first.result() == []
+    waiting(manager)
     produce(engine, "t", 0, 1)
-    wait_until(lambda: not first.alive() or not second.alive(), "one consume to return")
-    # exactly one got the record; the other queued behind it and is now waiting itself
-    wait_until(lambda: manager.waiting() == 1, "the queued consume to wait")
-    assert first.alive() != second.alive()
-    produce(engine, "t", 0, 1)
-    results = sorted(offsets_of(first.result()) + offsets_of(second.result()))
-    assert results == [("t", 0, 0), ("t", 0, 1)]
+    assert offsets_of(third.result()) == [("t", 0, 0)]
 
 
 def test_racing_consumes_on_one_session_never_return_a_record_twice(engine, manager, bg):
@@ -256,18 +276,3 @@ def test_waiter_wakes_on_notify_from_another_thread_and_otherwise_sleeps_its_tim
     waiter.notify()  # before or during the wait: either way it is not lost
     sleeper.join(BOUND)
     assert result == [True]
-
-
-def test_a_queued_consume_waits_no_longer_than_its_own_timeout(engine, manager, bg):
-    """The second consume on a session queues behind the first -- but only within its own
-    timeout_ms: it comes back empty rather than waiting for the first plus its own."""
-    engine.create_topic("t", 1)
-    cid = manager.subscribe("g", ["t"])["consumer_id"]
-    first = bg.consume(cid, timeout_ms=30_000)
-    waiting(manager)
-    started = time.monotonic()
-    chunks, _ = manager.consume(cid, timeout_ms=200)
-    assert chunks == [] and time.monotonic() - started < 5
-    assert first.alive()  # the first one still waits its turn
-    produce(engine, "t", 0, 1)
-    assert offsets_of(first.result()) == [("t", 0, 0)]
