@@ -7,7 +7,8 @@ from functools import partial
 
 from flask import Blueprint, request
 
-from consumer_api.api import codec
+from consumer_api.api import response_room
+from consumer_api.api.response_room import RecordBody
 from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire, settings
 from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
                                       query_args)
@@ -122,21 +123,37 @@ def consume(consumer_id):
         429: TooManyPolls
     """
     body = json_body(_consume, empty_ok=True)
-    chunks, encoding = manager().consume(consumer_id, body["max_records"], body["timeout_ms"],
-                                         body["max_bytes_total"], body.get("encoding"),
-                                         owner(), connection_closed(request.environ), client())
-    payload = b'{"records":%s,"timestamp":%d}' % (codec.records_json(chunks, encoding),
-                                                   manager().now_ms())
-    if not chunks:
-        return json_response(payload)
-    return delivery_tracked_json_response(payload, partial(_delivered, metrics(), chunks),
-                                          partial(manager().give_back, consumer_id, chunks))
+    records = RecordBody()
+    try:
+        spans, _encoding = manager().consume(
+            consumer_id, body["max_records"], body["timeout_ms"], body["max_bytes_total"],
+            body.get("encoding"), owner(), connection_closed(request.environ), client(),
+            records)
+        if records.refused:
+            raise response_room.too_busy()
+    except BaseException:
+        records.release()
+        raise
+    pieces = [b'{"records":[', *records.pieces,
+              b'],"timestamp":%d}' % manager().now_ms()]
+    if not spans:
+        records.release()
+        return json_response(b"".join(pieces))
+    return delivery_tracked_json_response(
+        pieces, partial(_delivered, metrics(), spans, records.release),
+        partial(_undelivered, manager(), consumer_id, spans, records.release))
 
 
-def _delivered(metrics_, chunks) -> None:
+def _delivered(metrics_, spans, release) -> None:
+    release()
     consumed = metrics_.consumed
-    for topic, _partition, records in chunks:
-        consumed.labels(topic).inc(len(records))
+    for span in spans:
+        consumed.labels(span.topic).inc(span.count)
+
+
+def _undelivered(manager_, consumer_id, spans, release) -> None:
+    release()
+    manager_.give_back(consumer_id, spans)
 
 
 @bp.post("/<consumer_id>/commit")

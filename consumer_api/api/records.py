@@ -5,6 +5,7 @@ from flask import Blueprint, current_app
 
 from consumer_api.api import codec, response_room
 from consumer_api.api.response_room import RecordBody
+from consumer_api.sessions.collect import WINDOW_BYTES
 from consumer_api.api.context import backend, settings
 from consumer_api.api.json_io import (delivery_tracked_json_response, query_args,
                                       raw_json_body, validate)
@@ -118,22 +119,30 @@ def read(topic, partition):
 
 def _fill(body: RecordBody, topic: str, partition: int, offset, max_records: int,
           max_bytes: int) -> None:
-    """Read into ``body`` a window of about :data:`codec.PIECE_BYTES` at a time: the same
-    records as one ``read(offset, max_records, max_bytes)`` (the first record comes even
-    when larger than ``max_bytes``; no later one passes it), or fewer when the response
-    budget runs short."""
+    """Read into ``body`` a window of about WINDOW_BYTES at a time: the same records as
+    one ``read(offset, max_records, max_bytes)`` (the first record comes even when larger
+    than ``max_bytes``; no later one passes it), or fewer when the response budget runs
+    short."""
     store = backend()
     if offset is None:
         offset = store.log_offsets(topic, partition)[0]
     taken = 0
     while body.count < max_records and (taken < max_bytes or not body.count):
-        allowed = body.room(min(codec.PIECE_BYTES, max_bytes - taken) or 1)
-        if not allowed:
-            return
-        records, taken = store.fetch(topic, partition, offset, max_records - body.count,
-                                     min(max_bytes, taken + allowed), taken)
-        if not records:
-            return body.unused()
+        remaining = max_bytes - taken
+        for ask in dict.fromkeys((min(WINDOW_BYTES, remaining), remaining)):
+            allowed = body.room(ask)
+            if not allowed:
+                return
+            records, now_taken = store.fetch(topic, partition, offset,
+                                             max_records - body.count, taken + allowed, taken)
+            if records:
+                break
+            body.unused()
+            if not taken:
+                return
+        else:
+            return  # the next record passes max_bytes, or there is none
+        taken = now_taken
         offset = records[-1][0] + 1
         if not body.add(topic, partition, records):
             return

@@ -1,5 +1,7 @@
 """Record responses (reads and consumes), built a window at a time against the server-wide
-budget of response bytes in flight (``CONSUMER_API_RESPONSE_BUFFER_BYTES``).
+budget of response bytes in flight (``CONSUMER_API_RESPONSE_BUFFER_BYTES``). A
+:class:`RecordBody` is the collector a consume fills (see
+:mod:`consumer_api.sessions.collect`).
 
 Before each window of records is fetched, :meth:`RecordBody.room` takes room from the
 budget for it (stored bytes in base64 make 4 bytes of 3, and JSON goes around each record:
@@ -29,7 +31,7 @@ class RecordBody:
     """The JSON pieces of a record list being built (``pieces``: the array's elements and
     commas, no brackets), ``count`` records in them, and the budget they hold."""
 
-    def __init__(self, encoding: str, budget=None):
+    def __init__(self, encoding: str | None = None, budget=None):
         self.encoding = encoding
         self.pieces: list = []
         self.count = 0
@@ -37,6 +39,10 @@ class RecordBody:
         self._budget = budget if budget is not None else current_app.extensions[RESPONSE_BUDGET]
         self._held = 0
         self._granted = 0  # taken by room() for the window on its way
+
+    def begin(self, encoding: str) -> None:
+        """The encoding of the records (a consume learns it from its session)."""
+        self.encoding = encoding
 
     def room(self, stored_bytes: int) -> int:
         """Take room for a window of up to ``stored_bytes`` stored bytes; returns how many

@@ -37,6 +37,7 @@ from consumer_api.errors import (ConsumerNotFound, InvalidRequest, OffsetOutOfRa
                                  PartitionNotAssigned, PartitionNotFound, TooManyConsumers,
                                  TooManyPolls, TopicNotFound, Unavailable)
 from consumer_api.sessions.quota import ClientQuota, Tally
+from consumer_api.sessions.collect import WINDOW_BYTES, Collector, RecordLists, Span
 from consumer_api.sessions.session import Session, Waiter
 
 log = logging.getLogger(__name__)
@@ -270,11 +271,19 @@ class ConsumerManager:
 
     def consume(self, consumer_id: str, max_records: int = 500, timeout_ms: int = 30_000,
                 max_bytes: int = 1 << 20, encoding: str | None = None, owner=None,
-                abandoned=None, client: ClientQuota | None = None):
-        """Long-poll. Returns ``(chunks, encoding)``: chunks is a list of ``(topic,
-        partition, records)`` as soon as any owned partition has records, or ``[]`` after
-        ``timeout_ms`` (or at once when the server shuts down); encoding is ``encoding`` or
-        the session's. Positions advance past exactly the records returned.
+                abandoned=None, client: ClientQuota | None = None,
+                collector: Collector | None = None):
+        """Long-poll. Returns as soon as any owned partition has records, or with none
+        after ``timeout_ms`` (or at once when the server shuts down). Positions advance
+        past exactly the records taken.
+
+        Without ``collector``: ``(chunks, encoding)``, chunks a list of ``(topic,
+        partition, records)``. With one (see :mod:`consumer_api.sessions.collect`): the
+        records go to it a window at a time, and the result is ``(spans, encoding)``, a
+        :class:`Span` per partition; when the collector has no room for even the first
+        window the consume returns ``[]`` at once, without waiting. ``encoding`` is the
+        given one or the session's (the collector's ``begin`` gets it too).
+
         ``abandoned()``, when given, says whether the caller went away while the poll
         waited: then it returns ``[]`` without taking records (nobody would see them).
 
@@ -284,21 +293,27 @@ class ConsumerManager:
         on the same session supersedes this one: it returns ``[]`` at once and the newer
         one runs with its own timeout."""
         session = self._get(consumer_id, owner)
+        encoding = encoding or session.encoding
+        keep = collector is None
+        if keep:
+            collector = RecordLists()
+        collector.begin(encoding)
         deadline = self.clock() + timeout_ms / 1000
         ticket = session.begin_consume(max(timeout_ms / 1000, HANDOVER_S))
         if ticket is None:  # superseded while it queued (or the turn never came)
-            return [], encoding or session.encoding
+            return [], encoding
         try:
             remaining_ms = max(0, int((deadline - self.clock()) * 1000))
-            chunks = self._consume(session, ticket, max_records, remaining_ms, max_bytes,
-                                   abandoned, client)
-            return chunks, encoding or session.encoding
+            spans = self._consume(session, ticket, max_records, remaining_ms, max_bytes,
+                                  abandoned, client, collector)
         finally:  # heartbeat first: the reaper must never see a finished, stale consume
             session.last_heartbeat = self.clock()
             session.end_consume()
+        return (collector.chunks() if keep else spans), encoding
 
     def _consume(self, session: Session, ticket: int, max_records: int, timeout_ms: int,
-                 max_bytes: int, abandoned=None, client: ClientQuota | None = None):
+                 max_bytes: int, abandoned, client: ClientQuota | None,
+                 collector: Collector) -> list:
         self._check_live(session)
         if session.auto_commit:
             self._auto_commit(session)
@@ -315,9 +330,10 @@ class ConsumerManager:
                 with session.lock:
                     partitions = self._sync(session)
                 self._watch(waiter, watched, partitions)
-                chunks = self._fetch(session, partitions, max_records, max_bytes)
-                if chunks:
-                    return chunks
+                spans, blocked = self._fetch(session, partitions, max_records, max_bytes,
+                                             collector)
+                if spans or blocked:
+                    return spans
                 remaining = deadline - self.clock()
                 if remaining <= 0:
                     return []
@@ -375,15 +391,18 @@ class ConsumerManager:
         watched.clear()
         watched.update(wanted)
 
-    def _fetch(self, session: Session, partitions: list, max_records: int, max_bytes: int):
+    def _fetch(self, session: Session, partitions: list, max_records: int, max_bytes: int,
+               collector: Collector) -> tuple:
         """One pass over the owned partitions, starting one further each time (so a busy
-        partition cannot starve the others)."""
-        chunks, taken, count = [], 0, 0
+        partition cannot starve the others). ``(spans, blocked)``: blocked when the
+        collector had no more room."""
+        spans: list = []
         n = len(partitions)
         if not n:
-            return chunks
+            return spans, False
         first = session.rotation % n
         session.rotation += 1
+        left, taken = [max_records], [0]  # shared by the partitions of this pass
         for i in range(n):
             topic, p = tp = partitions[(first + i) % n]
             position = session.positions.get(tp)
@@ -392,20 +411,87 @@ class ConsumerManager:
             try:
                 if self.backend.high_watermark(topic, p) == position:
                     continue
-                records, taken, position = self._read(session, tp, position,
-                                                      max_records - count, max_bytes, taken)
+                span, stop = self._take(session, tp, position, left, max_bytes, taken,
+                                        collector)
             except (TopicNotFound, PartitionNotFound):
                 continue  # deleted meanwhile; the rebalance that follows drops it
+            if span is not None:
+                spans.append(span)
+            if stop is not None:
+                return spans, stop == "blocked"
+            if not left[0]:
+                break
+        return spans, False
+
+    def _take(self, session: Session, tp, position: int, left: list, max_bytes: int,
+              taken: list, collector: Collector) -> tuple:
+        """Read one partition from ``position`` a window at a time into the collector,
+        advancing the position past each window it takes. ``left`` (records) and ``taken``
+        (stored bytes) are the pass's running totals, in one-item lists. Returns ``(span or
+        None, stop)``: stop is None to go on with the next partition, ``"full"`` when
+        ``max_bytes`` is reached, ``"blocked"`` when the collector has no room."""
+        topic, p = tp
+        first = count = 0
+        stop = None
+        while left[0] and stop is None:
+            records, stop, read_from = self._window(session, tp, position, left[0], max_bytes,
+                                                    taken, collector)
             if not records:
-                if taken:
-                    break  # max_bytes reached
-                continue
-            if self._advance(session, tp, position, records[-1][0] + 1):
-                chunks.append((topic, p, records))
-                count += len(records)
-                if count >= max_records:
-                    break
-        return chunks
+                break
+            after = records[-1][0] + 1
+            if not self._advance(session, tp, read_from, after):
+                collector.unused()  # a seek or a rebalance won: the records are dropped
+                break
+            if not collector.add(topic, p, records):
+                self._retreat(session, tp, after, read_from)
+                stop = "blocked"
+                break
+            first = first if count else records[0][0]
+            count += len(records)
+            left[0] -= len(records)
+            position = after
+        return self._span(tp, first, position, count), stop
+
+    def _window(self, session: Session, tp, position: int, left: int, max_bytes: int,
+                taken: list, collector: Collector) -> tuple:
+        """The next window of one partition: ``(records, stop, position read from)``.
+        A window holds about WINDOW_BYTES; a record larger than that (but within
+        ``max_bytes``) comes in a window of its own. The first record of a consume comes
+        whatever its size (as a fetch with nothing taken yet gives it)."""
+        remaining = max_bytes - taken[0]
+        if taken[0] and remaining <= 0:
+            return [], "full", position
+        allowed = 0
+        for ask in dict.fromkeys((min(WINDOW_BYTES, remaining), remaining)):
+            allowed = collector.room(ask)
+            if not allowed:
+                return [], "blocked", position
+            records, now_taken, read_from = self._read(session, tp, position, left,
+                                                       taken[0] + allowed, taken[0])
+            if records:
+                taken[0] = now_taken
+                return records, None, read_from
+            collector.unused()
+            if not taken[0]:
+                return [], None, read_from  # nothing at all from here on
+        if allowed < remaining:
+            return [], "blocked", position  # the collector's room is short of the record
+        if self.backend.high_watermark(*tp) <= position:
+            return [], None, position  # this partition is done; the next may have some
+        return [], "full", position
+
+    @staticmethod
+    def _span(tp, first: int, after: int, count: int):
+        return Span(tp[0], tp[1], first, after, count) if count else None
+
+    @staticmethod
+    def _retreat(session: Session, tp, after: int, back_to: int) -> None:
+        """Undo an advance whose records were not taken after all."""
+        with session.lock:
+            if session.positions.get(tp) == after:
+                session.positions[tp] = back_to
+                if session.pending_commit.get(tp) == after:
+                    session.pending_commit[tp] = back_to
 
     def _read(self, session, tp, position, max_records, max_bytes, taken):
         """``(records, taken, position read from)``: a position that retention (or a
@@ -434,27 +520,26 @@ class ConsumerManager:
                 session.pending_commit[tp] = new_position
             return True
 
-    def give_back(self, consumer_id: str, chunks: list) -> None:
-        """The response carrying ``chunks`` (as :meth:`consume` returned them) never reached
-        the client -- the connection broke while it was being written: move the positions
-        back so the records are consumed again. A partition whose position moved since (a
-        seek, a rebalance, another consume) keeps it; so does a closed session."""
+    def give_back(self, consumer_id: str, spans: list) -> None:
+        """The response carrying ``spans`` (as :meth:`consume` with a collector returned
+        them) never reached the client -- the connection broke, or the client did not take
+        it in time: move the positions back so the records are consumed again. A partition
+        whose position moved since (a seek, a rebalance, another consume) keeps it; so does
+        a closed session."""
         session = self._sessions.get(consumer_id)
         if session is None or session.closed:
             return
         returned = 0
-        with session.lock:
-            for topic, partition, records in chunks:
-                tp, first, after = (topic, partition), records[0][0], records[-1][0] + 1
-                if session.positions.get(tp) != after:
-                    continue
-                session.positions[tp] = first
-                if session.pending_commit.get(tp) == after:
-                    session.pending_commit[tp] = first
-                returned += len(records)
+        for span in spans:
+            tp = (span.topic, span.partition)
+            with session.lock:
+                moved_back = session.positions.get(tp) == span.after
+            if moved_back:
+                self._retreat(session, tp, span.after, span.first)
+                returned += span.count
         log.warning("consumer %s: a response of %d records did not reach the client; %d of "
                     "them will be consumed again", consumer_id,
-                    sum(len(c[2]) for c in chunks), returned)
+                    sum(span.count for span in spans), returned)
 
     def _auto_commit(self, session: Session) -> None:
         """Commit what the previous consume returned (partitions still owned only)."""
