@@ -121,6 +121,7 @@ def consume(consumer_id):
         400: InvalidRequest
         404: NotFound
         429: TooManyPolls
+        503: NoRoom
     """
     body = json_body(_consume, empty_ok=True)
     records = RecordBody()

@@ -101,6 +101,7 @@ def read(topic, partition):
               schema: RecordListSchema
         400: InvalidRequest
         404: NotFound
+        503: NoRoom
     """
     args = query_args(_read)
     partition = partition_number(topic, partition)
