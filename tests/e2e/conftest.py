@@ -189,6 +189,17 @@ def poll_until(condition, what: str, limit_s: float = 10.0, every_s: float = 0.0
         time.sleep(every_s)
 
 
+def metric(srv, sample: str) -> float:
+    """One sample of the server's ``/metrics``, by its name and labels as printed
+    (``consumer_api_waiting_polls``, ``consumer_api_refusals_total{reason="x"}``); 0 when
+    the server does not show it (a counter not counted yet)."""
+    text = requests.get(srv.url("/metrics"), timeout=5).text
+    for line in text.splitlines():
+        if line.startswith(sample + " "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def reset_mid_response(port: int, raw_request: bytes) -> None:
     """Send ``raw_request`` on a new connection with a tiny receive buffer, wait until the
     response starts (``HTTP/1.1 200``), then reset the connection (RST): a client that dies

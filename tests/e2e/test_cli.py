@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from consumer_api.cli import main
 from consumer_api.client import Client
-from tests.e2e.conftest import free_port, poll_until, server_env, start_server
+from tests.e2e.conftest import free_port, metric, poll_until, server_env, start_server
 
 API_KEY = "cli-e2e-secret-key"
 CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
@@ -398,14 +398,14 @@ def test_consume_waits_out_a_full_share_of_polls_instead_of_failing(server_facto
         waiting = threading.Thread(target=lambda: held.extend(holder.poll(timeout_ms=20_000)),
                                    daemon=True)
         waiting.start()
-        poll_until(lambda: _metric(srv, "consumer_api_waiting_polls") == 1, "the holder waits")
+        poll_until(lambda: metric(srv, "consumer_api_waiting_polls") == 1, "the holder waits")
         env = server_env("unused", CONSUMER_API_DATA_DIR=None)
         proc = subprocess.Popen(
             [*_cli_command(), "--url", srv.base_url, "consume", name, "--group", name,
              "--from-beginning", "--max", "1"], env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         try:
-            poll_until(lambda: _metric(srv, 'consumer_api_refusals_total{reason="client_polls"}')
+            poll_until(lambda: metric(srv, 'consumer_api_refusals_total{reason="client_polls"}')
                        >= 1, "the CLI's poll was refused")
             assert proc.poll() is None, proc.communicate()
             other.produce(name, ["after the refusal"])  # ends the holder's wait: a free slot
@@ -419,13 +419,6 @@ def test_consume_waits_out_a_full_share_of_polls_instead_of_failing(server_facto
     assert out.splitlines() == [f"{name}[0]@0\tafter the refusal"]
     assert [r.value for r in held] == [b"after the refusal"]
 
-
-def _metric(srv, name: str) -> float:
-    text = requests.get(srv.url("/metrics"), timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
 
 
 # -- groups --------------------------------------------------------------------------------

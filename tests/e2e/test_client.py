@@ -24,7 +24,7 @@ import requests
 
 from consumer_api.client import Client, ClientError, ConnectionFailed, Record
 from consumer_api.client import errors
-from tests.e2e.conftest import free_port, start_server
+from tests.e2e.conftest import free_port, metric, start_server
 
 #: the open server refuses more records per request than the client puts in one
 #: (consumer_api.client.BATCH_RECORDS = 5000): a produce that is not split fails
@@ -612,13 +612,6 @@ def test_exit_keeps_the_original_exception_when_the_server_is_gone(server_factor
 
 # -- waiting slots ----------------------------------------------------------------------------
 
-def _metric(srv, name: str) -> float:
-    text = requests.get(srv.url("/metrics"), timeout=5).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.rsplit(" ", 1)[1])
-    return 0.0
-
 
 def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_out(
         server_factory, name):
@@ -626,7 +619,7 @@ def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_ou
     Retry-After at once -- produces and probes are still served -- and the client's poll
     pauses and asks again until a slot is free."""
     srv = server_factory(CONSUMER_API_THREADS="18", CONSUMER_API_RESERVED_THREADS="16")
-    assert _metric(srv, "consumer_api_waiting_polls_limit") == 2
+    assert metric(srv, "consumer_api_waiting_polls_limit") == 2
     with Client(srv.base_url) as c:
         c.create_topic(name)
         holders = [c.consumer(f"{name}-{i}", name) for i in range(2)]
@@ -642,7 +635,7 @@ def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_ou
                    for i, h in enumerate(holders)]
         for t in threads:
             t.start()
-        wait_for(lambda: _metric(srv, "consumer_api_waiting_polls") == 2, timeout_s=10,
+        wait_for(lambda: metric(srv, "consumer_api_waiting_polls") == 2, timeout_s=10,
                  what="both slots taken")
         raw = requests.post(srv.url(f"/api/consumers/{late.consumer_id}/consume"),
                             json={"timeout_ms": 20_000}, timeout=5)
@@ -653,7 +646,7 @@ def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_ou
 
         threads.append(threading.Thread(target=poll, args=("late", late), daemon=True))
         threads[-1].start()
-        wait_for(lambda: _metric(srv, 'consumer_api_refusals_total{reason="server_polls"}')
+        wait_for(lambda: metric(srv, 'consumer_api_refusals_total{reason="server_polls"}')
                  >= 2, timeout_s=10, what="the late poll refused")
         c.produce(name, ["wake"])  # ends both waits: the late poll's retry finds the record
         for t in threads:

@@ -12,13 +12,12 @@ import json
 import os
 import signal
 import socket
-import time
 from pathlib import Path
 
 import pytest
 import requests
 
-from tests.e2e.conftest import poll_until, start_server
+from tests.e2e.conftest import metric, poll_until, start_server
 
 THREADS = 4
 HEADER_TIMEOUT_MS = 600
@@ -95,14 +94,8 @@ def others_are_served(srv) -> None:
     assert requests.get(srv.url("/metrics"), timeout=PROBE_TIMEOUT_S).status_code == 200
 
 
-def refusals(srv) -> dict:
-    text = requests.get(srv.url("/metrics"), timeout=PROBE_TIMEOUT_S).text
-    out = {}
-    for line in text.splitlines():
-        if line.startswith("consumer_api_refusals_total{"):
-            reason = line.split('reason="', 1)[1].split('"', 1)[0]
-            out[reason] = float(line.rsplit(" ", 1)[1])
-    return out
+def refusals(srv, reason: str) -> float:
+    return metric(srv, f'consumer_api_refusals_total{{reason="{reason}"}}')
 
 
 def high_watermark(srv, topic: str) -> int:
@@ -120,7 +113,7 @@ def produce_head(topic: str, length: int | None) -> bytes:
 # -- slow requests ------------------------------------------------------------------------
 
 def test_heads_that_never_finish_hold_no_thread_and_get_408(srv):
-    before = refusals(srv).get("header_timeout", 0)
+    before = refusals(srv, "header_timeout")
     crowd = [connect(srv.port) for _ in range(CROWD)]
     for sock in crowd:
         sock.sendall(b"GET /api/hea")
@@ -131,7 +124,7 @@ def test_heads_that_never_finish_hold_no_thread_and_get_408(srv):
         assert_envelope(body, "request_timeout")
         assert body["details"] == {"timeout_ms": HEADER_TIMEOUT_MS}
         sock.close()
-    assert refusals(srv)["header_timeout"] - before == CROWD
+    assert refusals(srv, "header_timeout") - before == CROWD
 
 
 def test_bodies_that_trickle_hold_no_thread_get_408_and_store_nothing(srv):
@@ -157,15 +150,15 @@ def test_a_client_that_never_reads_its_responses_holds_no_thread_and_is_cut(srv)
         resp = requests.post(srv.url("/api/topics/big/records"), json={
             "encoding": "text", "records": [{"value": value}] * 20})
         assert resp.status_code == 200
-    before = refusals(srv).get("send_timeout", 0)
+    before = refusals(srv, "send_timeout")
     crowd = [connect(srv.port, rcvbuf=4096) for _ in range(2 * THREADS)]
     for sock in crowd:
         sock.sendall(b"GET /api/topics/big/partitions/0/records?offset=0&max_records=1000"
                      b"&max_bytes_total=104857600 HTTP/1.1\r\nHost: t\r\n\r\n")
     others_are_served(srv)
-    poll_until(lambda: refusals(srv).get("send_timeout", 0) - before == len(crowd),
+    poll_until(lambda: refusals(srv, "send_timeout") - before == len(crowd),
                "every unread response was given up")
-    assert _metric(srv, "consumer_api_response_bytes_in_flight") == 0
+    assert metric(srv, "consumer_api_response_bytes_in_flight") == 0
     for sock in crowd:
         sock.close()
     others_are_served(srv)
@@ -232,23 +225,15 @@ def test_past_the_budget_of_buffered_bodies_a_request_gets_503(server_factory):
                          CONSUMER_API_MAX_BODY_BYTES=MAX_BODY)
     holder = connect(srv.port)
     holder.sendall(produce_head("any", 90_000) + b" " * 80_000)
-    poll_until(lambda: _metric(srv, "consumer_api_request_bytes_buffered") >= 80_000,
+    poll_until(lambda: metric(srv, "consumer_api_request_bytes_buffered") >= 80_000,
                "the first body is buffered")
     status, headers, body = exchange(srv.port, produce_head("any", 30_000) + b" " * 30_000)
     assert status == 503 and headers["retry-after"] == "1"
     assert_envelope(body, "unavailable")
     holder.close()
-    poll_until(lambda: _metric(srv, "consumer_api_request_bytes_buffered") == 0,
+    poll_until(lambda: metric(srv, "consumer_api_request_bytes_buffered") == 0,
                "the budget is given back when the client leaves")
     assert exchange(srv.port, b"GET /api/health HTTP/1.1\r\n\r\n")[0] == 200
-
-
-def _metric(srv, name: str) -> float:
-    text = requests.get(srv.url("/metrics"), timeout=PROBE_TIMEOUT_S).text
-    for line in text.splitlines():
-        if line.startswith(name + " "):
-            return float(line.split()[1])
-    raise AssertionError(f"{name} is not in /metrics")
 
 
 # -- logging refusals ---------------------------------------------------------------------
@@ -257,7 +242,7 @@ def test_refusals_are_counted_each_and_logged_once_per_client_and_reason(server_
     srv = server_factory()
     for _ in range(5):
         assert exchange(srv.port, b"get / HTTP/1.1\r\n\r\n")[0] == 400
-    assert refusals(srv)["bad_request"] == 5
+    assert refusals(srv, "bad_request") == 5
     lines = [line for line in srv.output().splitlines()
              if "refused bad_request from address 127.0.0.1" in line]
     assert len(lines) == 1, srv.output()

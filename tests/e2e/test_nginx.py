@@ -762,6 +762,15 @@ def test_long_polls_work_in_a_worker_holding_more_than_1024_descriptors(server_f
     http.close()
 
 
+def _others_are_served(nginx, topic: str) -> None:
+    """Health and a one-record produce through nginx are answered."""
+    assert requests.get(nginx.url("/api/health"), timeout=HTTP_TIMEOUT).status_code == 200
+    resp = requests.post(nginx.url(f"/api/topics/{topic}/records"), headers=AUTH,
+                         timeout=HTTP_TIMEOUT,
+                         json={"encoding": "text", "records": [{"value": "fast"}]})
+    assert resp.status_code == 200, resp.text
+
+
 def test_slow_bodies_behind_nginx_hold_no_server_thread(nginx_binary, server_factory,
                                                          tmp_path):
     """Through the shipped config (no request buffering): 20 clients trickle their produce
@@ -782,11 +791,7 @@ def test_slow_bodies_behind_nginx_hold_no_server_thread(nginx_binary, server_fac
             sock = socket.create_connection(("127.0.0.1", nginx.port), timeout=15)
             sock.sendall(head + record[:5])
             crowd.append(sock)
-        assert requests.get(nginx.url("/api/health"), timeout=HTTP_TIMEOUT).status_code == 200
-        resp = requests.post(nginx.url("/api/topics/slow/records"), headers=AUTH,
-                             timeout=HTTP_TIMEOUT,
-                             json={"encoding": "text", "records": [{"value": "fast"}]})
-        assert resp.status_code == 200, resp.text
+        _others_are_served(nginx, "slow")
         for sock in crowd:
             answer = b""
             while True:
@@ -828,11 +833,7 @@ def test_clients_that_never_read_behind_nginx_hold_no_server_thread(nginx_binary
                          f"&max_bytes_total=104857600 HTTP/1.1\r\nHost: t\r\n"
                          f"Authorization: Bearer {API_KEY}\r\n\r\n".encode())
             crowd.append(sock)
-        assert requests.get(nginx.url("/api/health"), timeout=HTTP_TIMEOUT).status_code == 200
-        resp = requests.post(nginx.url("/api/topics/big/records"), headers=AUTH,
-                             timeout=HTTP_TIMEOUT,
-                             json={"encoding": "text", "records": [{"value": "fast"}]})
-        assert resp.status_code == 200, resp.text
+        _others_are_served(nginx, "big")
 
         def cut() -> float:
             text = requests.get(srv.url("/metrics"), timeout=HTTP_TIMEOUT).text
