@@ -69,10 +69,15 @@ class Connection:
             self.started_at = now = time.monotonic()
         if reader.head_complete and (done or not had_head):
             self.head_at = now or time.monotonic()
-        if reader.continue_due:
-            reader.continue_due = False
-            self.sock.send(CONTINUE)  # 25 bytes on an idle socket: the kernel takes them
+        self.continue_if_due()
         return len(data)
+
+    def continue_if_due(self) -> None:
+        """Send ``100 Continue`` for a head that asked for it -- once the requests before it
+        are answered (a response must not come after it)."""
+        if self.reader.continue_due and not self.pending and self.outgoing is None:
+            self.reader.continue_due = False
+            self.sock.send(CONTINUE)  # 25 bytes on an idle socket: the kernel takes them
 
     @property
     def partial(self) -> bool:
@@ -83,7 +88,7 @@ class Connection:
 
     def start_sending(self, outgoing, close_after: bool) -> None:
         self.outgoing = outgoing
-        self._out.extend(outgoing.buffers)
+        self._out.extend(b for b in outgoing.buffers if len(b))
         outgoing.buffers = None  # the queue holds them now; each goes once it is sent
         self.close_after = close_after
         self.sent_since = time.monotonic()
@@ -117,6 +122,10 @@ class Connection:
         if delivered:
             self.served += 1
             self.idle_since = time.monotonic()
+            try:
+                self.continue_if_due()  # a head read ahead of this response asked for it
+            except OSError:
+                pass  # the connection broke: its next read says so
 
     # -- the end --------------------------------------------------------------------------
 

@@ -52,9 +52,7 @@ def call(app, environ: dict, keep_alive: bool) -> Outgoing:
     written: list = []
 
     def start_response(status, headers, exc_info=None):
-        if exc_info and started:
-            raise exc_info[1].with_traceback(exc_info[2])
-        started[:] = [status, headers]
+        started[:] = [status, headers]  # nothing is sent before the app returns: replace
         return written.append
 
     body = None
@@ -67,25 +65,29 @@ def call(app, environ: dict, keep_alive: bool) -> Outgoing:
             body.chunks = None  # handed over: each chunk is dropped once it is sent
         if not started:
             raise RuntimeError("the application returned without calling start_response")
+        if written:
+            chunks = written + list(chunks)
+        if not all(isinstance(c, (bytes, bytearray, memoryview)) for c in chunks):
+            raise TypeError("a WSGI body must be bytes chunks")
+        status, headers = started
+        if (environ["REQUEST_METHOD"] == "HEAD" or status[:3] in _NO_BODY
+                or status[0] == "1"):
+            buffers = [responses.head(status, headers, keep_alive, None)]
+        else:
+            length = sum(len(c) for c in chunks)
+            buffers = [responses.head(status, headers, keep_alive, length), *chunks]
     except Exception:
         _close_quietly(getattr(body, "close", None))
         log.exception("the application failed on %s %s", environ.get("REQUEST_METHOD"),
                       environ.get("PATH_INFO"))
         return error(500, "internal_error", "internal error; the server log has the details",
                      keep_alive=keep_alive)
-    status, headers = started
     settle = getattr(body, "settle", None)
     close = getattr(body, "close", None)
     if settle is None:
         _close_quietly(close)
         close = None
-    if written:
-        chunks = written + list(chunks)
-    if environ["REQUEST_METHOD"] == "HEAD" or status[:3] in _NO_BODY or status[0] == "1":
-        return Outgoing([responses.head(status, headers, keep_alive, None)], settle, close)
-    length = sum(len(c) for c in chunks)
-    return Outgoing([responses.head(status, headers, keep_alive, length), *chunks],
-                    settle, close)
+    return Outgoing(buffers, settle, close)
 
 
 def _close_quietly(close) -> None:

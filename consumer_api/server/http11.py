@@ -89,7 +89,10 @@ class RequestReader:
         self.in_message = False
         self.head_complete = False
         self.continue_due = False
-        self.upgraded = False  # the peer switched protocols: nothing more is parsed
+        self.upgraded = False  # the peer asked to switch protocols
+        self.ended = False  # no request follows (upgrade, Connection: close): bytes ignored
+        self._trailer_possible = False  # between a chunk's size line and its data
+        self._trailers = 0
         self._head_room = MAX_HEAD_BYTES
         self._done: list = []
         self._reset()
@@ -102,37 +105,52 @@ class RequestReader:
         self._body_bytes = 0
         self._held = 0
         self._declared = None
+        self._chunked = False
+        self._trailers = 0
+        self._trailer_possible = False
         self._head_room = MAX_HEAD_BYTES
 
     # -- feeding --------------------------------------------------------------------------
 
     def feed(self, data: bytes) -> list:
-        """Parse ``data``; return the requests it completed (possibly none)."""
+        """Parse ``data``; return the requests it completed (possibly none). On a
+        ProtocolError the requests completed by this same feed are released, not served."""
         self._done = []
-        if self.upgraded:
-            return self._done
+        try:
+            self._feed(data)
+        except ProtocolError:
+            for request in self._done:
+                request.release()
+            self._done = []
+            raise
+        return self._done
+
+    def _feed(self, data: bytes) -> None:
+        """Where fields may come (a head; the trailer after the last chunk) bytes go in
+        pieces of the room left, so a head or trailer that never ends is refused once it
+        has taken MAX_HEAD_BYTES, never buffered without bound."""
         pos, size = 0, len(data)
-        while pos < size:
-            if self.head_complete:
-                piece = data[pos:] if pos else data
-            else:
+        while pos < size and not self.ended:
+            if self._in_fields():
                 if self._head_room <= 0:
                     raise self._head_too_large()
                 piece = data[pos:pos + self._head_room]
                 self._head_room -= len(piece)
+            else:
+                piece = data[pos:] if pos else data
             self._parse(piece)
             pos += len(piece)
-            if self.upgraded:
-                break
-        if self.in_message and not self.head_complete and self._head_room <= 0:
+        if self.in_message and self._in_fields() and self._head_room <= 0:
             raise self._head_too_large()
-        return self._done
+
+    def _in_fields(self) -> bool:
+        return not self.head_complete or self._trailer_possible
 
     def _parse(self, piece: bytes) -> None:
         try:
             self._parser.feed_data(piece)
         except httptools.HttpParserUpgrade:
-            self.upgraded = True  # served as a plain request; the connection then closes
+            self.upgraded = self.ended = True  # served as a plain request, then closed
             if self._done:
                 self._done[-1].keep_alive = False
         except httptools.HttpParserCallbackError as exc:
@@ -143,6 +161,9 @@ class RequestReader:
             raise _bad("not an HTTP request: the method is not one of HTTP's (they are "
                        "upper case: GET, POST, ...)") from None
         except httptools.HttpParserError as exc:
+            if self._done and not self._done[-1].keep_alive:
+                self.ended = True  # bytes after a request that closes: ignored (RFC 9112)
+                return
             raise _bad(f"not a valid HTTP/1.1 request: {exc}") from None
 
     def _head_too_large(self) -> ProtocolError:
@@ -176,6 +197,11 @@ class RequestReader:
         self._url.append(piece)
 
     def on_header(self, name: bytes, value: bytes) -> None:
+        if self.head_complete:  # a trailer field: counted, not kept
+            self._trailers += 1
+            if self._trailers > MAX_HEADERS:
+                raise self._head_too_large()
+            return
         if len(self._headers) >= MAX_HEADERS:
             raise ProtocolError(431, "header_fields_too_large",
                                 f"more than {MAX_HEADERS} header fields", "headers_too_large",
@@ -187,11 +213,18 @@ class RequestReader:
         if version not in ("1.1", "1.0"):
             raise ProtocolError(505, "http_version_not_supported",
                                 f"HTTP/{version} is not supported: use HTTP/1.1")
+        upgrade = False
         for name, value in self._headers:
-            self._check_header(name.lower(), value)
+            upgrade |= self._check_header(name.lower(), value)
+        if upgrade and (self._declared or self._chunked):
+            raise _bad("this server does not switch protocols: send a request with a body "
+                       "without Upgrade")
         self.head_complete = True
 
-    def _check_header(self, name: bytes, value: bytes) -> None:
+    def _check_header(self, name: bytes, value: bytes) -> bool:
+        """Refuse what this server does not accept; True for an Upgrade header."""
+        if name == b"upgrade":
+            return True
         if name == b"content-length":
             self._declared = int(value)  # llhttp has checked it is a number
             if self._declared > self.max_body_bytes:
@@ -201,18 +234,28 @@ class RequestReader:
                 raise ProtocolError(501, "not_implemented",
                                     "the only Transfer-Encoding this server takes is chunked",
                                     details={"transfer_encoding": value.decode("latin-1")})
+            self._chunked = True
         elif name == b"expect":
             if value.strip().lower() != b"100-continue":
                 raise ProtocolError(417, "expectation_failed",
                                     "the only expectation this server meets is 100-continue")
             self.continue_due = True
+        return False
 
     def _body_too_large(self) -> ProtocolError:
         return ProtocolError(413, "payload_too_large",
                              f"request body too large (the limit is {self.max_body_bytes} "
                              "bytes)", "body_too_large", {"max_body_bytes": self.max_body_bytes})
 
+    def on_chunk_header(self) -> None:
+        self._trailer_possible = True  # until data comes, this may be the last chunk
+        self._head_room = MAX_HEAD_BYTES
+
+    def on_chunk_complete(self) -> None:
+        self._trailer_possible = False
+
     def on_body(self, body: bytes) -> None:
+        self._trailer_possible = False
         n = len(body)
         self._body_bytes += n
         if self._body_bytes > self.max_body_bytes:

@@ -456,7 +456,7 @@ class Worker(base.Worker):
 
     def _respond(self, conn: Connection, request) -> tuple:
         keep_alive = (request.keep_alive and not conn.eof and not self._draining
-                      and not conn.reader.upgraded)
+                      and not conn.reader.ended)
         try:
             environ = build_environ(request, conn.sock, conn.peer, conn.server)
             return handler.call(self.wsgi, environ, keep_alive), not keep_alive
