@@ -27,7 +27,7 @@ READING, BUSY, WRITING, CLOSED = "reading", "busy", "writing", "closed"
 class Connection:
     __slots__ = ("sock", "peer", "server", "client", "reader", "pending", "outgoing", "_out",
                  "close_after", "state", "started_at", "head_at", "idle_since", "served",
-                 "sent_since", "timer", "eof")
+                 "sent_since", "timer", "eof", "_continue_left")
 
     def __init__(self, sock: socket.socket, peer, server, max_body_bytes: int, budget=None):
         sock.setblocking(False)
@@ -47,6 +47,7 @@ class Connection:
         self.sent_since = 0.0  # when ``outgoing`` began to be sent
         self.timer = None  # the worker's current deadline entry
         self.eof = False  # the peer closed its side
+        self._continue_left = b""  # the part of a 100 Continue the kernel did not take
 
     # -- reading --------------------------------------------------------------------------
 
@@ -77,7 +78,11 @@ class Connection:
         are answered (a response must not come after it)."""
         if self.reader.continue_due and not self.pending and self.outgoing is None:
             self.reader.continue_due = False
-            self.sock.send(CONTINUE)  # 25 bytes on an idle socket: the kernel takes them
+            try:
+                sent = self.sock.send(CONTINUE)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            self._continue_left = CONTINUE[sent:]  # goes out before the next response
 
     @property
     def partial(self) -> bool:
@@ -88,6 +93,9 @@ class Connection:
 
     def start_sending(self, outgoing, close_after: bool) -> None:
         self.outgoing = outgoing
+        if self._continue_left:
+            self._out.append(self._continue_left)
+            self._continue_left = b""
         self._out.extend(b for b in outgoing.buffers if len(b))
         outgoing.buffers = None  # the queue holds them now; each goes once it is sent
         self.close_after = close_after

@@ -161,6 +161,9 @@ class RequestReader:
             raise _bad("not an HTTP request: the method is not one of HTTP's (they are "
                        "upper case: GET, POST, ...)") from None
         except httptools.HttpParserError as exc:
+            if str(exc).startswith("Pause on PRI"):  # the HTTP/2 connection preface
+                raise ProtocolError(505, "http_version_not_supported",
+                                    "HTTP/2 is not spoken here: use HTTP/1.1") from None
             if self._done and not self._done[-1].keep_alive:
                 self.ended = True  # bytes after a request that closes: ignored (RFC 9112)
                 return
@@ -200,7 +203,9 @@ class RequestReader:
         if self.head_complete:  # a trailer field: counted, not kept
             self._trailers += 1
             if self._trailers > MAX_HEADERS:
-                raise self._head_too_large()
+                raise ProtocolError(431, "header_fields_too_large",
+                                    f"more than {MAX_HEADERS} trailer fields",
+                                    "headers_too_large", {"max_headers": MAX_HEADERS})
             return
         if len(self._headers) >= MAX_HEADERS:
             raise ProtocolError(431, "header_fields_too_large",
@@ -213,10 +218,12 @@ class RequestReader:
         if version not in ("1.1", "1.0"):
             raise ProtocolError(505, "http_version_not_supported",
                                 f"HTTP/{version} is not supported: use HTTP/1.1")
-        upgrade = False
+        upgrade = connection_upgrade = False
         for name, value in self._headers:
-            upgrade |= self._check_header(name.lower(), value)
-        if upgrade and (self._declared or self._chunked):
+            name = name.lower()
+            upgrade |= self._check_header(name, value)
+            connection_upgrade |= name == b"connection" and b"upgrade" in value.lower()
+        if upgrade and connection_upgrade and (self._declared or self._chunked):
             raise _bad("this server does not switch protocols: send a request with a body "
                        "without Upgrade")
         self.head_complete = True
@@ -274,5 +281,6 @@ class RequestReader:
                           self._parser.get_http_version(), self._headers, body,
                           self._parser.should_keep_alive(), self._budget, self._held)
         self._done.append(request)
+        self.ended = not request.keep_alive  # nothing is read after a closing request
         self.in_message = self.head_complete = self.continue_due = False
         self._reset()

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import select
 import socket
+import threading
 import types
 
 import pytest
@@ -362,3 +363,70 @@ def test_close_of_an_idle_connection(opened):
     conn.close()
     conn.close()
     assert conn.state == CLOSED and conn.served == 0
+
+
+# -- 100 Continue behind a response; a request longer than one read -------------------------
+
+EXPECTING = b"PUT /p HTTP/1.1\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n"
+NO_CONTENT = b"HTTP/1.1 204 No Content\r\n\r\n"
+
+
+def drain(client: socket.socket) -> bytes:
+    """What the client can read now, without waiting."""
+    client.setblocking(False)
+    data = bytearray()
+    try:
+        while piece := client.recv(1 << 16):
+            data += piece
+    except BlockingIOError:
+        pass
+    return bytes(data)
+
+
+def test_100_continue_for_a_head_behind_a_request_comes_after_its_response(opened):
+    conn, client = opened()
+    client.sendall(GET + EXPECTING)
+    read_until(conn, lambda: conn.pending and conn.reader.head_complete)
+    assert drain(client) == b""  # not before the response to the GET
+    conn.pending.popleft()
+    conn.start_sending(Outgoing([NO_CONTENT]), close_after=False)
+    assert conn.send_some()
+    conn.finish_sending(True)
+    assert drain(client) == NO_CONTENT + CONTINUE
+
+
+def test_100_continue_due_when_the_send_buffer_is_full_is_not_lost(opened):
+    # a response to a slow reader ends with the kernel's buffer full: the 100 Continue due
+    # for the next head cannot go now; it must not be dropped or cut
+    conn, client = opened(sndbuf=4096)
+    client.sendall(GET + EXPECTING)
+    read_until(conn, lambda: conn.pending and conn.reader.head_complete)
+    conn.pending.popleft()
+    conn.start_sending(Outgoing([NO_CONTENT]), close_after=False)
+    assert conn.send_some()
+    filler = 0
+    try:
+        while True:  # the rest of a long response, still in the kernel
+            filler += conn.sock.send(b"f" * 1024)
+    except BlockingIOError:
+        pass
+    conn.finish_sending(True)
+    received = drain(client)
+    assert received.startswith(NO_CONTENT + b"f" * filler)
+    # whatever of it the kernel did not take goes out, whole, before the next response
+    conn.start_sending(Outgoing([NO_CONTENT]), close_after=False)
+    while not conn.send_some():
+        received += drain(client)
+    received += drain(client)
+    assert received[len(NO_CONTENT) + filler:] == CONTINUE + NO_CONTENT
+
+
+def test_a_request_longer_than_one_read_is_read_whole(opened):
+    conn, client = opened()
+    body = bytes(range(256)) * 1200  # more than a read and than the socket buffers
+    data = b"POST /big HTTP/1.1\r\nContent-Length: %d\r\n\r\n" % len(body) + body
+    sender = threading.Thread(target=client.sendall, args=(data,))
+    sender.start()
+    read_until(conn, lambda: conn.pending)
+    sender.join(TIMEOUT_S)
+    assert conn.pending[0].body == body

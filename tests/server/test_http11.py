@@ -452,3 +452,84 @@ def test_upgrade_request_with_a_body_keeps_its_body():
     except ProtocolError:
         return
     assert [(r.method, r.body) for r in requests] == [("POST", b"abc")]
+
+
+# -- random requests, random splits ---------------------------------------------------------
+
+_TOKEN = st.text("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-", min_size=1,
+                 max_size=12).filter(lambda s: s.lower() not in (
+                     "content-length", "transfer-encoding", "expect", "connection", "upgrade"))
+_VALUE = st.binary(max_size=30).map(
+    lambda b: bytes(c for c in b if 0x21 <= c <= 0x7e or c >= 0x80))
+_TARGET = st.text("abcdefghijklmnopqrstuvwxyz0123456789/-._~%=&?", max_size=40).map(
+    lambda s: ("/" + s).encode())
+
+
+def _chunked(parts) -> bytes:
+    return b"".join(b"%x\r\n%s\r\n" % (len(p), p) for p in parts if p) + b"0\r\n\r\n"
+
+
+@st.composite
+def _random_request(draw, last: bool):
+    """(bytes, expected fields) of one request; all but the ``last`` keep alive."""
+    method = draw(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH", "OPTIONS"]))
+    version = draw(st.sampled_from(["1.0", "1.1"]))
+    headers = [(name.encode(), value)
+               for name, value in draw(st.lists(st.tuples(_TOKEN, _VALUE), max_size=6))]
+    keep_alive = draw(st.booleans()) if last else True
+    if version == "1.0" and keep_alive:
+        headers.append((b"Connection", b"keep-alive"))
+    elif version == "1.1" and not keep_alive:
+        headers.append((b"Connection", b"close"))
+    body = draw(st.binary(max_size=MAX_BODY // 4))
+    framing = draw(st.sampled_from(["length", "chunked"] if body else ["none", "length"]))
+    wire_body = b""
+    if framing == "length":
+        headers.append((b"Content-Length", b"%d" % len(body)))
+        wire_body = body
+    elif framing == "chunked":
+        headers.append((b"Transfer-Encoding", b"chunked"))
+        cuts = sorted(draw(st.lists(st.integers(0, len(body)), max_size=4)))
+        bounds = [0, *cuts, len(body)]
+        wire_body = _chunked(body[a:b] for a, b in zip(bounds, bounds[1:]))
+    target = draw(_TARGET)
+    wire = (method.encode() + b" " + target + b" HTTP/" + version.encode() + b"\r\n"
+            + b"".join(n + b": " + v + b"\r\n" for n, v in headers) + b"\r\n" + wire_body)
+    return wire, (method, target, version, headers, body, keep_alive)
+
+
+@st.composite
+def _random_pipeline(draw):
+    count = draw(st.integers(1, 3))
+    return [draw(_random_request(last=i == count - 1)) for i in range(count)]
+
+
+@settings(max_examples=150, deadline=None)
+@given(_random_pipeline(), st.lists(st.integers(0, 2_000), max_size=12))
+def test_random_requests_in_random_pieces_come_out_as_sent(pipeline, cuts):
+    data = b"".join(wire for wire, _ in pipeline)
+    expected = [request for _, request in pipeline]
+    budget = ByteBudget(10_000)
+    requests = feed_pieces(RequestReader(MAX_BODY, budget), data, cuts)
+    assert [fields(r) for r in requests] == expected
+    assert budget.used == sum(len(r.body) for r in requests)
+    assert [fields(r) for r in feed_bytewise(RequestReader(MAX_BODY), data)] == expected
+
+
+def test_the_http2_preface_is_505():
+    # what an HTTP/2 client with prior knowledge sends first: a version other than 1.0/1.1
+    with pytest.raises(ProtocolError) as caught:
+        RequestReader(MAX_BODY).feed(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n")
+    err = caught.value
+    assert (err.status, err.code) == (505, "http_version_not_supported"), err.message
+
+
+@pytest.mark.parametrize("closing", [head_with(b"Connection: close", target=b"/first"),
+                                     head_with(target=b"/first", version=b"1.0")],
+                         ids=["close", "1.0"])
+def test_bytes_after_a_closing_request_in_a_later_feed_are_ignored(closing):
+    # as in one feed (above): nothing after a request that closes the connection is parsed
+    reader = RequestReader(MAX_BODY)
+    assert [(r.target, r.keep_alive) for r in reader.feed(closing)] == [(b"/first", False)]
+    assert reader.feed(GET) == []
+    assert reader.feed(b"\x00not http") == []
