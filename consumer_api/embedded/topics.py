@@ -8,10 +8,11 @@ On-disk layout under the data directory::
     trash/                        topics being deleted (wiped at start-up)
 
 A topic appears by renaming a complete staging directory into ``topics/`` and disappears
-by renaming it into ``trash/``, so a crash never leaves half a topic. ``topic.json`` is
-written to a temporary file, fsynced and renamed. A name is checked against the rules of
-API.md *before* it is joined to any path, so it can never point outside the data
-directory.
+by renaming it into ``trash/``, so a crash never leaves half a topic; a create that fails
+(:class:`~consumer_api.errors.StorageFull` when the disk is full) removes whatever it had
+staged or published before raising. ``topic.json`` is written to a temporary file, fsynced
+and renamed. A name is checked against the rules of API.md *before* it is joined to any
+path, so it can never point outside the data directory.
 
 Thread-safety: ``TopicRegistry._lock`` (a Lock) guards the topic table for writers (create,
 delete); readers (``get``, ``list``) read the dict without it, which is atomic under the
@@ -28,8 +29,10 @@ import threading
 import uuid
 from dataclasses import asdict, dataclass
 
-from consumer_api.errors import InvalidRequest, PartitionNotFound, TopicExists, TopicNotFound
+from consumer_api.errors import (InvalidRequest, PartitionNotFound, StorageFull, TopicExists,
+                                 TopicNotFound)
 from consumer_api.embedded.partitioner import Partitioner
+from consumer_api.embedded.storage.mapped_file import is_disk_full
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog, wall_clock_ms
 
 log = logging.getLogger(__name__)
@@ -206,7 +209,9 @@ class TopicRegistry:
         return TopicConfig(**values)
 
     def create(self, name: str, partitions: int, config: dict | None = None) -> Topic:
-        """Create a topic; raises InvalidRequest (bad name, count or config) or TopicExists."""
+        """Create a topic; raises InvalidRequest (bad name, count or config), TopicExists, or
+        StorageFull (the disk is full; nothing of the topic is left on disk and the name can
+        be created again later)."""
         check_topic_name(name, self._internal)
         problems = {}
         if not isinstance(partitions, int) or isinstance(partitions, bool) \
@@ -224,27 +229,68 @@ class TopicRegistry:
         with self._lock:
             if name in self._topics:
                 raise TopicExists(f"topic {name!r} already exists", {"topic": name})
-            created_ms = self._now_ms()
-            self._stage_and_publish(name, partitions, topic_config, created_ms)
-            topic = self._open_topic(name, partitions, topic_config, created_ms)
+            topic = self._create_files(name, partitions, topic_config, self._now_ms())
             self._topics[name] = topic
         log.info("created topic %s with %d partitions", name, partitions)
         return topic
 
-    def _stage_and_publish(self, name: str, partitions: int, config: TopicConfig,
-                           created_ms: int) -> None:
+    def _create_files(self, name: str, partitions: int, config: TopicConfig,
+                      created_ms: int) -> Topic:
+        """Stage, publish and open a new topic's files. If any step fails, nothing of the
+        topic is left on disk and the error propagates, an OSError of a full disk as
+        StorageFull. Call with ``_lock`` held."""
+        try:
+            staging = self._stage(name, partitions, config, created_ms)
+            try:
+                self._publish(staging, name)
+                return self._open_topic(name, partitions, config, created_ms)
+            except BaseException:
+                shutil.rmtree(staging, ignore_errors=True)  # not renamed yet
+                self._unpublish(name)  # renamed
+                raise
+        except OSError as exc:
+            if is_disk_full(exc):
+                raise StorageFull(f"no space left to create topic {name!r}: {exc.strerror}",
+                                  {"topic": name}) from exc
+            raise
+
+    def _stage(self, name: str, partitions: int, config: TopicConfig, created_ms: int) -> str:
+        """Build a complete topic directory (partition directories and ``topic.json``)
+        under ``staging/`` and return its path; on failure it is removed again."""
         staging = os.path.join(self.root, "staging", uuid.uuid4().hex)
-        os.makedirs(staging)
-        for p in range(partitions):
-            os.mkdir(os.path.join(staging, str(p)))
-        _write_json_atomically(os.path.join(staging, META), {
-            "name": name, "partitions": partitions, "config": config.to_dict(),
-            "created_ms": created_ms})
+        os.mkdir(staging)
+        try:
+            for p in range(partitions):
+                os.mkdir(os.path.join(staging, str(p)))
+            _write_json_atomically(os.path.join(staging, META), {
+                "name": name, "partitions": partitions, "config": config.to_dict(),
+                "created_ms": created_ms})
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        return staging
+
+    def _publish(self, staging: str, name: str) -> None:
+        """Rename a staged topic to ``topics/<name>``, replacing a stray directory of that
+        name (one no registered topic owns)."""
         final = self._topic_dir(name)
-        if os.path.exists(final):  # a stray directory without a registered topic
+        if os.path.exists(final):
             shutil.rmtree(final)
         os.rename(staging, final)
         fsync_dir(os.path.dirname(final))
+
+    def _unpublish(self, name: str) -> None:
+        """Remove ``topics/<name>`` of a topic that failed to open, if it is there."""
+        if os.path.exists(self._topic_dir(name)):
+            shutil.rmtree(self._move_to_trash(name), ignore_errors=True)
+
+    def _move_to_trash(self, name: str) -> str:
+        """Rename ``topics/<name>`` into ``trash/`` (the topic is gone once this returns,
+        even after a crash); returns the path in ``trash/`` for the caller to remove."""
+        trash = os.path.join(self.root, "trash", uuid.uuid4().hex)
+        os.rename(self._topic_dir(name), trash)
+        fsync_dir(os.path.join(self.root, "topics"))
+        return trash
 
     def get(self, name: str) -> Topic:
         topic = self._topics.get(name)
@@ -266,9 +312,7 @@ class TopicRegistry:
                 raise TopicNotFound(f"topic {name!r} does not exist", {"topic": name})
             for plog in topic.partitions:
                 plog.close(sync=False)
-            trash = os.path.join(self.root, "trash", uuid.uuid4().hex)
-            os.rename(self._topic_dir(name), trash)
-            fsync_dir(os.path.join(self.root, "topics"))
+            trash = self._move_to_trash(name)
         shutil.rmtree(trash, ignore_errors=True)
         log.info("deleted topic %s", name)
 

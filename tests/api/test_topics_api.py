@@ -1,6 +1,7 @@
 """Topics over HTTP: create, list, describe, delete (API.md, "Topics and records")."""
 from __future__ import annotations
 
+import errno
 import json
 import os
 
@@ -137,6 +138,41 @@ def test_unknown_top_level_field_is_400_naming_it(api):
     details = assert_error(api.create_topic("orders", 1, replication_factor=3), 400, "invalid_request")
     assert list(details) == ["replication_factor"]
     assert api.client.get("/api/topics/orders").status_code == 404
+
+
+@pytest.mark.parametrize("step", ["metadata", "segment"])
+def test_create_on_a_full_disk_is_507_and_leaves_no_topic_behind(api, data_dir, monkeypatch,
+                                                                 step):
+    """ENOSPC while writing the staged ``topic.json`` (fsync) or reserving the last
+    partition's first segment (after the topic was published)."""
+    real_fsync, real_fallocate = os.fsync, os.posix_fallocate
+    full = {"on": True}
+
+    def no_space_if(hit):
+        if full["on"] and hit:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    def fsync(fd):
+        no_space_if(step == "metadata"
+                    and os.readlink(f"/proc/self/fd/{fd}").endswith("topic.json.tmp"))
+        return real_fsync(fd)
+
+    def fallocate(fd, offset, length):
+        no_space_if(step == "segment"
+                    and "/topics/orders/2/" in os.readlink(f"/proc/self/fd/{fd}"))
+        return real_fallocate(fd, offset, length)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+    monkeypatch.setattr(os, "posix_fallocate", fallocate)
+    before = snapshot(data_dir)
+    assert_error(api.create_topic("orders", 3), 507, "insufficient_storage")
+    assert snapshot(data_dir) == before
+    assert os.listdir(os.path.join(data_dir, "staging")) == []
+    assert api.client.get("/api/topics").get_json() == {"topics": []}
+    assert_error(api.client.get("/api/topics/orders"), 404, "topic_not_found")
+    full["on"] = False
+    assert api.create_topic("orders", 3).status_code == 201
+    assert api.produce("orders", [{"value": b64("a")}]).status_code == 200
 
 
 # -- list and describe -------------------------------------------------------------------

@@ -1,3 +1,4 @@
+import errno
 import json
 import os
 
@@ -6,7 +7,8 @@ import pytest
 from consumer_api.embedded.storage.partition_log import LogConfig
 from consumer_api.embedded.storage.records import NewRecord
 from consumer_api.embedded.topics import MAX_PARTITIONS, TopicRegistry
-from consumer_api.errors import InvalidRequest, PartitionNotFound, TopicExists, TopicNotFound
+from consumer_api.errors import (InvalidRequest, PartitionNotFound, StorageFull, TopicExists,
+                                 TopicNotFound)
 
 
 @pytest.fixture
@@ -128,3 +130,77 @@ def test_half_created_and_half_deleted_topics_vanish_on_restart(registry, data_d
     assert os.listdir(os.path.join(data_dir, "staging")) == []
     assert os.listdir(os.path.join(data_dir, "trash")) == []
     registry.close()
+
+
+# -- a full disk ----------------------------------------------------------------------------
+
+
+class CreateFault:
+    """Makes one step of creating topic ``t`` fail with ``err`` while ``on``: ``mkdir`` of
+    its partition directory ``2``, the fsync of its staged ``topic.json``, or the
+    reservation of partition ``0``'s or ``2``'s first segment (after it is published)."""
+
+    def __init__(self, monkeypatch, where, err=errno.ENOSPC):
+        self.on, self.where, self.err, self.failures = True, where, err, 0
+        real_mkdir, real_fsync, real_fallocate = os.mkdir, os.fsync, os.posix_fallocate
+
+        def fail_if(hit):
+            if self.on and hit:
+                self.failures += 1
+                raise OSError(self.err, os.strerror(self.err))
+
+        def fd_path(fd):
+            return os.readlink(f"/proc/self/fd/{fd}")
+
+        def mkdir(path, *args, **kwargs):
+            fail_if(where == "mkdir" and os.path.basename(path) == "2")
+            return real_mkdir(path, *args, **kwargs)
+
+        def fsync(fd):
+            fail_if(where == "metadata" and fd_path(fd).endswith("topic.json.tmp"))
+            return real_fsync(fd)
+
+        def fallocate(fd, offset, length):
+            part = where.partition("segment-")[2]
+            fail_if(part != "" and f"/topics/t/{part}/" in fd_path(fd))
+            return real_fallocate(fd, offset, length)
+
+        monkeypatch.setattr(os, "mkdir", mkdir)
+        monkeypatch.setattr(os, "fsync", fsync)
+        monkeypatch.setattr(os, "posix_fallocate", fallocate)
+
+
+def every_path(data_dir):
+    return sorted(os.path.relpath(os.path.join(d, n), data_dir)
+                  for d, dirs, files in os.walk(data_dir) for n in dirs + files)
+
+
+@pytest.mark.parametrize("where", ["mkdir", "metadata", "segment-0", "segment-2"])
+def test_create_on_a_full_disk_is_storage_full_and_leaves_nothing(registry, data_dir, clock,
+                                                                    monkeypatch, where):
+    registry.create("kept", 1)
+    before = every_path(data_dir)
+    fault = CreateFault(monkeypatch, where)
+    with pytest.raises(StorageFull) as err:
+        registry.create("t", 3)
+    assert err.value.code == "insufficient_storage"
+    assert fault.failures > 0
+    assert every_path(data_dir) == before  # no staging directory, no half-published topic
+    assert [t.name for t in registry.list()] == ["kept"] and not registry.exists("t")
+    fault.on = False
+    topic = registry.create("t", 3)
+    assert topic.partition(2).append([NewRecord(None, b"v")]) == 0
+    registry = reopen(registry, data_dir, clock)
+    assert [t.name for t in registry.list()] == ["kept", "t"]
+    registry.close()
+
+
+def test_create_failing_with_another_io_error_raises_it_and_leaves_nothing(registry, data_dir,
+                                                                             monkeypatch):
+    before = every_path(data_dir)
+    CreateFault(monkeypatch, "metadata", errno.EIO)
+    with pytest.raises(OSError) as err:
+        registry.create("t", 3)
+    assert not isinstance(err.value, StorageFull) and err.value.errno == errno.EIO
+    assert every_path(data_dir) == before
+    assert registry.list() == []

@@ -14,12 +14,17 @@ the whole table as of log offset N; start-up loads the newest readable snapshot 
 only the records after it, and whole log segments below the snapshot are deleted, so both
 start-up time and disk use stay bounded by the snapshot interval.
 
+Durability follows the log's flush policy, as for records: with ``always`` every change is
+synced to disk before the call that made it returns; with ``interval`` it is in the page
+cache (it survives a crash of the process) and :meth:`OffsetStore.flush_if_due` syncs it.
+
 Thread-safety: ``_lock`` guards the table and the appends (a change is appended and applied
 under it, so the log's order is the table's order). Snapshots copy the table under the lock
 and write it outside.
 """
 from __future__ import annotations
 
+import dataclasses
 import glob
 import json
 import logging
@@ -34,6 +39,14 @@ log = logging.getLogger(__name__)
 
 #: the internal log needs no retention: snapshots bound it
 OFFSETS_LOG = LogConfig(segment_bytes=4 << 20, retention_ms=-1, retention_bytes=-1)
+
+
+def offsets_log_config(topic_defaults: LogConfig) -> LogConfig:
+    """:data:`OFFSETS_LOG` with the flush policy and intervals of the topics' logs, so that
+    a commit is as durable when acknowledged as a produced record."""
+    return dataclasses.replace(OFFSETS_LOG, flush_policy=topic_defaults.flush_policy,
+                               flush_interval_messages=topic_defaults.flush_interval_messages,
+                               flush_interval_ms=topic_defaults.flush_interval_ms)
 
 
 def _dumps(obj) -> bytes:

@@ -3,14 +3,16 @@
 Joins the :class:`GroupCoordinator` (who owns what) and the :class:`OffsetStore` (what is
 committed) and checks requests against the topics (existence, offset ranges). A commit is
 checked and stored under the coordinator's lock, so a member that lost a partition in a
-rebalance can never commit it. Thread-safe (the parts lock themselves).
+rebalance can never commit it. Commits (and admin offset changes) follow the registry's flush
+policy (see :mod:`~consumer_api.embedded.groups.offsets`). Thread-safe (the parts lock
+themselves).
 """
 from __future__ import annotations
 
 import os
 
 from consumer_api.embedded.groups.coordinator import GroupCoordinator
-from consumer_api.embedded.groups.offsets import OffsetStore
+from consumer_api.embedded.groups.offsets import OffsetStore, offsets_log_config
 from consumer_api.embedded.topics import TopicRegistry
 from consumer_api.errors import GroupNotEmpty, GroupNotFound, InvalidRequest, OffsetOutOfRange
 
@@ -21,7 +23,8 @@ class GroupService:
         self.registry = registry
         self.coordinator = GroupCoordinator(self.partition_count, default_assignor)
         self.offsets = OffsetStore(os.path.join(data_dir, "internal", "offsets"),
-                                   now_ms=now_ms, snapshot_every_records=snapshot_every_records)
+                                   offsets_log_config(registry.log_defaults), now_ms,
+                                   snapshot_every_records)
 
     def partition_count(self, topic: str) -> int:
         return len(self.registry.get(topic).partitions)

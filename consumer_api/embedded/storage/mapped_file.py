@@ -32,8 +32,14 @@ MAX_RESERVE_STEP_BYTES = 16 << 20
 PWRITE_MIN_BYTES = 4096
 
 
+def is_disk_full(exc: OSError) -> bool:
+    """Whether ``exc`` means the volume (or the user's quota, or the file size limit) has
+    no room: ENOSPC, EDQUOT or EFBIG."""
+    return exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
+
+
 def _raise_if_full(exc: OSError, path: str):
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+    if is_disk_full(exc):
         raise StorageFull(f"no space left to grow {os.path.basename(path)}: {exc.strerror}",
                           {"path": os.path.basename(path)}) from exc
     raise exc

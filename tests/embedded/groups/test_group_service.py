@@ -2,6 +2,7 @@
 admin (list, describe, set offsets, delete) and topic deletion."""
 from __future__ import annotations
 
+import os
 import threading
 
 import pytest
@@ -200,6 +201,41 @@ def test_list_groups_includes_groups_with_only_offsets_and_groups_with_members(e
                               "members": ["m2", "m1"]}
     assert (listed["left"]["state"], listed["left"]["members"]) == ("Empty", [])
     assert [g["group_id"] for g in groups.list_groups()] == ["left", "live", "offsets-only"]
+
+
+# -- flush policy -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("change", ["member-commit", "set-offsets", "reset", "delete-group"])
+def test_flush_policy_always_syncs_the_offsets_log_before_an_offset_change_returns(
+        data_dir, clock, monkeypatch, change):
+    engine = Engine(Config(data_dir=data_dir, flush_policy="always"), now_ms=clock.now_ms)
+    try:
+        engine.create_topic("t", 1)
+        produce(engine, "t", 0, 3)
+        engine.groups.set_offsets("gone", {("t", 0): 1})
+        synced = []
+        real = os.fdatasync
+
+        def fdatasync(fd):
+            synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+            return real(fd)
+
+        monkeypatch.setattr(os, "fdatasync", fdatasync)
+        groups = engine.groups
+        if change == "member-commit":
+            groups.join("g", "m1", ["t"], Waker())
+            groups.commit("g", "m1", {("t", 0): 2})
+        elif change == "set-offsets":
+            groups.set_offsets("g", {("t", 0): 2})
+        elif change == "reset":
+            groups.set_offsets("g", reset="latest", topics=["t"])
+        else:
+            groups.delete("gone")
+        offsets_log = os.path.join(data_dir, "internal", "offsets", "log", "")
+        assert [p for p in synced if p.startswith(offsets_log)], synced
+    finally:
+        engine.close()
 
 
 # -- set offsets ------------------------------------------------------------------------------

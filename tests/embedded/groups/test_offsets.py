@@ -20,7 +20,8 @@ import threading
 import pytest
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from consumer_api.embedded.groups.offsets import OffsetStore
+from consumer_api.embedded.groups.offsets import (OFFSETS_LOG, OffsetStore,
+                                                 offsets_log_config)
 from consumer_api.embedded.storage.partition_log import LogConfig
 
 PROJECT_ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), "..", "..", ".."))
@@ -181,6 +182,63 @@ def test_random_changes_and_reopens_match_a_dict(tmp_path_factory, ops):
         store.close()
 
 
+# -- flush policy -----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def offsets_log_syncs(monkeypatch):
+    """Paths of the offsets log files fdatasync'd (the storage engine's durability point)."""
+    calls = []
+    real = os.fdatasync
+
+    def counting(fd):
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        if f"{os.sep}log{os.sep}" in path:
+            calls.append(path)
+        return real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    return calls
+
+
+def test_flush_policy_always_syncs_every_change_before_it_returns(tmp_path, offsets_log_syncs):
+    store = open_store(tmp_path, log_config=LogConfig(flush_policy="always", retention_ms=-1,
+                                                      retention_bytes=-1))
+    try:
+        for change in (lambda: store.commit("g", {("t", 0): 5}),
+                       lambda: store.commit("h", {("t", 0): 1, ("u", 0): 2}),
+                       lambda: store.delete_topic("u"),
+                       lambda: store.delete_group("h")):
+            before = len(offsets_log_syncs)
+            change()
+            assert len(offsets_log_syncs) == before + 1, "a change returned without a sync"
+        assert store.flush_if_due(1_700_000_000_000 + 10**6) is False  # nothing left unsynced
+    finally:
+        store.close()
+
+
+def test_flush_policy_interval_leaves_commits_to_flush_if_due(tmp_path, offsets_log_syncs):
+    store = open_store(tmp_path, log_config=LogConfig(flush_interval_ms=1000, retention_ms=-1,
+                                                      retention_bytes=-1))
+    try:
+        store.commit("g", {("t", 0): 5})
+        assert offsets_log_syncs == []
+        assert store.flush_if_due(1_700_000_000_000 + 1000) is True
+        assert len(offsets_log_syncs) == 1
+    finally:
+        store.close()
+
+
+def test_the_offsets_log_takes_the_topics_flush_settings():
+    topics = LogConfig(segment_bytes=1 << 20, retention_ms=5, flush_policy="always",
+                       flush_interval_messages=7, flush_interval_ms=9)
+    config = offsets_log_config(topics)
+    assert (config.flush_policy, config.flush_interval_messages, config.flush_interval_ms) \
+        == ("always", 7, 9)
+    assert (config.segment_bytes, config.retention_ms, config.retention_bytes) \
+        == (OFFSETS_LOG.segment_bytes, -1, -1)
+
+
 # -- snapshots --------------------------------------------------------------------------------
 
 
@@ -323,7 +381,8 @@ WRITER = OPS_SRC + '''
 import os, signal, sys
 sys.path.insert(0, sys.argv[1])
 from consumer_api.embedded.groups import offsets as offsets_module
-from consumer_api.embedded.groups.offsets import OffsetStore
+from consumer_api.embedded.groups.offsets import (OFFSETS_LOG, OffsetStore,
+                                                 offsets_log_config)
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
 
 directory, start, stop_after, fault = sys.argv[2], int(sys.argv[3]), int(sys.argv[4]), sys.argv[5]
