@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test bench bench-storage clean
+.PHONY: run test bench bench-abuse bench-storage clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,10 @@ test: $(VENV)/.installed-test
 # `make bench BENCH_ARGS="--quick --only 1,3"`.
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/server_bench.py $(BENCH_ARGS)
+	$(BIN)/python bench/abuse.py $(BENCH_ARGS)
+
+bench-abuse: $(VENV)/.installed-test
+	$(BIN)/python bench/abuse.py $(BENCH_ARGS)
 
 bench-storage: $(VENV)/.installed-test
 	$(BIN)/python bench/storage_bench.py $(BENCH_ARGS)

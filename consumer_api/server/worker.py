@@ -9,7 +9,10 @@ of threads that only ever run the application on complete requests.
 # on a pipe that wakes the selector). So a client that trickles its request, or never reads
 # its response, holds a socket and a few buffers, never a thread. A thread that has just
 # answered keeps the connection for up to HOT_WAIT_S in case the next request follows
-# (producers and consumers send back to back): no hand-off at all on that path.
+# (producers and consumers send back to back): no hand-off at all on that path -- unless
+# other requests wait for a thread: then the next one queues behind them. The pool takes
+# waiting requests one client (address) at a time, so a client with a hundred requests in
+# flight delays another's by one request, not a hundred.
 #
 # Deadlines (a heap, checked every turn of the loop): a request's head must arrive within
 # header_timeout_ms of its first byte and its body within body_timeout_ms of its head,
@@ -299,7 +302,7 @@ class Worker(base.Worker):
         self._unwatch(conn)
         conn.state = BUSY
         conn.timer = None
-        self._pool.submit(self._serve, conn)
+        self._pool.submit(self._serve, conn, conn.client)
 
     def _readable(self, conn: Connection) -> None:
         if conn.state == LINGERING:
@@ -442,6 +445,8 @@ class Worker(base.Worker):
                     return self._hand_back(conn, LINGERING)
                 if not conn.pending and not self._read_next(conn):
                     return self._hand_back(conn, READING)
+                if self._pool.waiting:  # others wait for a thread: this one takes its turn
+                    return self._pool.submit(self._serve, conn, conn.client)
         except ProtocolError as exc:
             self._refusals.record(exc.reason, conn.client, exc.message)
             conn.reader.release()

@@ -121,3 +121,20 @@ def test_threads_are_daemons():
         assert all(t.daemon for t in threads_named("daemons"))
     finally:
         pool.stop()
+
+
+def test_waiting_jobs_are_taken_one_key_at_a_time():
+    """One thread, held busy while a hundred jobs of one client and one of another queue:
+    the other client's job runs second, not last."""
+    pool = ThreadPool(1)
+    gate, ran = threading.Event(), []
+    pool.submit(lambda _: gate.wait(5), None, "busy")
+    for i in range(100):
+        pool.submit(ran.append, ("many", i), "address 10.0.0.1")
+    pool.submit(ran.append, ("one", 0), "address 10.0.0.2")
+    assert pool.waiting == 102
+    pool.start()
+    gate.set()
+    pool.stop(timeout_s=5)
+    assert ran[:2] == [("many", 0), ("one", 0)]
+    assert [i for who, i in ran if who == "many"] == list(range(100))
