@@ -263,7 +263,7 @@ class Server:
                 raise BenchError(f"server {self.name} exited with {rc} before it was ready:\n"
                                  + self.output()[-3000:])
             try:
-                # Connection: close -- a kept-alive probe makes gthread linger at shutdown
+                # Connection: close -- a kept-alive probe connection is not needed after this
                 r = requests.get(self.base + "/api/health/ready", timeout=(0.25, 2.0),
                                  headers={"Connection": "close"})
                 if r.status_code == 200:
@@ -380,7 +380,7 @@ def running_server(name: str, workdir: str, env: dict | None = None, extra_args=
         progress(f"server {name!r} log, last lines:\n  " + "\n  ".join(tail))
         raise
     finally:
-        close_sessions()  # kept-alive connections would make gthread linger at shutdown
+        close_sessions()  # no kept-alive connections left behind at shutdown
         srv.stop()
         if oddities is not None:
             oddities.extend(f"server {name!r}: {p}" for p in srv.problems)
@@ -1226,8 +1226,8 @@ GROUPS = [  # (name, figures, runner(env, extra args) chooser)
 
 def server_settings(name: str, sizes: dict) -> tuple[dict, list]:
     if name == "waiting":
-        # one thread per waiting long-poll, plus headroom; gthread accepts at most
-        # worker_connections connections and keeps alive only worker_connections - threads.
+        # one thread per waiting long-poll, plus the reserve and headroom; the worker holds
+        # at most worker_connections connections.
         # Every consumer is this one client (one address): lift its shares of polls and
         # sessions (defaults 16 and 1,000) to what the figure needs
         threads = sizes["waiting_consumers"] + 64
@@ -1359,7 +1359,7 @@ def main(argv=None) -> int:
         f"server source sha1 {meta['source_sha1']}",
         "mode: " + mode_txt,
         f"python {meta['python']} on {meta['platform']}, {meta['cpus']} cpus shared by client "
-        f"and server; gunicorn {meta['gunicorn']} (gunicorn.conf.py: 1 gthread worker); "
+        f"and server; gunicorn {meta['gunicorn']} (gunicorn.conf.py: 1 worker, consumer_api.server); "
         f"data under {base} ({fst}); load average {meta['loadavg_start']} at start, "
         f"{meta['loadavg_end']} at end; CPU steal during the run "
         + ("?" if meta["cpu_steal_share"] is None else f"{meta['cpu_steal_share']:.1%}"),
