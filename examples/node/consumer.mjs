@@ -7,8 +7,10 @@
 // Subscribes (a new group starts at the earliest records), long-polls /consume, prints one
 // line per record -- topic[partition]@offset key=... value=<json> headers=<json> -- and
 // commits after each batch, so a restarted consumer resumes after what it printed (at least
-// once). Stops after --max records or on Ctrl-C, and leaves the group either way. An error
-// response ({error, code, details}) is printed as "error: <code>: <error>", exit status 1.
+// once). Stops after --max records or on Ctrl-C, and leaves the group either way. A consume
+// the server refuses because it is busy (429 too_many_polls, 503 with Retry-After) is tried
+// again after the pause it asks for (at most 5 s). Any other error response
+// ({error, code, details}) is printed as "error: <code>: <error>", exit status 1.
 import { parseArgs } from "node:util";
 
 const USAGE = `usage: node examples/node/consumer.mjs [--url URL] [--topic TOPIC] [--group GROUP] [--max N]
@@ -22,14 +24,28 @@ The API key, if the server wants one, comes from the environment: CONSUMER_API_K
 const POLL_TIMEOUT_MS = 30000; // a consume returns at once when there are records, else after this
 const MAX_RECORDS = 500;
 
+const MAX_PAUSE_MS = 5000; // the longest pause before polling again after a refusal
+
 class ApiError extends Error {
-  constructor(status, body) {
+  constructor(status, body, retryAfter) {
     super(body?.error ?? `HTTP ${status}`);
     this.status = status;
     this.code = body?.code ?? "http_error";
     this.details = body?.details ?? {};
+    this.retryAfterMs = retryAfter === null ? null : Number(retryAfter) * 1000;
+  }
+
+  // A consume refused because the server (or this client's share of it) is busy: nothing
+  // was taken, so poll again after the pause the server asks for.
+  get retryable() {
+    return this.code === "too_many_polls" || (this.status === 503 && this.retryAfterMs !== null);
   }
 }
+
+const sleep = (ms, signal) => new Promise((resolve) => {
+  const timer = setTimeout(resolve, ms);
+  signal?.addEventListener("abort", () => { clearTimeout(timer); resolve(); }, { once: true });
+});
 
 function client(baseUrl, apiKey) {
   const headers = { "Content-Type": "application/json", Accept: "application/json" };
@@ -47,7 +63,7 @@ function client(baseUrl, apiKey) {
     const text = await resp.text();
     let json = null;
     try { json = text ? JSON.parse(text) : null; } catch { /* not JSON: handled below */ }
-    if (!resp.ok) throw new ApiError(resp.status, json);
+    if (!resp.ok) throw new ApiError(resp.status, json, resp.headers.get("retry-after"));
     return json;
   };
 }
@@ -125,7 +141,9 @@ async function main() {
         }, stop.signal));
       } catch (err) {
         if (stop.signal.aborted) break; // Ctrl-C during the long-poll
-        throw err;
+        if (!(err instanceof ApiError && err.retryable)) throw err;
+        await sleep(Math.min(err.retryAfterMs || 1000, MAX_PAUSE_MS), stop.signal);
+        continue;
       }
       for (const rec of records) {
         console.log(show(rec));

@@ -40,7 +40,7 @@ import uuid
 import pytest
 import requests
 
-from tests.e2e.conftest import REPO_ROOT, start_server
+from tests.e2e.conftest import REPO_ROOT, metric, start_server
 
 EXAMPLES = REPO_ROOT / "examples"
 RUN_TIMEOUT_S = 30.0
@@ -565,3 +565,30 @@ def test_a_member_joining_while_a_batch_is_printed_does_not_stop_the_python_cons
     assert second.returncode == 130, explain(second)
     printed = printed_records(first.stdout) + printed_records(second.stdout)
     assert {(r["partition"], r["offset"]) for r in printed} == set(stored)
+
+
+@pytest.mark.parametrize("lang", [lang_param("python"), lang_param("node")])
+def test_a_consumer_refused_a_waiting_slot_pauses_and_polls_again(server_factory, name, lang):
+    """The server lets one client (one address) have one waiting consume, and another
+    session of that address holds it: the example's poll gets 429 too_many_polls, pauses
+    as Retry-After says and asks again -- and prints the record once the slot is free."""
+    srv = server_factory(CONSUMER_API_MAX_POLLS_PER_CLIENT="1")
+    requests.post(srv.url("/api/topics"), json={"name": name, "partitions": 1}, timeout=10)
+    holder = requests.post(srv.url("/api/consumers/subscribe"), timeout=10, json={
+        "group_id": name + "-holder", "topics": [name]}).json()["consumer_id"]
+    held = threading.Thread(daemon=True, target=lambda: requests.post(
+        srv.url(f"/api/consumers/{holder}/consume"), json={"timeout_ms": 30_000}, timeout=40))
+    held.start()
+    wait_for("the holder to wait", lambda: metric(srv, "consumer_api_waiting_polls") == 1)
+    consumer = Running(lang, "--url", srv.base_url, "--topic", name, "--group", name,
+                       "--max", "1")
+    try:
+        wait_for("the example's poll to be refused", lambda: metric(
+            srv, 'consumer_api_refusals_total{reason="client_polls"}') >= 1, consumer)
+        run("python", "producer", "--topic", name, "--count", "1", url=srv.base_url)
+        done = consumer.finish()
+    finally:
+        consumer.kill()
+    held.join(40)
+    assert done.returncode == 0, explain(done)
+    assert len(printed_records(done.stdout)) == 1, explain(done)
