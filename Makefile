@@ -28,6 +28,7 @@ run: $(VENV)/.installed
 		$(BIN)/gunicorn -c gunicorn.conf.py
 
 test: $(VENV)/.installed-test
+	sh deploy/install-test-packages.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Benchmarks are never part of `make test`. BENCH_ARGS passes options, e.g.

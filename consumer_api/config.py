@@ -16,9 +16,21 @@ MiB = 1 << 20
 DAY_MS = 24 * 3600 * 1000
 ENV_PREFIX = "CONSUMER_API_"
 
+#: settings that take one of a few words (any case), and the words
+KEYWORDS = {
+    "backend": ("embedded",),
+    "flush_policy": ("always", "interval"),
+    "default_assignor": ("range", "roundrobin"),
+    "log_format": ("plain", "json"),
+}
+_TRUE = ("1", "true", "yes", "on")
+_FALSE = ("0", "false", "no", "off")
+
 
 @dataclass(frozen=True)
 class Config:
+    # which store serves the API (see consumer_api.backends)
+    backend: str = "embedded"
     # storage
     data_dir: str = "./data"
     segment_bytes: int = 64 * MiB
@@ -55,10 +67,10 @@ class Config:
     access_log: bool = True  # one line per request (logger consumer_api.access)
 
     def __post_init__(self):
-        if self.flush_policy not in ("always", "interval"):
-            raise ValueError(f"flush_policy must be 'always' or 'interval', not {self.flush_policy!r}")
-        if self.log_format not in ("plain", "json"):
-            raise ValueError(f"log_format must be 'plain' or 'json', not {self.log_format!r}")
+        for name, words in KEYWORDS.items():
+            if getattr(self, name) not in words:
+                raise ValueError(f"{name} ({ENV_PREFIX}{name.upper()}) must be one of "
+                                 f"{', '.join(words)}, not {getattr(self, name)!r}")
         if self.segment_bytes < 1024:
             raise ValueError("segment_bytes must be at least 1024")
         for name in ("header_timeout_ms", "body_timeout_ms", "send_timeout_ms",
@@ -82,7 +94,7 @@ class Config:
         for f in fields(cls):
             name = ENV_PREFIX + f.name.upper()
             if name in environ:
-                values[f.name] = _parse(name, environ[name], f.type)
+                values[f.name] = _parse(name, f.name, environ[name], f.type)
         values.update(overrides)
         return cls(**values)
 
@@ -106,18 +118,30 @@ def _from_file(path: str) -> dict:
     if unknown:
         raise ValueError(f"{path}: unknown setting(s) {', '.join(unknown)}; known: "
                          f"{', '.join(sorted(known))}")
-    return {k: _parse(f"{path}: {k}", v, known[k]) if isinstance(v, str) else v
-            for k, v in data.items()}
+    return {k: _parse(f"{path}: {k}", k, v, known[k]) for k, v in data.items()}
 
 
-def _parse(name: str, raw: str, kind: str):
+def _parse(where: str, name: str, raw, kind: str):
+    """The value of setting ``name`` (of type ``kind``: "int", "bool" or "str") from
+    ``raw`` -- text from the environment or a file, or a value a YAML file typed itself.
+    ValueError naming ``where`` when it is not one."""
     if kind == "int":
+        if isinstance(raw, int) and not isinstance(raw, bool):
+            return raw
         try:
-            return int(raw.replace("_", ""))
+            return int(str(raw).replace("_", ""))
         except ValueError:
-            raise ValueError(f"{name} must be an integer, not {raw!r}") from None
+            raise ValueError(f"{where} must be an integer, not {raw!r}") from None
     if kind == "bool":
-        return raw.strip().lower() in ("1", "true", "yes", "on")
-    if name.endswith(("_POLICY", "_FORMAT", "_ASSIGNOR")):  # keywords: any case will do
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word in _TRUE or word in _FALSE:
+            return word in _TRUE
+        raise ValueError(f"{where} must be true or false (or 1/0, yes/no, on/off), not "
+                         f"{raw!r}")
+    if not isinstance(raw, str):
+        raise ValueError(f"{where} must be text, not {raw!r}")
+    if name in KEYWORDS:  # keywords: any case will do
         return raw.strip().lower()
     return raw

@@ -66,9 +66,8 @@ class JsonFormatter(logging.Formatter):
 
 class BufferedStderrHandler(logging.StreamHandler):
     """Writes to stderr through a 64 KiB buffer: warnings and errors are flushed at once,
-    INFO lines (the access log) at least every ``interval_s`` and at exit. A write per line
-    cost ~200 us of server CPU per request on a journalling file system (measured), more
-    than the rest of a trivial request."""
+    INFO lines (the access log) at least every ``interval_s`` and at exit (a write per line
+    costs more server CPU than the rest of a trivial request)."""
 
     def __init__(self, interval_s: float = 1.0):
         stream = os.fdopen(os.dup(2), "w", buffering=1 << 16, encoding="utf-8",

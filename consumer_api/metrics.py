@@ -9,7 +9,8 @@ Counted as things happen (cheap increments on the request path):
   (records a consume response delivered: one whose write failed gives its records back
   and is not counted).
 
-Read at scrape time from the engine and the sessions (no bookkeeping on the hot paths):
+Read at scrape time from the store (:meth:`consumer_api.backend.Backend.stats`) and the
+sessions (no bookkeeping on the hot paths):
 
 * ``consumer_api_refusals_total{reason}``: requests refused or connections cut to protect
   the other clients (see :mod:`consumer_api.refusals` for the reasons);
@@ -29,13 +30,17 @@ from __future__ import annotations
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
 
+from consumer_api.backend import Backend
+from consumer_api.sessions.manager import ConsumerManager
+
 #: request latencies from sub-millisecond produces to 300 s long-polls
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
                    30, 60, 300)
 
 
 class Metrics:
-    def __init__(self, engine, manager, refusals=None, budgets=None):
+    def __init__(self, backend: Backend, manager: ConsumerManager, refusals=None,
+                 budgets=None):
         """``budgets``: ``(request bodies, record responses)`` ByteBudgets, or None."""
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter("consumer_api_http_requests", "HTTP requests answered",
@@ -48,7 +53,7 @@ class Metrics:
         self.consumed = Counter("consumer_api_records_consumed",
                                 "Records delivered to consumers", ("topic",),
                                 registry=self.registry)
-        self.registry.register(_StateCollector(engine, manager, refusals, budgets))
+        self.registry.register(_StateCollector(backend, manager, refusals, budgets))
         self._children: dict = {}
 
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
@@ -64,8 +69,9 @@ class Metrics:
 class _StateCollector:
     """Gauges computed from the live state when Prometheus scrapes."""
 
-    def __init__(self, engine, manager, refusals=None, budgets=None):
-        self._engine = engine
+    def __init__(self, backend: Backend, manager: ConsumerManager, refusals=None,
+                 budgets=None):
+        self._backend = backend
         self._manager = manager
         self._refusals = refusals
         self._budgets = budgets
@@ -74,7 +80,7 @@ class _StateCollector:
         return []
 
     def collect(self):
-        manager, engine = self._manager, self._engine
+        manager, backend = self._manager, self._backend
         yield GaugeMetricFamily("consumer_api_sessions", "Live consumer sessions",
                                 value=manager.count())
         yield GaugeMetricFamily("consumer_api_waiting_polls",
@@ -96,29 +102,29 @@ class _StateCollector:
         yield CounterMetricFamily("consumer_api_sessions_expired",
                                   "Sessions closed for lack of heartbeats",
                                   value=manager.expired_total)
-        if not engine.is_open:
+        if not backend.is_open:
             return
+        stats = backend.stats()
         yield CounterMetricFamily("consumer_api_group_rebalances", "Consumer group rebalances",
-                                  value=engine.groups.coordinator.rebalances)
+                                  value=stats.rebalances)
         sizes = GaugeMetricFamily("consumer_api_log_size_bytes", "Record bytes on disk",
                                   labels=("topic",))
+        totals: dict = {}
         watermarks = {}
-        for topic in engine.topics.list():
-            total = 0
-            for number, plog in enumerate(topic.partitions):
-                total += plog.size_bytes
-                watermarks[(topic.name, number)] = plog.high_watermark
-            sizes.add_metric((topic.name,), total)
+        for part in stats.partitions:
+            totals[part.topic] = totals.get(part.topic, 0) + part.size_bytes
+            watermarks[(part.topic, part.partition)] = part.high_watermark
+        for topic, total in totals.items():
+            sizes.add_metric((topic,), total)
         yield sizes
         lag = GaugeMetricFamily("consumer_api_consumer_lag",
                                 "High watermark minus the group's committed offset",
                                 labels=("group", "topic", "partition"))
-        offsets = engine.groups.offsets
-        for group in offsets.group_ids():
-            for (topic, partition), committed in sorted(offsets.committed(group).items()):
+        for group, committed in stats.committed.items():
+            for (topic, partition), offset in sorted(committed.items()):
                 end = watermarks.get((topic, partition))
                 if end is not None:
-                    lag.add_metric((group, topic, str(partition)), max(end - committed, 0))
+                    lag.add_metric((group, topic, str(partition)), max(end - offset, 0))
         yield lag
 
 

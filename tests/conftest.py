@@ -62,7 +62,7 @@ def manager(config, engine, clock):
 @pytest.fixture
 def app(config, engine, manager):
     from consumer_api.app import create_app
-    return create_app(config, engine=engine, manager=manager)
+    return create_app(config, backend=engine, manager=manager)
 
 
 @pytest.fixture

@@ -37,3 +37,59 @@ def test_a_bad_config_file_is_refused_with_a_clear_message(tmp_path, text, messa
 def test_a_bad_variable_names_itself():
     with pytest.raises(ValueError, match="CONSUMER_API_SEGMENT_BYTES"):
         Config.from_env({"CONSUMER_API_SEGMENT_BYTES": "big"})
+
+
+def test_words_and_booleans_parse_the_same_from_the_file_and_the_environment(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("flush_policy: Always\nlog_format: JSON\naccess_log: 'off'\n"
+                    "default_assignor: RoundRobin\n")
+    from_file = Config.from_env({"CONSUMER_API_CONFIG_FILE": str(path)})
+    from_env = Config.from_env({"CONSUMER_API_FLUSH_POLICY": "Always",
+                                "CONSUMER_API_LOG_FORMAT": "JSON",
+                                "CONSUMER_API_ACCESS_LOG": "off",
+                                "CONSUMER_API_DEFAULT_ASSIGNOR": "RoundRobin"})
+    assert from_file == from_env
+    assert (from_file.flush_policy, from_file.log_format, from_file.access_log,
+            from_file.default_assignor) == ("always", "json", False, "roundrobin")
+
+
+def test_yaml_typed_values_are_taken_as_they_are(tmp_path):
+    path = tmp_path / "c.yml"
+    path.write_text("access_log: false\nmax_sessions: 12\n")
+    config = Config.from_env({"CONSUMER_API_CONFIG_FILE": str(path)})
+    assert (config.access_log, config.max_sessions) == (False, 12)
+
+
+@pytest.mark.parametrize("raw", ["maybe", "", "2", "nope"])
+def test_an_unparseable_boolean_is_an_error_naming_the_setting(raw):
+    with pytest.raises(ValueError, match="CONSUMER_API_ACCESS_LOG must be true or false"):
+        Config.from_env({"CONSUMER_API_ACCESS_LOG": raw})
+
+
+@pytest.mark.parametrize("text,message", [
+    ("access_log: 3\n", "access_log must be true or false"),
+    ("max_sessions: true\n", "max_sessions must be an integer"),
+    ("data_dir: 7\n", "data_dir must be text"),
+])
+def test_a_value_of_the_wrong_type_in_the_file_names_the_setting(tmp_path, text, message):
+    path = tmp_path / "c.yml"
+    path.write_text(text)
+    with pytest.raises(ValueError, match=message):
+        Config.from_env({"CONSUMER_API_CONFIG_FILE": str(path)})
+
+
+@pytest.mark.parametrize("name,value", [("CONSUMER_API_DEFAULT_ASSIGNOR", "sticky"),
+                                        ("CONSUMER_API_BACKEND", "kafka-ish"),
+                                        ("CONSUMER_API_FLUSH_POLICY", "sometimes")])
+def test_a_word_that_is_not_one_of_its_settings_words_names_the_setting(name, value):
+    with pytest.raises(ValueError, match=name):
+        Config.from_env({name: value})
+
+
+def test_check_settings_reads_the_keys_file_and_proxies_too(tmp_path):
+    from consumer_api.app import check_settings
+    assert check_settings({"CONSUMER_API_DATA_DIR": str(tmp_path)}).data_dir == str(tmp_path)
+    with pytest.raises(ValueError, match="CONSUMER_API_TRUSTED_PROXIES"):
+        check_settings({"CONSUMER_API_TRUSTED_PROXIES": "10.0.0.300"})
+    with pytest.raises(ValueError, match="keys"):
+        check_settings({"CONSUMER_API_API_KEYS_FILE": str(tmp_path / "missing.yml")})

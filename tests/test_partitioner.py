@@ -1,6 +1,6 @@
 import pytest
 
-from consumer_api.embedded.partitioner import Partitioner, murmur2, partition_for_key
+from consumer_api.partitioner import Partitioner, murmur2, partition_for_key
 
 # Apache Kafka's UtilsTest.testMurmur2 vectors, plus librdkafka's length-tail cases.
 KAFKA_VECTORS = {

@@ -9,10 +9,10 @@ from flask import Blueprint, request
 
 from consumer_api.api import response_room
 from consumer_api.api.response_room import RecordBody
-from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire, settings
+from consumer_api.api.offsets_wire import offsets_from_wire, offsets_to_wire
+from consumer_api.api.state import state
 from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
                                       query_args)
-from consumer_api.api.observe import metrics
 from consumer_api.api.security import client, owner, require
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
@@ -73,11 +73,11 @@ def subscribe():
         503: Unavailable
     """
     body = json_body(_subscribe)
-    body.setdefault("session_timeout_ms", settings().session_timeout_ms)
+    body.setdefault("session_timeout_ms", state().config.session_timeout_ms)
     require("groups", "read", body["group_id"])
     for topic in body["topics"]:
         require("topics", "read", topic)
-    return manager().subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
+    return state().manager.subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
                                body["session_timeout_ms"], body["auto_commit"],
                                body["encoding"], owner(), client())
 
@@ -126,7 +126,7 @@ def consume(consumer_id):
     body = json_body(_consume, empty_ok=True)
     records = RecordBody()
     try:
-        spans, _encoding = manager().consume(
+        spans, _encoding = state().manager.consume(
             consumer_id, body["max_records"], body["timeout_ms"], body["max_bytes_total"],
             body.get("encoding"), owner(), connection_closed(request.environ), client(),
             records)
@@ -136,13 +136,13 @@ def consume(consumer_id):
         records.release()
         raise
     pieces = [b'{"records":[', *records.pieces,
-              b'],"timestamp":%d}' % manager().now_ms()]
+              b'],"timestamp":%d}' % state().manager.now_ms()]
     if not spans:
         records.release()
         return json_response(b"".join(pieces))
     return delivery_tracked_json_response(
-        pieces, partial(_delivered, metrics(), spans, records.release),
-        partial(_undelivered, manager(), consumer_id, spans, records.release))
+        pieces, partial(_delivered, state().metrics, spans, records.release),
+        partial(_undelivered, state().manager, consumer_id, spans, records.release))
 
 
 def _delivered(metrics_, spans, release) -> None:
@@ -182,7 +182,7 @@ def commit(consumer_id):
     """
     body = json_body(_commit, empty_ok=True)
     offsets = offsets_from_wire(body["offsets"]) if "offsets" in body else None
-    done = manager().commit(consumer_id, offsets, owner())
+    done = state().manager.commit(consumer_id, offsets, owner())
     return {"success": True, "message": "offsets committed", "offsets": offsets_to_wire(done)}
 
 
@@ -214,7 +214,7 @@ def seek(consumer_id):
         409: Conflict
     """
     body = json_body(_seek)
-    moved = manager().seek(consumer_id, body.get("topic"), body.get("partition"),
+    moved = state().manager.seek(consumer_id, body.get("topic"), body.get("partition"),
                            body.get("offset"), body.get("position"), body.get("timestamp"),
                            owner())
     return {"success": True, "message": "offset updated", "offsets": offsets_to_wire(moved)}
@@ -235,7 +235,7 @@ def get_assignment(consumer_id):
           content: {application/json: {schema: AssignmentSchema}}
         404: NotFound
     """
-    return manager().get_assignment(consumer_id, owner())
+    return state().manager.get_assignment(consumer_id, owner())
 
 
 @bp.put("/<consumer_id>/assignment")
@@ -263,7 +263,7 @@ def put_assignment(consumer_id):
     body = json_body(_assign)
     for topic in body["topics"]:
         require("topics", "read", topic)
-    return manager().assign(consumer_id, body["topics"], owner())
+    return state().manager.assign(consumer_id, body["topics"], owner())
 
 
 @bp.get("/<consumer_id>/position")
@@ -281,7 +281,7 @@ def position(consumer_id):
           content: {application/json: {schema: PositionsSchema}}
         404: NotFound
     """
-    return {"offsets": offsets_to_wire(manager().positions(consumer_id, owner()))}
+    return {"offsets": offsets_to_wire(state().manager.positions(consumer_id, owner()))}
 
 
 @bp.get("/<consumer_id>/committed")
@@ -300,7 +300,7 @@ def committed(consumer_id):
           content: {application/json: {schema: PositionsSchema}}
         404: NotFound
     """
-    return {"offsets": offsets_to_wire(manager().committed(consumer_id, owner()))}
+    return {"offsets": offsets_to_wire(state().manager.committed(consumer_id, owner()))}
 
 
 @bp.delete("/<consumer_id>")
@@ -327,5 +327,5 @@ def close(consumer_id):
         409: Conflict
     """
     args = query_args(_close)
-    manager().close(consumer_id, args["commit"], owner())
+    state().manager.close(consumer_id, args["commit"], owner())
     return {"message": "consumer closed"}

@@ -16,7 +16,7 @@ from werkzeug.exceptions import HTTPException
 
 from consumer_api import errors as e
 from consumer_api.api import security
-from consumer_api.api.context import refusals
+from consumer_api.api.state import state
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ def register(app: Flask) -> None:
             resp.headers["Retry-After"] = str(RETRY_AFTER_S[type(exc)])
         reason = REFUSAL_REASONS.get((type(exc), exc.details.get("scope")))
         if reason is not None:
-            refusals().record(reason, security.client().name, exc.text)
+            state().refusals.record(reason, security.client().name, exc.text)
         return resp
 
     @app.errorhandler(HTTPException)

@@ -3,9 +3,10 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from consumer_api.api.context import manager, offsets_from_wire, offsets_to_wire
+from consumer_api.api.offsets_wire import offsets_from_wire, offsets_to_wire
+from consumer_api.api.state import state
 from consumer_api.api.json_io import json_body
-from consumer_api.api.security import require, visible
+from consumer_api.api.security import path_right, require, visible
 from consumer_api.api.schemas.groups import GroupOffsetsRequestSchema
 
 bp = Blueprint("groups", __name__, url_prefix="/api/consumer-groups")
@@ -26,11 +27,12 @@ def list_groups():
           description: groups, sorted by id
           content: {application/json: {schema: GroupListSchema}}
     """
-    return {"groups": [g for g in manager().groups.list_groups()
+    return {"groups": [g for g in state().backend.list_groups()
                        if visible("groups", g["group_id"])]}
 
 
 @bp.get("/<group>")
+@path_right("groups", "read", "group")
 def describe_group(group):
     """Describe a group.
     ---
@@ -46,9 +48,11 @@ def describe_group(group):
           content: {application/json: {schema: GroupDescriptionSchema}}
         404: NotFound
     """
-    info = manager().describe_group(group)
+    info = state().backend.describe_group(group)
+    ages = state().manager.heartbeat_ages_ms([m["consumer_id"] for m in info["members"]])
     info["offsets"] = [row for row in info["offsets"] if visible("topics", row["topic"])]
     for member in info["members"]:  # topics the key has no right on stay hidden
+        member["last_heartbeat_ms_ago"] = ages[member["consumer_id"]]
         member["topics"] = [t for t in member["topics"] if visible("topics", t)]
         member["assignment"] = {t: ps for t, ps in member["assignment"].items()
                                 if visible("topics", t)}
@@ -56,6 +60,7 @@ def describe_group(group):
 
 
 @bp.post("/<group>/offsets")
+@path_right("groups", "admin", "group")
 def set_offsets(group):
     """Set offsets.
     ---
@@ -81,16 +86,17 @@ def set_offsets(group):
     body = json_body(_offsets)
     topics = list(body.get("offsets", {})) + list(body.get("topics") or ())
     if "reset" in body and not body.get("topics"):  # every topic the group has committed
-        topics = sorted({t for t, _p in manager().groups.committed(group)})
+        topics = sorted({t for t, _p in state().backend.committed(group)})
     for topic in topics:
         require("topics", "read", topic)
-    done = manager().groups.set_offsets(
+    done = state().backend.set_offsets(
         group, offsets_from_wire(body["offsets"]) if "offsets" in body else None,
         body.get("reset"), body.get("topics"))
     return {"success": True, "message": "offsets committed", "offsets": offsets_to_wire(done)}
 
 
 @bp.delete("/<group>")
+@path_right("groups", "admin", "group")
 def delete_group(group):
     """Delete a group.
     ---
@@ -109,5 +115,5 @@ def delete_group(group):
         404: NotFound
         409: Conflict
     """
-    manager().groups.delete(group)
+    state().backend.delete_group(group)
     return {"message": "group deleted"}

@@ -1,9 +1,10 @@
 """Health routes: liveness and readiness."""
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from consumer_api.api.lifecycle import lifecycle_of
+from consumer_api.api.lifecycle import PROBES
+from consumer_api.api.state import state
 
-bp = Blueprint("health", __name__, url_prefix="/api/health")
+bp = Blueprint("health", __name__, url_prefix=PROBES)
 
 
 @bp.get("")
@@ -56,5 +57,5 @@ def ready():
           content: {application/json: {schema: HealthSchema, example: {status: ok}}}
         503: Unavailable
     """
-    lifecycle_of(current_app).check()
+    state().lifecycle.check()
     return {"status": "ok"}

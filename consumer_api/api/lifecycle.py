@@ -7,12 +7,11 @@ attribute, written by the starting thread and the signal path, read by request t
 """
 from __future__ import annotations
 
-from flask import Flask
-
 from consumer_api.errors import Unavailable
 
 STARTING, READY, DRAINING = "starting", "ready", "draining"
-LIFECYCLE = "consumer_api.lifecycle"
+#: the health probes: answered in every state and without a key
+PROBES = "/api/health"
 MESSAGES = {STARTING: "the server is starting: recovering its logs",
             DRAINING: "the server is shutting down"}
 
@@ -30,16 +29,8 @@ class Lifecycle:
             raise Unavailable(MESSAGES[self.state], {"state": self.state})
 
 
-def init_lifecycle(app: Flask, lifecycle: Lifecycle) -> None:
-    app.extensions[LIFECYCLE] = lifecycle
-
-
 def gate(lifecycle: Lifecycle, method: str, path: str) -> None:
     """Before the request: 503 for API work unless ready."""
     if not lifecycle.ready and method != "OPTIONS" and path.startswith("/api/") \
-            and not path.startswith("/api/health"):
+            and not path.startswith(PROBES):
         lifecycle.check()
-
-
-def lifecycle_of(app: Flask) -> Lifecycle:
-    return app.extensions[LIFECYCLE]

@@ -4,7 +4,7 @@ from __future__ import annotations
 from flask import Blueprint, Response
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
-from consumer_api.api.observe import metrics
+from consumer_api.api.state import state
 
 bp = Blueprint("metrics", __name__)
 
@@ -29,5 +29,5 @@ def scrape():
             text/plain:
               schema: {type: string}
     """
-    return Response(generate_latest(metrics().registry),
+    return Response(generate_latest(state().metrics.registry),
                     headers={"Content-Type": CONTENT_TYPE_LATEST})

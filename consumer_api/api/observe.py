@@ -11,16 +11,11 @@ from __future__ import annotations
 import logging
 import time
 
-from flask import Flask, g, request
+from flask import g, request
 
 from consumer_api.metrics import Metrics
 
-METRICS = "consumer_api.metrics"
 access_log = logging.getLogger("consumer_api.access")
-
-
-def init_observe(app: Flask, metrics: Metrics) -> None:
-    app.extensions[METRICS] = metrics
 
 
 def start() -> None:
@@ -44,8 +39,3 @@ def finish(resp, metrics: Metrics):
             "principal": getattr(g.get("principal"), "name", None)}
         access_log.info("%s %s %s", method, route, status, extra={"access": fields})
     return resp
-
-
-def metrics() -> Metrics:
-    from flask import current_app
-    return current_app.extensions[METRICS]

@@ -19,15 +19,15 @@ import re
 from flask import Flask, g, request
 
 from consumer_api.api import lifecycle, observe, security
+from consumer_api.api.state import state_of
 
 REQUEST_ID_HEADER = "X-Request-ID"
 _REQUEST_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 
 
 def init_pipeline(app: Flask) -> None:
-    life = lifecycle.lifecycle_of(app)
-    keyring = app.extensions[security.KEYRING]
-    metrics = app.extensions[observe.METRICS]
+    app_state = state_of(app)
+    life, keyring, metrics = app_state.lifecycle, app_state.keyring, app_state.metrics
     prefix = os.urandom(6).hex()  # new ids: unique per process start, then a counter
     counter = itertools.count(1)
 

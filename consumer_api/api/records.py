@@ -5,13 +5,13 @@ from flask import Blueprint, current_app
 
 from consumer_api.api import codec, response_room
 from consumer_api.api.response_room import RecordBody
-from consumer_api.sessions.collect import WINDOW_BYTES
-from consumer_api.api.context import backend, settings
+from consumer_api.api.security import path_right
+from consumer_api.api.state import state
 from consumer_api.api.json_io import (delivery_tracked_json_response, query_args,
                                       raw_json_body, validate)
-from consumer_api.api.observe import metrics
 from consumer_api.api.schemas.records import ProduceRequestSchema, ReadQuerySchema
 from consumer_api.errors import InvalidRequest, PartitionNotFound
+from consumer_api.sessions.collect import WINDOW_BYTES
 
 bp = Blueprint("records", __name__, url_prefix="/api/topics")
 _produce = ProduceRequestSchema()
@@ -41,6 +41,7 @@ def partition_number(topic: str, text: str) -> int:
 
 
 @bp.post("/<topic>/records")
+@path_right("topics", "write", "topic")
 def produce(topic):
     """Produce records.
     ---
@@ -74,13 +75,14 @@ def produce(topic):
         413: PayloadTooLarge
         507: InsufficientStorage
     """
-    records, partitions = parse_produce_body(raw_json_body(), settings().max_records_per_produce)
-    offsets = backend().produce(topic, records, partitions)
-    metrics().produced.labels(topic).inc(len(offsets))
+    records, partitions = parse_produce_body(raw_json_body(), state().config.max_records_per_produce)
+    offsets = state().backend.produce(topic, records, partitions)
+    state().metrics.produced.labels(topic).inc(len(offsets))
     return {"offsets": offsets}
 
 
 @bp.get("/<topic>/partitions/<partition>/records")
+@path_right("topics", "read", "topic")
 def read(topic, partition):
     """Read one partition.
     ---
@@ -124,7 +126,7 @@ def _fill(body: RecordBody, topic: str, partition: int, offset, max_records: int
     one ``read(offset, max_records, max_bytes)`` (the first record comes even when larger
     than ``max_bytes``; no later one passes it), or fewer when the response budget runs
     short."""
-    store = backend()
+    store = state().backend
     if offset is None:
         offset = store.log_offsets(topic, partition)[0]
     taken = 0

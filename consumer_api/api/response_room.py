@@ -18,10 +18,10 @@ Thread-safe: the budget locks itself; a RecordBody belongs to one request.
 """
 from __future__ import annotations
 
-from flask import current_app, request
+from flask import request
 
 from consumer_api.api import codec
-from consumer_api.api.context import RESPONSE_BUDGET, refusals
+from consumer_api.api.state import state
 from consumer_api.errors import Unavailable
 
 RETRY_AFTER_S = 1
@@ -36,7 +36,7 @@ class RecordBody:
         self.pieces: list = []
         self.count = 0
         self.refused = False  # the budget kept every record out
-        self._budget = budget if budget is not None else current_app.extensions[RESPONSE_BUDGET]
+        self._budget = budget if budget is not None else state().response_budget
         self._held = 0
         self._granted = 0  # taken by room() for the window on its way
 
@@ -96,6 +96,6 @@ def too_busy() -> Unavailable:
                       "shortly", {"reason": "response_budget"})
     exc.headers = {"Retry-After": str(RETRY_AFTER_S)}
     name = owner()
-    refusals().record("response_budget", f"key {name}" if name else
+    state().refusals.record("response_budget", f"key {name}" if name else
                       f"address {request.remote_addr}", "no room for a record response")
     return exc

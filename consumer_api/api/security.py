@@ -2,8 +2,8 @@
 
 Every ``/api`` route except the health probes needs ``Authorization: Bearer <key>`` when
 keys are configured: a missing or wrong key is ``401 unauthorized`` with a
-``WWW-Authenticate`` header. Rights on names in the path are checked here, before the
-view runs (``403 forbidden``); views check the names that come in a body with
+``WWW-Authenticate`` header. Rights on names in the path are declared on the view with
+:func:`path_right` and checked here, before the view runs (``403 forbidden``); views check the names that come in a body with
 :func:`require` and filter lists with :func:`visible`. CORS preflight requests carry no
 credentials and pass (flask-cors answers them).
 
@@ -19,31 +19,27 @@ import ipaddress
 
 from flask import Flask, current_app, g, request
 
-from consumer_api.api.context import settings
+from consumer_api.api.lifecycle import PROBES
+from consumer_api.api.state import state
 from consumer_api.auth import ANONYMOUS, KeyRing, Principal
 from consumer_api.errors import Forbidden, Unauthorized
 from consumer_api.sessions.quota import ClientQuota
 
-KEYRING = "consumer_api.keyring"
-TRUSTED_PROXIES = "consumer_api.trusted_proxies"
-OPEN_PREFIXES = ("/api/health",)
-
-#: endpoint -> (kind, right, view argument naming the resource)
-PATH_RIGHTS = {
-    "topics.describe_topic": ("topics", "read", "topic"),
-    "topics.delete_topic": ("topics", "admin", "topic"),
-    "records.produce": ("topics", "write", "topic"),
-    "records.read": ("topics", "read", "topic"),
-    "groups.describe_group": ("groups", "read", "group"),
-    "groups.set_offsets": ("groups", "admin", "group"),
-    "groups.delete_group": ("groups", "admin", "group"),
-}
 
 
-def init_security(app: Flask, keyring: KeyRing, trusted_proxies: tuple = ()) -> None:
-    """``trusted_proxies``: what :func:`parse_trusted_proxies` made of the setting."""
-    app.extensions[KEYRING] = keyring
-    app.extensions[TRUSTED_PROXIES] = tuple(trusted_proxies)
+
+def path_right(kind: str, right: str, arg: str):
+    """Decorate a view (under its route decorator): a key needs ``right`` on the
+    ``kind`` (``topics``/``groups``) named by the path's ``arg``, checked before the view
+    runs."""
+    def mark(view):
+        view.path_right = (kind, right, arg)
+        return view
+    return mark
+
+
+def warn_if_open(app: Flask, keyring: KeyRing) -> None:
+    """Say at start-up when the API is open to anyone."""
     if not keyring.enabled:
         app.logger.warning("no API keys configured: the API is open to anyone who can reach "
                            "it (set CONSUMER_API_API_KEYS or CONSUMER_API_API_KEYS_FILE)")
@@ -53,7 +49,7 @@ def authenticate(keyring: KeyRing, method: str, path: str) -> None:
     """Before the request (see :mod:`consumer_api.api.pipeline`)."""
     g.principal = ANONYMOUS
     if not keyring.enabled or method == "OPTIONS" or not path.startswith("/api/") \
-            or path.startswith(OPEN_PREFIXES):
+            or path.startswith(PROBES):
         return
     scheme, _, token = request.headers.get("Authorization", "").partition(" ")
     principal = keyring.authenticate(token.strip()) if scheme.lower() == "bearer" else None
@@ -64,7 +60,8 @@ def authenticate(keyring: KeyRing, method: str, path: str) -> None:
                        + (', error="invalid_token"' if token else "")}
         raise exc
     g.principal = principal
-    rule = PATH_RIGHTS.get(request.endpoint or "")
+    view = current_app.view_functions.get(request.endpoint or "")
+    rule = getattr(view, "path_right", None)
     if rule is not None:
         kind, right, arg = rule
         require(kind, right, (request.view_args or {}).get(arg, ""))
@@ -91,11 +88,12 @@ def client() -> ClientQuota:
 
 
 def _client_of(principal: Principal) -> ClientQuota:
-    config = settings()
+    app_state = state()
+    config = app_state.config
     if principal is ANONYMOUS:
         address = client_address(request.environ.get("REMOTE_ADDR", ""),
                                  request.environ.get("HTTP_X_FORWARDED_FOR"),
-                                 current_app.extensions.get(TRUSTED_PROXIES, ()))
+                                 app_state.trusted_proxies)
         return ClientQuota(f"address {address}", config.max_sessions_per_client,
                            config.max_polls_per_client)
     return ClientQuota(f"key {principal.name}",

@@ -1,14 +1,14 @@
 """The OpenAPI document and Swagger UI.
 
-The document is built once per app by apispec: the template in ``swagger/template.yml``
-(info, tags, security scheme, shared parameters and error responses), one path per route
-from the YAML after ``---`` in each view's docstring, and the schemas from the marshmallow
-classes those docstrings name. flasgger serves it at ``/swagger.json`` and Swagger UI at
-``/swagger/``; it is told to parse no docstrings itself, so there is one source of truth.
+The document is built once per app by apispec: the template
+``consumer_api/swagger/template.yml`` (package data: info, tags, security scheme, shared
+parameters and error responses), one path per route from the YAML after ``---`` in each
+view's docstring, and the schemas from the marshmallow classes those docstrings name.
+flasgger serves it at ``/swagger.json`` and Swagger UI at ``/swagger/``; it is told to parse no docstrings itself, so there is one source of truth.
 """
 from __future__ import annotations
 
-import os
+from importlib import resources
 
 import yaml
 from apispec import APISpec
@@ -20,22 +20,14 @@ from flask import Flask
 from consumer_api import __version__
 from consumer_api.api.schemas.common import ErrorSchema
 
-# Works from a source checkout or an editable install (the Makefile's); a wheel install
-# carries a copy in share/consumer-api/swagger (setup.cfg data_files).
-_CANDIDATES = (
-    os.path.join(os.path.dirname(__file__), "..", "..", "swagger", "template.yml"),
-    os.path.join(os.sys.prefix, "share", "consumer-api", "swagger", "template.yml"),
-)
 #: route prefixes that belong to the API (documented); others (static, Swagger UI) do not
 DOCUMENTED_PREFIXES = ("/api/", "/metrics")
 
 
 def load_template() -> dict:
-    for path in _CANDIDATES:
-        if os.path.exists(path):
-            with open(path, encoding="utf-8") as f:
-                return yaml.safe_load(f)
-    raise FileNotFoundError("swagger/template.yml not found (looked in %s)" % ", ".join(_CANDIDATES))
+    """The OpenAPI template (package data: ``consumer_api/swagger/template.yml``)."""
+    text = resources.files("consumer_api.swagger").joinpath("template.yml").read_text("utf-8")
+    return yaml.safe_load(text)
 
 
 def documented_rules(app: Flask):

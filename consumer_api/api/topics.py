@@ -3,9 +3,9 @@ from __future__ import annotations
 
 from flask import Blueprint
 
-from consumer_api.api.context import backend
+from consumer_api.api.state import state
 from consumer_api.api.json_io import json_body
-from consumer_api.api.security import require, visible
+from consumer_api.api.security import path_right, require, visible
 from consumer_api.api.schemas.topics import TopicCreateSchema
 
 bp = Blueprint("topics", __name__, url_prefix="/api/topics")
@@ -38,7 +38,7 @@ def create_topic():
     """
     body = json_body(_create)
     require("topics", "admin", body["name"])
-    return backend().create_topic(body["name"], body["partitions"], body.get("config")), 201
+    return state().backend.create_topic(body["name"], body["partitions"], body.get("config")), 201
 
 
 @bp.get("")
@@ -57,10 +57,11 @@ def list_topics():
             application/json:
               schema: TopicListSchema
     """
-    return {"topics": [t for t in backend().list_topics() if visible("topics", t["name"])]}
+    return {"topics": [t for t in state().backend.list_topics() if visible("topics", t["name"])]}
 
 
 @bp.get("/<topic>")
+@path_right("topics", "read", "topic")
 def describe_topic(topic):
     """Describe a topic.
     ---
@@ -77,10 +78,11 @@ def describe_topic(topic):
               schema: TopicDescriptionSchema
         404: NotFound
     """
-    return backend().describe_topic(topic)
+    return state().backend.describe_topic(topic)
 
 
 @bp.delete("/<topic>")
+@path_right("topics", "admin", "topic")
 def delete_topic(topic):
     """Delete a topic.
     ---
@@ -98,5 +100,5 @@ def delete_topic(topic):
               example: {message: topic deleted}
         404: NotFound
     """
-    backend().delete_topic(topic)
+    state().backend.delete_topic(topic)
     return {"message": "topic deleted"}

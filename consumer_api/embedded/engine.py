@@ -12,24 +12,16 @@ import resource
 import threading
 import time
 
+from consumer_api.backend import BackendStats, PartitionStats
 from consumer_api.config import Config
 from consumer_api.embedded.groups.service import GroupService
 from consumer_api.embedded.lockfile import DataDirLock
-from consumer_api.embedded.storage.partition_log import LogConfig, append_all, wall_clock_ms
+from consumer_api.embedded.member import EmbeddedMember
+from consumer_api.clock import wall_clock_ms
+from consumer_api.embedded.storage.partition_log import LogConfig, append_all
 from consumer_api.embedded.topics import TopicRegistry
-from consumer_api.errors import PartitionNotFound, TopicNotFound
 
 log = logging.getLogger(__name__)
-
-
-def log_defaults(config: Config) -> LogConfig:
-    return LogConfig(segment_bytes=config.segment_bytes,
-                     index_interval_bytes=config.index_interval_bytes,
-                     retention_ms=config.retention_ms,
-                     retention_bytes=config.retention_bytes,
-                     flush_policy=config.flush_policy,
-                     flush_interval_messages=config.flush_interval_messages,
-                     flush_interval_ms=config.flush_interval_ms)
 
 
 def _raise_open_files_limit() -> None:
@@ -64,7 +56,7 @@ class Engine:
         """Open every topic (recovering their logs) and the consumer groups' offsets."""
         started = time.monotonic()
         try:
-            self.topics = TopicRegistry(self.config.data_dir, log_defaults(self.config),
+            self.topics = TopicRegistry(self.config.data_dir, LogConfig.from_config(self.config),
                                         self._now_ms)
             self.groups = GroupService(self.topics, self.config.data_dir,
                                        self.config.default_assignor, self._now_ms)
@@ -173,20 +165,18 @@ class Engine:
             offset = plog.log_start_offset
         return plog.read(offset, max_records, max_bytes)
 
-    # -- what consumer sessions need ---------------------------------------------------------
-
-    def log_offsets(self, topic: str, partition: int) -> tuple[int, int]:
-        """``(log_start_offset, high_watermark)``; TopicNotFound / PartitionNotFound."""
-        return self.topics.get(topic).partition(partition).offsets()
-
-    def high_watermark(self, topic: str, partition: int) -> int:
-        return self.topics.get(topic).partition(partition).high_watermark
-
     def fetch(self, topic: str, partition: int, offset: int, max_records: int, max_bytes: int,
               taken: int):
         """``(records, taken)``: see PartitionLog.fetch."""
         return self.topics.get(topic).partition(partition).fetch(offset, max_records, max_bytes,
                                                                   taken)
+
+    def partition_count(self, topic: str) -> int:
+        return len(self.topics.get(topic).partitions)
+
+    def log_offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        """``(log_start_offset, high_watermark)``; TopicNotFound / PartitionNotFound."""
+        return self.topics.get(topic).partition(partition).offsets()
 
     def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int:
         """First offset with a timestamp >= ``timestamp``; the high watermark if none."""
@@ -194,20 +184,37 @@ class Engine:
         found = plog.offset_for_timestamp(timestamp)
         return plog.high_watermark if found is None else found
 
-    def watch(self, topic: str, partition: int, listener) -> bool:
-        """Call ``listener(log)`` on every append to (and the close of) a partition; False
-        if the partition does not exist (any more)."""
-        try:
-            self.topics.get(topic).partition(partition).add_listener(listener)
-            return True
-        except (TopicNotFound, PartitionNotFound):
-            return False
+    def stats(self) -> BackendStats:
+        partitions = []
+        for topic in self.topics.list():
+            for number, plog in enumerate(topic.partitions):
+                start, end = plog.offsets()
+                partitions.append(PartitionStats(topic.name, number, start, end,
+                                                 plog.size_bytes))
+        offsets = self.groups.offsets
+        committed = {group: offsets.committed(group) for group in offsets.group_ids()}
+        return BackendStats(partitions, committed, self.groups.coordinator.rebalances)
 
-    def unwatch(self, topic: str, partition: int, listener) -> None:
-        try:
-            self.topics.get(topic).partition(partition).remove_listener(listener)
-        except (TopicNotFound, PartitionNotFound):
-            pass
+    # -- consumer groups -------------------------------------------------------------------
+
+    def member(self, group_id: str, member_id: str, wake) -> EmbeddedMember:
+        return EmbeddedMember(self.groups, self.topics, group_id, member_id, wake)
+
+    def list_groups(self) -> list[dict]:
+        return self.groups.list_groups()
+
+    def describe_group(self, group_id: str) -> dict:
+        return self.groups.describe(group_id)
+
+    def committed(self, group_id: str) -> dict:
+        return self.groups.committed(group_id)
+
+    def set_offsets(self, group_id: str, offsets: dict | None = None, reset: str | None = None,
+                    topics=None) -> dict:
+        return self.groups.set_offsets(group_id, offsets, reset, topics)
+
+    def delete_group(self, group_id: str) -> None:
+        self.groups.delete(group_id)
 
     # -- maintenance -----------------------------------------------------------------------
 

@@ -23,43 +23,24 @@ from __future__ import annotations
 import json
 import logging
 import os
-import re
 import shutil
 import threading
 import uuid
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from consumer_api.errors import (InvalidRequest, PartitionNotFound, StorageFull, TopicExists,
                                  TopicNotFound)
-from consumer_api.embedded.partitioner import Partitioner
+from consumer_api.partitioner import Partitioner
+from consumer_api.topic_rules import (MAX_PARTITIONS, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+                                      check_topic_name, topic_name_problem)
 from consumer_api.embedded.storage.mapped_file import is_disk_full
-from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog, wall_clock_ms
+from consumer_api.clock import wall_clock_ms
+from consumer_api.embedded.storage.durable import fsync_dir
+from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
 
 log = logging.getLogger(__name__)
 
-TOPIC_NAME_RE = re.compile(r"[A-Za-z0-9._-]{1,249}")
-MAX_PARTITIONS = 1024
-MIN_SEGMENT_BYTES = 1024
-MAX_SEGMENT_BYTES = 1 << 30
 META = "topic.json"
-
-
-def topic_name_problem(name, internal: bool = False) -> str | None:
-    """Why ``name`` is not a valid topic name, or None if it is."""
-    if not isinstance(name, str) or not TOPIC_NAME_RE.fullmatch(name):
-        return "must be 1 to 249 characters of A-Z, a-z, 0-9, '.', '_' and '-'"
-    if name in (".", ".."):
-        return "must not be '.' or '..'"
-    if name.startswith("__") and not internal:
-        return "must not start with '__' (reserved for internal topics)"
-    return None
-
-
-def check_topic_name(name, internal: bool = False) -> str:
-    problem = topic_name_problem(name, internal)
-    if problem:
-        raise InvalidRequest(f"invalid topic name: {problem}", {"name": [problem]})
-    return name
 
 
 @dataclass(frozen=True)
@@ -111,14 +92,6 @@ def _write_json_atomically(path: str, data: dict) -> None:
         os.fsync(f.fileno())
     os.replace(tmp, path)
     fsync_dir(os.path.dirname(path))
-
-
-def fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 class TopicRegistry:
@@ -175,14 +148,9 @@ class TopicRegistry:
             self._topics[name] = topic
 
     def _log_config(self, config: TopicConfig) -> LogConfig:
-        d = self.log_defaults
-        return LogConfig(segment_bytes=config.segment_bytes,
-                         index_interval_bytes=d.index_interval_bytes,
-                         retention_ms=config.retention_ms,
-                         retention_bytes=config.retention_bytes,
-                         flush_policy=d.flush_policy,
-                         flush_interval_messages=d.flush_interval_messages,
-                         flush_interval_ms=d.flush_interval_ms)
+        return replace(self.log_defaults, segment_bytes=config.segment_bytes,
+                       retention_ms=config.retention_ms,
+                       retention_bytes=config.retention_bytes)
 
     def _open_topic(self, name: str, partitions: int, config: TopicConfig, created_ms: int) -> Topic:
         directory = self._topic_dir(name)

@@ -108,8 +108,8 @@ class Worker(base.Worker):
     # -- set-up and tear-down -------------------------------------------------------------
 
     def run(self):
-        from consumer_api.app import server_hooks
-        hooks = server_hooks(self.wsgi)
+        from consumer_api.api.state import state_of
+        hooks = state_of(self.wsgi)
         config = hooks.config
         self._refusals = hooks.refusals
         self._request_budget = hooks.request_budget
@@ -503,8 +503,8 @@ def _drain_pipe(fd) -> None:
 def _tune_malloc() -> None:
     """Large response buffers come and go: have glibc map them separately (and give the
     memory back when they go) rather than grow its heaps by them, and keep the number of
-    its per-thread arenas small. Without this a burst of large reads left the worker
-    holding gigabytes it no longer used."""
+    its per-thread arenas small, so that a burst of large reads does not leave the worker
+    holding memory it no longer uses."""
     libc_name = ctypes.util.find_library("c")
     if not libc_name:
         return

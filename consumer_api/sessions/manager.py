@@ -1,27 +1,37 @@
 """ConsumerManager: the HTTP consumer sessions of one server.
 
-# design: a session is created by subscribe (it joins its group at once, so the first
-# consume can return data), and every later request on it is a heartbeat. A consume reads
-# the session's partitions from their positions; when none has data it registers one
-# Waiter with exactly the partitions it owns and sleeps on it until an append to one of
-# them, a rebalance of its group, its close, or server shutdown -- no sleep-and-retry and
-# no waking of unrelated consumers. The reaper keeps (deadline, id) pairs in a heap, sleeps
-# until the earliest, expires sessions under the lock and makes them leave their groups
-# outside it. Sessions live in memory: a restart ends them (committed offsets persist).
-#
-# Shares: a consume that finds nothing and may wait takes a *poll slot* before it sleeps and
-# gives it back however the wait ends. Slots are capped server-wide (``max_waiting_polls``:
-# the threads left after a reserve for everything else) and per client; so are sessions. A
-# refused slot is ``TooManyPolls`` at once -- nothing is taken, the client retries later.
-# A newer consume on a session supersedes the one waiting there (it returns empty), so one
-# session never holds two slots or two threads for a whole wait.
+A session is created by subscribe (it joins its group then, and waits a bounded time for
+the join, so the first consume can return data), and every later request on it is a
+heartbeat. A consume reads the session's partitions from their positions; when none has
+data it watches exactly the partitions it owns and sleeps on its own Waiter until new
+records on one of them, a rebalance of its group, its close, or server shutdown -- no
+sleep-and-retry and no waking of unrelated consumers (the long-poll:
+:mod:`consumer_api.sessions.long_poll`; reading the records:
+:mod:`consumer_api.sessions.reading`). The reaper keeps (deadline, id) pairs in a heap,
+sleeps until the earliest, expires sessions under the lock and makes them leave their groups
+outside it. Sessions live in memory: a restart ends them (committed offsets persist).
 
-Thread-safety: ``_lock`` (an RLock; ``_cond`` is a Condition on it for the reaper) guards
+Shares: a consume that finds nothing and may wait takes a *poll slot* before it sleeps and
+gives it back however the wait ends. Slots are capped server-wide (``max_waiting_polls``:
+the threads left after a reserve for everything else) and per client; so are sessions. A
+refused slot is ``TooManyPolls`` at once -- nothing is taken, the client retries later.
+A newer consume on a session supersedes the one waiting there (it returns empty), so one
+session never holds two slots or two threads for a whole wait.
+
+Everything a session asks of the store goes through the seam (:mod:`consumer_api.backend`):
+the :class:`~consumer_api.backend.Backend` for offsets and timestamps, and the session's own
+:class:`~consumer_api.backend.Member` for its group (join, assignment, reads, watches,
+commits). A join may complete later than it is asked for: the member wakes the session then,
+and until it does the session owns no partitions.
+
+Thread-safety: ``_lock`` (a Lock; ``_cond`` is a Condition on it for the reaper) guards
 the session table, the deadline heap and the two tallies (sessions and waiting polls, in
-all and per client) only. It is never held while reading a log, calling the group
-coordinator, or waiting for records. Per-session state has the session's own locks (see
-:mod:`consumer_api.sessions.session`). Lock order: manager lock -> nothing; session lock
--> partition / coordinator locks; partition lock -> waiter lock.
+all and per client) only. It is never held while calling the store or waiting for records.
+Per-session state has the session's own locks (see :mod:`consumer_api.sessions.session`).
+Lock order: manager lock -> nothing; session lock -> the store's locks (on the embedded
+store: the group coordinator's, the offset store's, a partition's, taken by assignment
+reads, start-offset lookups, seeks and out-of-range resets); a store's lock -> a session's
+waiter lock (a wake-up: rebalances and appends wake sessions under the store's locks).
 """
 from __future__ import annotations
 
@@ -33,11 +43,15 @@ import threading
 import time
 import uuid
 
+from consumer_api.backend import Assignment, Backend
+from consumer_api.clock import wall_clock_ms
 from consumer_api.errors import (ConsumerNotFound, InvalidRequest, OffsetOutOfRange,
                                  PartitionNotAssigned, PartitionNotFound, TooManyConsumers,
                                  TooManyPolls, TopicNotFound, Unavailable)
+from consumer_api.sessions.collect import Collector, RecordLists
+from consumer_api.sessions.long_poll import poll
 from consumer_api.sessions.quota import ClientQuota, Tally
-from consumer_api.sessions.collect import WINDOW_BYTES, Collector, RecordLists, Span
+from consumer_api.sessions.reading import retreat
 from consumer_api.sessions.session import Session, Waiter
 
 log = logging.getLogger(__name__)
@@ -45,42 +59,36 @@ log = logging.getLogger(__name__)
 #: how long (real seconds, at least) a consume waits for the turn on its session: the
 #: consume it supersedes gives it up at once unless it is in the middle of a read
 HANDOVER_S = 5.0
-
-
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
+#: how long (real seconds) a subscribe waits for a join that does not complete at once;
+#: past it the session is answered with no partitions and gets them on a later request
+JOIN_WAIT_S = 10.0
+#: what a member that is not (yet, or any more) in its group owns
+NO_ASSIGNMENT = Assignment(-1, {})
 
 
 class ConsumerManager:
-    """``backend`` is the engine (see :mod:`consumer_api.backend`): its ``groups``
-    (GroupService) and its partition access (``fetch``, ``log_offsets``, ``watch``...).
-    ``clock`` (seconds, monotonic) drives heartbeats and deadlines; ``now_ms`` (epoch ms)
+    """``backend`` is the store (see :mod:`consumer_api.backend`). ``clock`` (seconds, monotonic) drives heartbeats and deadlines; ``now_ms`` (epoch ms)
     stamps responses. Both are injectable so tests never sleep. ``max_waiting_polls``
     caps the consumes waiting at once, server-wide (None: no cap; see
     :meth:`limit_waiting_polls`)."""
 
-    def __init__(self, backend, max_sessions: int = 10_000, clock=time.monotonic,
+    def __init__(self, backend: Backend, max_sessions: int = 10_000, clock=time.monotonic,
                  now_ms=wall_clock_ms, max_waiting_polls: int | None = None):
         self.backend = backend
         self.max_sessions = max_sessions
         self.max_waiting_polls = max_waiting_polls
         self.clock = clock
         self.now_ms = now_ms
-        self._lock = threading.RLock()
+        self._lock = threading.Lock()
         self._cond = threading.Condition(self._lock)
         self._sessions: dict[str, Session] = {}
         self._deadlines: list = []  # heap of (deadline_s, seq, consumer_id)
         self._seq = itertools.count()
         self._session_tally = Tally()  # live sessions, per client name
         self._poll_tally = Tally()  # poll slots held: consumes waiting for records
-        self._stopping = False
+        self._stopping = False  # written under _lock; read without it (one attribute)
         self._reaper: threading.Thread | None = None
         self.expired_total = 0
-
-    @property
-    def groups(self):
-        """The backend's GroupService (there once the backend has opened its data)."""
-        return self.backend.groups
 
     # -- session table ---------------------------------------------------------------------
 
@@ -96,6 +104,11 @@ class ConsumerManager:
 
     def _push_deadline(self, session: Session) -> None:
         heapq.heappush(self._deadlines, (session.deadline(), next(self._seq), session.consumer_id))
+
+    @property
+    def stopping(self) -> bool:
+        """Whether :meth:`shutdown` began: consumes return at once, subscribes are 503."""
+        return self._stopping
 
     def count(self) -> int:
         return len(self._sessions)
@@ -123,28 +136,43 @@ class ConsumerManager:
         ``owner`` (an API key's name, or None) alone may use the session later; ``client``
         is whose share it counts in. TooManyConsumers when the server holds
         ``max_sessions`` sessions, or ``client`` already holds its ``max_sessions``."""
-        if self._stopping:
-            raise Unavailable("the server is shutting down")
         topics = list(dict.fromkeys(topics))
         session = Session(uuid.uuid4().hex, group_id, topics, auto_offset_reset,
                           session_timeout_ms, auto_commit, encoding, owner, self.clock(),
                           None if client is None else sys.intern(client.name))
+        session.member = self.backend.member(group_id, session.consumer_id, session.wake)
         with self._lock:
+            if self._stopping:
+                raise Unavailable("the server is shutting down")
             self._admit_session(client, owner)
             self._sessions[session.consumer_id] = session
             self._session_tally.add(session.client)
             self._push_deadline(session)
             self._cond.notify()  # the reaper may need an earlier wake-up
         try:
-            generation, assignment = self.groups.join(group_id, session.consumer_id, topics,
-                                                      session.wake)
+            assignment = session.member.join(topics) or self._await_join(session)
         except BaseException:
             with self._lock:
                 self._forget(session)
             raise
         with session.lock:
-            self._apply_assignment(session, generation, assignment)
+            self._apply_assignment(session, assignment)
         return self._assignment_body(session)
+
+    def _await_join(self, session: Session) -> Assignment:
+        """Wait (at most JOIN_WAIT_S) for a join that completes later; the assignment, or
+        none yet (the session's requests pick it up once it comes)."""
+        waiter = session.waiter = Waiter()
+        deadline = time.monotonic() + JOIN_WAIT_S
+        try:
+            while (found := session.member.assignment()) is None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0 or self._stopping:
+                    return NO_ASSIGNMENT
+                waiter.wait(remaining)
+            return found
+        finally:
+            session.waiter = None
 
     def _admit_session(self, client: ClientQuota | None, owner) -> None:
         """(Lock held.) TooManyConsumers unless the server and ``client`` have room for one
@@ -184,51 +212,57 @@ class ConsumerManager:
                 return
             session.closed = True
             self._forget(session)
-        if not session.manual:
-            self.groups.leave(session.group_id, session.consumer_id)
+        with session.lock:
+            session.member.leave()
         session.wake()
         log.info("consumer %s of group %s %s", session.consumer_id, session.group_id, why)
 
     # -- assignment ------------------------------------------------------------------------
 
-    def _sync(self, session: Session) -> list:
+    def sync(self, session: Session) -> list:
         """Bring the session up to its group's current generation (call with its lock).
         Returns its partitions."""
         if session.manual:
             return session.partitions
-        current = self.groups.membership(session.group_id, session.consumer_id)
-        if current is None:  # no longer a member: it was closed or expired meanwhile
-            raise ConsumerNotFound(f"consumer {session.consumer_id!r} not found (closed or "
-                                   "expired)", {"consumer_id": session.consumer_id})
-        if current[0] != session.generation:
-            self._apply_assignment(session, *current)
+        current = session.member.assignment()
+        if current is None:
+            if session.closed:
+                raise ConsumerNotFound(f"consumer {session.consumer_id!r} not found (closed "
+                                       "or expired)", {"consumer_id": session.consumer_id})
+            current = NO_ASSIGNMENT  # a join in progress, or the store dropped the member
+        if current.generation != session.generation or (
+                current is NO_ASSIGNMENT and session.partitions):
+            self._apply_assignment(session, current)
         return session.partitions
 
-    def _apply_assignment(self, session: Session, generation: int, assignment: dict,
-                          since: dict | None = None) -> None:
+    def _apply_assignment(self, session: Session, assignment: Assignment) -> None:
         """Partitions the session has owned without a break since a generation it saw keep
         their position; every other one starts at the group's committed offset, else at
         ``auto_offset_reset``."""
-        partitions = sorted((t, p) for t, ps in assignment.items() for p in ps)
-        old, seen = session.positions, session.generation
-        kept = {tp for tp in partitions if tp in old
-                and (since is None or since.get(tp, generation) <= seen)}
-        session.positions = {tp: old[tp] if tp in kept else self._start_offset(session, *tp)
-                             for tp in partitions}
+        partitions = assignment.pairs()
+        old, seen, since = session.positions, session.generation, assignment.since
+        generation = assignment.generation
+        kept = {tp for tp in partitions if tp in old and since.get(tp, generation) <= seen}
+        fresh = [tp for tp in partitions if tp not in kept]
+        committed = session.member.committed(fresh) if fresh else {}
+        positions = {tp: old[tp] for tp in kept}
+        for tp in fresh:
+            positions[tp] = self._start_offset(session, tp, committed.get(tp))
+            session.member.reposition(*tp, positions[tp])
+        session.positions = {tp: positions[tp] for tp in partitions}
         session.partitions = partitions
-        session.assignment = assignment
+        session.assignment = assignment.partitions
         session.generation = generation
         # an auto-commit still pending for a partition owned by someone else meanwhile
         # would move the group's offset back over that member's commits: drop it
         session.pending_commit = {tp: o for tp, o in session.pending_commit.items()
                                   if tp in kept}
 
-    def _start_offset(self, session: Session, topic: str, partition: int) -> int:
+    def _start_offset(self, session: Session, tp, committed: int | None) -> int:
         try:
-            start, end = self.backend.log_offsets(topic, partition)
+            start, end = self.backend.log_offsets(*tp)
         except (TopicNotFound, PartitionNotFound):
             return 0  # deleted meanwhile: the rebalance that follows drops it
-        committed = self.groups.offsets.get(session.group_id, topic, partition)
         if committed is not None and start <= committed <= end:
             return committed
         return start if session.auto_offset_reset == "earliest" else end
@@ -242,7 +276,7 @@ class ConsumerManager:
     def get_assignment(self, consumer_id: str, owner=None) -> dict:
         session = self._get(consumer_id, owner)
         with session.lock:
-            self._sync(session)
+            self.sync(session)
             return {"group_id": session.group_id,
                     "assignment": {t: list(ps) for t, ps in session.assignment.items()},
                     "generation": session.generation}
@@ -253,17 +287,16 @@ class ConsumerManager:
         session = self._get(consumer_id, owner)
         wanted = {}
         for topic, partitions in topics.items():
-            count = self.groups.partition_count(topic)  # TopicNotFound
+            count = self.backend.partition_count(topic)  # TopicNotFound
             for p in partitions:
                 if not 0 <= p < count:
                     raise PartitionNotFound(f"topic {topic!r} has no partition {p}",
                                             {"topic": topic, "partition": p})
             wanted[topic] = sorted(set(partitions))
         with session.lock:
-            if not session.manual:
-                session.manual = True
-                self.groups.leave(session.group_id, session.consumer_id)
-            self._apply_assignment(session, -1, {t: ps for t, ps in wanted.items() if ps})
+            assignment = session.member.assign(wanted)
+            session.manual = True
+            self._apply_assignment(session, assignment)
         session.wake()
         return self._assignment_body(session)
 
@@ -304,55 +337,14 @@ class ConsumerManager:
             return [], encoding
         try:
             remaining_ms = max(0, int((deadline - self.clock()) * 1000))
-            spans = self._consume(session, ticket, max_records, remaining_ms, max_bytes,
-                                  abandoned, client, collector)
+            spans = poll(self, session, ticket, max_records, remaining_ms, max_bytes,
+                         abandoned, client, collector)
         finally:  # heartbeat first: the reaper must never see a finished, stale consume
             session.last_heartbeat = self.clock()
             session.end_consume()
         return (collector.chunks() if keep else spans), encoding
 
-    def _consume(self, session: Session, ticket: int, max_records: int, timeout_ms: int,
-                 max_bytes: int, abandoned, client: ClientQuota | None,
-                 collector: Collector) -> list:
-        self._check_live(session)
-        if session.auto_commit:
-            self._auto_commit(session)
-        deadline = self.clock() + timeout_ms / 1000
-        waiter = Waiter()
-        session.waiter = waiter  # before the first superseded() check: no wake-up is lost
-        watched: set = set()
-        slot = False
-        try:
-            while True:
-                self._check_live(session)
-                if self._stopping or session.superseded(ticket):
-                    return []
-                with session.lock:
-                    partitions = self._sync(session)
-                self._watch(waiter, watched, partitions)
-                spans, blocked = self._fetch(session, partitions, max_records, max_bytes,
-                                             collector)
-                if spans or blocked:
-                    return spans
-                remaining = deadline - self.clock()
-                if remaining <= 0:
-                    return []
-                if not slot:
-                    self._take_poll_slot(client)
-                    slot = True
-                waiter.wait(remaining)
-                if abandoned is not None and abandoned():
-                    log.info("consumer %s: the client left a waiting consume; no records taken",
-                             session.consumer_id)
-                    return []
-        finally:
-            if slot:
-                self._release_poll_slot(client)
-            session.waiter = None
-            for tp in watched:
-                self.backend.unwatch(*tp, waiter.notify)
-
-    def _take_poll_slot(self, client: ClientQuota | None) -> None:
+    def take_poll_slot(self, client: ClientQuota | None) -> None:
         """A slot for one waiting consume, or TooManyPolls (details: ``limit``, ``scope``
         ``client`` or ``server``, and ``client`` with its name). The client's own cap is
         checked first: when both are full, its own share is what it can change."""
@@ -371,154 +363,9 @@ class ConsumerManager:
                     "retry after a pause", {"limit": limit, "scope": "server"})
             self._poll_tally.add(name)
 
-    def _release_poll_slot(self, client: ClientQuota | None) -> None:
+    def release_poll_slot(self, client: ClientQuota | None) -> None:
         with self._lock:
             self._poll_tally.remove(None if client is None else client.name)
-
-    def _check_live(self, session: Session) -> None:
-        if session.closed:
-            raise ConsumerNotFound(f"consumer {session.consumer_id!r} was closed or expired "
-                                   "while waiting", {"consumer_id": session.consumer_id})
-
-    def _watch(self, waiter: Waiter, watched: set, partitions: list) -> None:
-        """Register the waiter with exactly the owned partitions (after a rebalance: add
-        the new ones, drop the lost ones)."""
-        wanted = set(partitions)
-        for tp in watched - wanted:
-            self.backend.unwatch(*tp, waiter.notify)
-        for tp in wanted - watched:
-            self.backend.watch(*tp, waiter.notify)
-        watched.clear()
-        watched.update(wanted)
-
-    def _fetch(self, session: Session, partitions: list, max_records: int, max_bytes: int,
-               collector: Collector) -> tuple:
-        """One pass over the owned partitions, starting one further each time (so a busy
-        partition cannot starve the others). ``(spans, blocked)``: blocked when the
-        collector had no more room."""
-        spans: list = []
-        n = len(partitions)
-        if not n:
-            return spans, False
-        first = session.rotation % n
-        session.rotation += 1
-        left, taken = [max_records], [0]  # shared by the partitions of this pass
-        for i in range(n):
-            topic, p = tp = partitions[(first + i) % n]
-            position = session.positions.get(tp)
-            if position is None:
-                continue
-            try:
-                if self.backend.high_watermark(topic, p) == position:
-                    continue
-                span, stop = self._take(session, tp, position, left, max_bytes, taken,
-                                        collector)
-            except (TopicNotFound, PartitionNotFound):
-                continue  # deleted meanwhile; the rebalance that follows drops it
-            if span is not None:
-                spans.append(span)
-            if stop is not None:
-                return spans, stop == "blocked"
-            if not left[0]:
-                break
-        return spans, False
-
-    def _take(self, session: Session, tp, position: int, left: list, max_bytes: int,
-              taken: list, collector: Collector) -> tuple:
-        """Read one partition from ``position`` a window at a time into the collector,
-        advancing the position past each window it takes. ``left`` (records) and ``taken``
-        (stored bytes) are the pass's running totals, in one-item lists. Returns ``(span or
-        None, stop)``: stop is None to go on with the next partition, ``"full"`` when
-        ``max_bytes`` is reached, ``"blocked"`` when the collector has no room."""
-        topic, p = tp
-        first = count = 0
-        stop = None
-        while left[0] and stop is None:
-            records, stop, read_from = self._window(session, tp, position, left[0], max_bytes,
-                                                    taken, collector)
-            if not records:
-                break
-            after = records[-1][0] + 1
-            if not self._advance(session, tp, read_from, after):
-                collector.unused()  # a seek or a rebalance won: the records are dropped
-                break
-            if not collector.add(topic, p, records):
-                self._retreat(session, tp, after, read_from)
-                stop = "blocked"
-                break
-            first = first if count else records[0][0]
-            count += len(records)
-            left[0] -= len(records)
-            position = after
-        return self._span(tp, first, position, count), stop
-
-    def _window(self, session: Session, tp, position: int, left: int, max_bytes: int,
-                taken: list, collector: Collector) -> tuple:
-        """The next window of one partition: ``(records, stop, position read from)``.
-        A window holds about WINDOW_BYTES; a record larger than that (but within
-        ``max_bytes``) comes in a window of its own. The first record of a consume comes
-        whatever its size (as a fetch with nothing taken yet gives it)."""
-        remaining = max_bytes - taken[0]
-        if taken[0] and remaining <= 0:
-            return [], "full", position
-        allowed = 0
-        for ask in dict.fromkeys((min(WINDOW_BYTES, remaining), remaining)):
-            allowed = collector.room(ask)
-            if not allowed:
-                return [], "blocked", position
-            records, now_taken, read_from = self._read(session, tp, position, left,
-                                                       taken[0] + allowed, taken[0])
-            if records:
-                taken[0] = now_taken
-                return records, None, read_from
-            collector.unused()
-            if not taken[0]:
-                return [], None, read_from  # nothing at all from here on
-        if allowed < remaining:
-            return [], "blocked", position  # the collector's room is short of the record
-        if self.backend.high_watermark(*tp) <= position:
-            return [], None, position  # this partition is done; the next may have some
-        return [], "full", position
-
-    @staticmethod
-    def _span(tp, first: int, after: int, count: int):
-        return Span(tp[0], tp[1], first, after, count) if count else None
-
-    @staticmethod
-    def _retreat(session: Session, tp, after: int, back_to: int) -> None:
-        """Undo an advance whose records were not taken after all."""
-        with session.lock:
-            if session.positions.get(tp) == after:
-                session.positions[tp] = back_to
-                if session.pending_commit.get(tp) == after:
-                    session.pending_commit[tp] = back_to
-
-    def _read(self, session, tp, position, max_records, max_bytes, taken):
-        """``(records, taken, position read from)``: a position that retention (or a
-        re-created topic) left outside the log is reset by ``auto_offset_reset`` first."""
-        try:
-            return (*self.backend.fetch(*tp, position, max_records, max_bytes, taken), position)
-        except OffsetOutOfRange:  # retention passed the position: reset by the policy
-            start, end = self.backend.log_offsets(*tp)
-            reset = start if session.auto_offset_reset == "earliest" else end
-            log.info("consumer %s: position %d of %s[%d] is out of range [%d, %d]; reset to %d",
-                     session.consumer_id, position, tp[0], tp[1], start, end, reset)
-            with session.lock:
-                if session.positions.get(tp) == position:
-                    session.positions[tp] = reset
-            return (*self.backend.fetch(*tp, reset, max_records, max_bytes, taken), reset)
-
-    @staticmethod
-    def _advance(session: Session, tp, read_from: int, new_position: int) -> bool:
-        """Move the position past returned records -- unless a seek or a rebalance changed
-        it while reading: then the records are dropped (the seek or the new owner wins)."""
-        with session.lock:
-            if session.positions.get(tp) != read_from:
-                return False
-            session.positions[tp] = new_position
-            if session.auto_commit:
-                session.pending_commit[tp] = new_position
-            return True
 
     def give_back(self, consumer_id: str, spans: list) -> None:
         """The response carrying ``spans`` (as :meth:`consume` with a collector returned
@@ -535,22 +382,21 @@ class ConsumerManager:
             with session.lock:
                 moved_back = session.positions.get(tp) == span.after
             if moved_back:
-                self._retreat(session, tp, span.after, span.first)
+                retreat(session, tp, span.after, span.first)
                 returned += span.count
         log.warning("consumer %s: a response of %d records did not reach the client; %d of "
                     "them will be consumed again", consumer_id,
                     sum(span.count for span in spans), returned)
 
-    def _auto_commit(self, session: Session) -> None:
+    def auto_commit(self, session: Session) -> None:
         """Commit what the previous consume returned (partitions still owned only)."""
         with session.lock:
-            self._sync(session)
+            self.sync(session)
             pending = {tp: o for tp, o in session.pending_commit.items() if tp in session.positions}
             session.pending_commit = {}
         if pending:
             try:
-                self.groups.commit(session.group_id, None if session.manual else session.consumer_id,
-                                   pending)
+                session.member.commit(pending)
             except PartitionNotAssigned:  # a rebalance raced us; the new owner resumes
                 pass
 
@@ -561,13 +407,12 @@ class ConsumerManager:
         (exactly the records returned so far). Returns what was committed."""
         session = self._get(consumer_id, owner)
         with session.lock:
-            self._sync(session)
+            self.sync(session)
             if offsets is None:
                 offsets = dict(session.positions)
             else:
                 self._require_owned(session, offsets)
-        self.groups.commit(session.group_id, None if session.manual else session.consumer_id,
-                           offsets)
+        session.member.commit(offsets)
         return offsets
 
     @staticmethod
@@ -587,7 +432,7 @@ class ConsumerManager:
         owned partition (of that topic). Returns the new positions."""
         session = self._get(consumer_id, owner)
         with session.lock:
-            self._sync(session)
+            self.sync(session)
             targets = self._seek_targets(session, topic, partition)
             new = {}
             for tp in targets:
@@ -605,8 +450,9 @@ class ConsumerManager:
                 else:
                     new[tp] = self.backend.offset_for_timestamp(*tp, timestamp)
             session.positions.update(new)
-            for tp in new:
+            for tp, offset in new.items():
                 session.pending_commit.pop(tp, None)
+                session.member.reposition(*tp, offset)
         return new
 
     def _seek_targets(self, session: Session, topic, partition) -> list:
@@ -627,28 +473,27 @@ class ConsumerManager:
     def positions(self, consumer_id: str, owner=None) -> dict:
         session = self._get(consumer_id, owner)
         with session.lock:
-            self._sync(session)
+            self.sync(session)
             return dict(session.positions)
 
     def committed(self, consumer_id: str, owner=None) -> dict:
         """Committed offsets of the session's partitions (those with a commit)."""
         session = self._get(consumer_id, owner)
         with session.lock:
-            self._sync(session)
-            mine = set(session.positions)
-        table = self.groups.committed(session.group_id)
-        return {tp: o for tp, o in table.items() if tp in mine}
+            self.sync(session)
+            mine = list(session.partitions)
+        return session.member.committed(mine)
 
-    # -- groups (admin, with what only sessions know) --------------------------------------
-
-    def describe_group(self, group_id: str) -> dict:
-        info = self.groups.describe(group_id)
+    def heartbeat_ages_ms(self, consumer_ids) -> dict[str, int]:
+        """Milliseconds since each live session's last request (0 for an id this server
+        holds no session of)."""
         now = self.clock()
-        for member in info["members"]:
-            session = self._sessions.get(member["consumer_id"])
+        ages = {}
+        for consumer_id in consumer_ids:
+            session = self._sessions.get(consumer_id)
             beat = session.last_heartbeat if session else now
-            member["last_heartbeat_ms_ago"] = max(0, int((now - beat) * 1000))
-        return info
+            ages[consumer_id] = max(0, int((now - beat) * 1000))
+        return ages
 
     # -- expiry ----------------------------------------------------------------------------
 

@@ -22,7 +22,10 @@ Thread-safety:
 * ``last_heartbeat``, ``consuming`` and ``closed`` are single attribute writes read by the
   reaper under the manager's lock (atomic under the GIL); a running consume reads
   ``consume_ticket`` without the lock the same way.
-* ``client`` (the name of the client whose share the session counts in) never changes.
+* ``client`` (the name of the client whose share the session counts in) and ``member`` (its
+  place in its group, :class:`consumer_api.backend.Member`) never change once the session
+  is in the manager's table; the member's join, assign, leave and reposition are called
+  under ``lock``.
 """
 from __future__ import annotations
 
@@ -59,7 +62,8 @@ class Session:
     __slots__ = ("consumer_id", "group_id", "topics", "auto_offset_reset", "timeout_s",
                  "auto_commit", "encoding", "owner", "manual", "generation", "assignment",
                  "partitions", "positions", "pending_commit", "last_heartbeat", "consuming",
-                 "closed", "waiter", "rotation", "lock", "_turn", "consume_ticket", "client")
+                 "closed", "waiter", "rotation", "lock", "_turn", "consume_ticket", "client",
+                 "member")
 
     def __init__(self, consumer_id: str, group_id: str, topics: list, auto_offset_reset: str,
                  session_timeout_ms: int, auto_commit: bool, encoding: str, owner, now_s: float,
@@ -87,6 +91,7 @@ class Session:
         self._turn: threading.Condition | None = None  # made when a consume first queues
         self.consume_ticket = 0  # the number of the newest consume on this session
         self.client = client
+        self.member = None  # its consumer_api.backend.Member, set by the manager at once
 
     @property
     def session_timeout_ms(self) -> int:
@@ -131,8 +136,10 @@ class Session:
         """Whether a consume newer than the one holding ``ticket`` has come."""
         return self.consume_ticket != ticket
 
-    def wake(self) -> None:
-        """Wake this session's waiting consume, if any (rebalance, close, shutdown)."""
+    def wake(self, *_source) -> None:
+        """Wake this session's waiting consume, if any (new records on a watched
+        partition, a rebalance, a completed join, a close, a shutdown). Any arguments are
+        ignored (a store may pass what changed)."""
         waiter = self.waiter
         if waiter is not None:
             waiter.notify()

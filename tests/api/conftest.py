@@ -103,7 +103,7 @@ def make_api(request, data_dir, engine):
         extra = {}
 
     def make(**overrides):
-        app = create_app(Config(data_dir=data_dir, **overrides), engine=engine, **extra)
+        app = create_app(Config(data_dir=data_dir, **overrides), backend=engine, **extra)
         return Api(app.test_client())
 
     return make

@@ -23,12 +23,12 @@ import hashlib
 import logging
 import re
 import threading
-import time
 
 import pytest
 
 from consumer_api.auth import KeysFileError
 from tests.api.conftest import Api, assert_error, b64
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("openapi_built_once")
 
@@ -183,6 +183,23 @@ def test_api_routes_cover_the_contract(server):
                      ("POST", "/api/consumer-groups/billing-1/offsets"),
                      ("DELETE", "/api/consumer-groups/billing-1")]:
         assert expected in routes
+
+
+def test_every_route_naming_a_topic_or_group_in_its_path_declares_its_right(server):
+    """A new route with ``<topic>`` or ``<group>`` in its path fails here until its view
+    says (``@path_right``) which right on that name a key needs."""
+    app = server.app
+    missing = []
+    for rule in app.url_map.iter_rules():
+        named = {"topic", "group"} & set(rule.arguments)
+        if not named:
+            continue
+        declared = getattr(app.view_functions[rule.endpoint], "path_right", None)
+        if declared is None or declared[2] not in named:
+            missing.append(rule.rule)
+    assert missing == []
+    assert sum(1 for rule in app.url_map.iter_rules()
+               if {"topic", "group"} & set(rule.arguments)) >= 7
 
 
 # -- no keys: open ---------------------------------------------------------------------------
@@ -728,13 +745,6 @@ def refusals(srv) -> dict:
             re.finditer(r'^consumer_api_refusals_total\{reason="(\w+)"\} (\S+)$', text, re.M)}
 
 
-def wait_for(cond, what, limit_s=5.0):
-    deadline = time.monotonic() + limit_s
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.001)
-
-
 def test_a_key_with_max_waiting_polls_gets_429_beyond_it_and_others_do_not(server, manager):
     capped, free = server.as_("other-reader"), server.as_("reader")
     first, second = (ok(subscribe(capped, f"billing-{i}", ["orders"]))["consumer_id"]
@@ -747,7 +757,7 @@ def test_a_key_with_max_waiting_polls_gets_429_beyond_it_and_others_do_not(serve
 
     threads = [threading.Thread(target=wait_on, args=(capped, first), daemon=True)]
     threads[0].start()
-    wait_for(lambda: manager.waiting() == 1, "the capped key's consume to wait")
+    wait_until(lambda: manager.waiting() == 1, "the capped key's consume to wait")
     try:
         resp = consume(capped, second, timeout_ms=60_000)
         details = assert_error(resp, 429, "too_many_polls")
@@ -757,7 +767,7 @@ def test_a_key_with_max_waiting_polls_gets_429_beyond_it_and_others_do_not(serve
         ok(consume(capped, second, timeout_ms=0))  # one that would not wait is served
         threads.append(threading.Thread(target=wait_on, args=(free, theirs), daemon=True))
         threads[1].start()
-        wait_for(lambda: manager.waiting() == 2, "the other key's consume to wait")
+        wait_until(lambda: manager.waiting() == 2, "the other key's consume to wait")
     finally:
         for cid, api in ((first, capped), (theirs, free)):
             api.client.delete(f"/api/consumers/{cid}")

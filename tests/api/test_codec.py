@@ -12,7 +12,8 @@ from hypothesis import strategies as st
 from marshmallow import ValidationError
 
 from consumer_api.api import codec
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.api.schemas.common import ENCODINGS
+from consumer_api.records import NewRecord
 from consumer_api.api.json_io import dumps as response_dumps
 from consumer_api.api.schemas.records import ProduceRequestSchema
 
@@ -197,9 +198,9 @@ def produce_bodies(draw):
     body = {}
     encoding = "base64"
     if draw(st.booleans()):
-        encoding = draw(encodings) if shape == 1 else draw(st.sampled_from(codec.ENCODINGS))
+        encoding = draw(encodings) if shape == 1 else draw(st.sampled_from(ENCODINGS))
         body["encoding"] = encoding
-    effective = encoding if encoding in codec.ENCODINGS else "base64"
+    effective = encoding if encoding in ENCODINGS else "base64"
     if shape == 2:
         if draw(st.booleans()):
             body["records"] = draw(st.one_of(json_scalars, st.dictionaries(any_text, json_scalars,
@@ -232,7 +233,7 @@ FAULTS = [
 @st.composite
 def single_fault_bodies(draw):
     """A valid body with (usually) one thing changed: each rule gets its own chance."""
-    encoding = draw(st.sampled_from(codec.ENCODINGS))
+    encoding = draw(st.sampled_from(ENCODINGS))
     body = {"records": draw(st.lists(st.fixed_dictionaries(
         {"value": valid_wire_value(encoding)},
         optional={"key": valid_wire_value(encoding), **GOOD_FIELDS}), min_size=1, max_size=3))}
@@ -371,7 +372,7 @@ stored = st.tuples(st.integers(0, INT64_MAX), st.integers(0, INT64_MAX),
 
 
 @settings(FAST, max_examples=200)
-@given(st.lists(stored, max_size=5), st.sampled_from(codec.ENCODINGS))
+@given(st.lists(stored, max_size=5), st.sampled_from(ENCODINGS))
 def test_render_then_produce_gives_back_the_same_bytes(batch, encoding):
     out: list = []
     codec.render_records("t", 3, batch, encoding, out)

@@ -17,6 +17,7 @@ from urllib.parse import quote
 
 import pytest
 
+from consumer_api.api.state import state_of
 from consumer_api.app import create_app
 from consumer_api.config import Config
 from tests.api.conftest import assert_error, b64
@@ -224,7 +225,7 @@ def test_subscribe_defaults_session_timeout_30s_and_no_auto_commit(client, api, 
 
 
 def test_too_many_consumers_is_429_and_a_closed_session_frees_its_slot(data_dir, engine, topic3):
-    app = create_app(Config(data_dir=data_dir, max_sessions=1), engine=engine)
+    app = create_app(Config(data_dir=data_dir, max_sessions=1), backend=engine)
     client = app.test_client()
     try:
         # a failed subscribe does not hold a slot
@@ -240,7 +241,7 @@ def test_too_many_consumers_is_429_and_a_closed_session_frees_its_slot(data_dir,
         ok(client.delete(f"/api/consumers/{first['consumer_id']}"))
         subscribe(client, "h", [topic3])
     finally:
-        app.extensions["consumer_api.sessions"].shutdown()
+        state_of(app).manager.shutdown()
 
 
 # -- consume --------------------------------------------------------------------------------

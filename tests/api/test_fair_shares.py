@@ -18,9 +18,11 @@ from concurrent.futures import ThreadPoolExecutor
 import pytest
 
 from consumer_api.api.security import client_address, parse_trusted_proxies
+from consumer_api.api.state import state_of
 from consumer_api.app import configure_threads, create_app
 from consumer_api.config import Config
 from tests.api.conftest import assert_error
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("openapi_built_once")
 
@@ -30,13 +32,6 @@ BOUND_S = 5.0
 def ok(resp, status=200):
     assert resp.status_code == status, resp.get_data(as_text=True)
     return resp.get_json()
-
-
-def wait_for(cond, what):
-    deadline = time.monotonic() + BOUND_S
-    while not cond():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.001)
 
 
 class Peer:
@@ -79,7 +74,7 @@ def make_app(data_dir, engine, manager):
     """An app with these settings over the test's engine and manager, topic ``t`` made;
     at teardown every waiting consume is answered (shutdown)."""
     def make(**settings):
-        app = create_app(Config(data_dir=data_dir, **settings), engine=engine, manager=manager)
+        app = create_app(Config(data_dir=data_dir, **settings), backend=engine, manager=manager)
         if "t" not in [t.name for t in engine.topics.list()]:
             ok(app.test_client().post("/api/topics", json={"name": "t", "partitions": 1}), 201)
         return app
@@ -89,7 +84,7 @@ def make_app(data_dir, engine, manager):
 
 
 def waiting(manager, n):
-    wait_for(lambda: manager.waiting() == n, f"{n} waiting consume(s)")
+    wait_until(lambda: manager.waiting() == n, f"{n} waiting consume(s)")
 
 
 def refusals(app) -> dict:
@@ -189,14 +184,14 @@ def test_an_address_past_its_sessions_gets_429_naming_its_cap(make_app):
 
 def test_the_servers_session_cap_names_the_server(make_app, data_dir, engine):
     make_app()  # topic t
-    app = create_app(Config(data_dir=data_dir, max_sessions=1), engine=engine)  # own manager
+    app = create_app(Config(data_dir=data_dir, max_sessions=1), backend=engine)  # own manager
     try:
         Peer(app, "10.0.0.1").session("g")
         details = assert_error(Peer(app, "10.0.0.2").subscribe("g"), 429, "too_many_consumers")
         assert details == {"limit": 1, "scope": "server", "max_sessions": 1}
         assert refusals(app).get("server_sessions") == 1
     finally:
-        app.extensions["consumer_api.sessions"].shutdown()
+        state_of(app).manager.shutdown()
 
 
 # -- who the client is: X-Forwarded-For ---------------------------------------------------
@@ -263,7 +258,7 @@ def test_client_address(peer, forwarded, client):
 def test_a_bad_trusted_proxy_stops_the_app_naming_it(data_dir, engine, bad):
     with pytest.raises(ValueError) as refused:
         create_app(Config(data_dir=data_dir, trusted_proxies=f"127.0.0.1, {bad}"),
-                   engine=engine)
+                   backend=engine)
     assert "CONSUMER_API_TRUSTED_PROXIES" in str(refused.value)
     assert repr(bad) in str(refused.value)
 

@@ -16,27 +16,20 @@ from pathlib import Path
 
 import pytest
 
-from consumer_api.api.context import MANAGER
-from consumer_api.app import begin_shutdown, create_app, engine_of, shutdown, start_background
+from consumer_api.api.state import state_of
+from consumer_api.app import begin_shutdown, create_app, backend_of, shutdown, start_background
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.records import NewRecord
 from consumer_api.errors import DataDirLocked
 from tests.api.conftest import assert_error, b64
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("openapi_built_once")
 
 BOUND_S = 5.0
 HEALTH = ("/api/health", "/api/health/live")
 READY = "/api/health/ready"
-
-
-def wait_until(cond, what, timeout=BOUND_S):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
-        time.sleep(0.002)
 
 
 def assert_unavailable(resp, state):
@@ -127,7 +120,7 @@ def routes_needing_the_engine(client):
 def test_a_deferred_app_answers_health_probes_and_503_elsewhere(make_app, data_dir):
     seed(data_dir)
     app = make_app()
-    engine = engine_of(app)
+    engine = backend_of(app)
     assert not engine.is_open
     client = app.test_client()
     for path in HEALTH:
@@ -148,7 +141,7 @@ def test_a_deferred_app_answers_health_probes_and_503_elsewhere(make_app, data_d
 def test_create_app_without_defer_open_opens_at_once(make_app, data_dir):
     seed(data_dir)
     app = make_app(defer_open=False)
-    assert engine_of(app).is_open
+    assert backend_of(app).is_open
     client = app.test_client()
     assert assert_ok(client.get(READY)) == {"status": "ok"}
     assert [t["name"] for t in assert_ok(client.get("/api/topics"))["topics"]] == ["kept"]
@@ -171,11 +164,11 @@ def test_start_background_recovers_in_the_background_then_is_ready(make_app, dat
     assert_unavailable(client.get(READY), "starting")
     for resp in routes_needing_the_engine(client):
         assert_unavailable(resp, "starting")
-    assert not engine_of(app).is_open
+    assert not backend_of(app).is_open
 
     blocked_open["release"].set()
     wait_until(lambda: client.get(READY).status_code == 200, "ready")
-    assert engine_of(app).is_open
+    assert backend_of(app).is_open
     assert client.get(READY).get_json() == {"status": "ok"}
     for path in HEALTH:
         assert assert_ok(client.get(path)) == {"status": "ok"}
@@ -199,7 +192,7 @@ def test_begin_shutdown_drains_waiting_polls_and_commits_nothing(make_app, data_
     client = app.test_client()
     start_background(app)
     wait_until(lambda: client.get(READY).status_code == 200, "ready")
-    manager = app.extensions[MANAGER]
+    manager = state_of(app).manager
     assert_ok(client.post("/api/topics", json={"name": "t", "partitions": 1}), 201)
     assert_ok(client.post("/api/topics/t/records",
                           json={"records": [{"value": b64(f"v{i}")} for i in range(3)]}))
@@ -224,7 +217,7 @@ def test_begin_shutdown_drains_waiting_polls_and_commits_nothing(make_app, data_
     c = subscribe("gc", True)
     assert len(assert_ok(consume(c, max_records=2))["records"]) == 2
     assert len(assert_ok(consume(c))["records"]) == 1  # commits 2 first
-    committed_before = {g: manager.groups.committed(g) for g in ("ga", "gb", "gc")}
+    committed_before = {g: manager.backend.committed(g) for g in ("ga", "gb", "gc")}
     assert committed_before == {"ga": {}, "gb": {("t", 0): 1}, "gc": {("t", 0): 2}}
 
     results: dict = {}
@@ -241,7 +234,7 @@ def test_begin_shutdown_drains_waiting_polls_and_commits_nothing(make_app, data_
     for t in threads:
         t.start()
     wait_until(lambda: manager.waiting() == 2, "both consumes wait")
-    committed_waiting = {g: manager.groups.committed(g) for g in ("ga", "gb", "gc")}
+    committed_waiting = {g: manager.backend.committed(g) for g in ("ga", "gb", "gc")}
     assert committed_waiting == {"ga": {}, "gb": {("t", 0): 1}, "gc": {("t", 0): 3}}
 
     drained_at = time.monotonic()
@@ -270,17 +263,17 @@ def test_begin_shutdown_drains_waiting_polls_and_commits_nothing(make_app, data_
         "group_id": "gd", "topics": ["t"]}), "draining")
     assert_unavailable(client.post("/api/topics/t/records",
                                    json={"records": [{"value": b64("late")}]}), "draining")
-    assert {g: manager.groups.committed(g) for g in ("ga", "gb", "gc")} == committed_waiting
+    assert {g: manager.backend.committed(g) for g in ("ga", "gb", "gc")} == committed_waiting
 
     # closed: the engine is shut and the directory released; nothing was committed for them
     shutdown(app)
-    engine = engine_of(app)
+    engine = backend_of(app)
     assert not engine.is_open
     again = Engine(Config(data_dir=data_dir))
     try:
         assert {g: again.groups.committed(g) for g in ("ga", "gb", "gc", "gd")} == {
             **committed_waiting, "gd": {}}
-        assert again.high_watermark("t", 0) == 3
+        assert again.log_offsets("t", 0)[1] == 3
     finally:
         again.close()
 
@@ -296,7 +289,7 @@ def test_draining_while_starting_stays_draining(make_app, data_dir, blocked_open
     assert_unavailable(client.get(READY), "draining")
     blocked_open["release"].set()
     assert blocked_open["done"].wait(BOUND_S)
-    wait_until(lambda: engine_of(app).is_open, "the open finished")
+    wait_until(lambda: backend_of(app).is_open, "the open finished")
     threads = [t for t in threading.enumerate() if t.name == "open-logs"]
     for t in threads:
         t.join(BOUND_S)
@@ -310,7 +303,7 @@ def test_shutdown_closes_the_engine_and_releases_the_directory(make_app, data_di
     client = app.test_client()
     assert_ok(client.post("/api/topics", json={"name": "t", "partitions": 1}), 201)
     shutdown(app)
-    assert not engine_of(app).is_open
+    assert not backend_of(app).is_open
     assert_unavailable(client.get(READY), "draining")
     # the directory is free again (DataDirLocked here if it was not released), the topic kept
     again = Engine(Config(data_dir=data_dir))
@@ -323,7 +316,7 @@ def test_shutdown_closes_the_engine_and_releases_the_directory(make_app, data_di
 def test_shutdown_of_an_app_that_never_started(make_app, data_dir):
     app = make_app()
     shutdown(app)
-    assert not engine_of(app).is_open
+    assert not backend_of(app).is_open
     other = create_app(Config(data_dir=data_dir), defer_open=True)  # the lock was released
     shutdown(other)
 

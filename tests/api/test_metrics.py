@@ -8,12 +8,12 @@ seen waiting (it runs on its own thread and is ended by closing its session).
 from __future__ import annotations
 
 import threading
-import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tests.api.conftest import b64
+from tests.waiting import wait_until
 
 pytestmark = pytest.mark.usefixtures("openapi_built_once")
 
@@ -76,14 +76,6 @@ def produce(api, topic, n, partition=None, value=b"x" * 10):
     resp = api.produce(topic, [dict(rec) for _ in range(n)])
     assert resp.status_code == 200, resp.get_data(as_text=True)
     return resp.get_json()["offsets"]
-
-
-def wait_until(cond, what, timeout=BOUND_S):
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting until {what}")
-        time.sleep(0.002)
 
 
 # -- the format -----------------------------------------------------------------------------

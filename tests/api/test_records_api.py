@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from consumer_api.embedded.partitioner import partition_for_key
+from consumer_api.partitioner import partition_for_key
 from tests.api.conftest import assert_error, b64
 
 pytestmark = pytest.mark.usefixtures("openapi_built_once")

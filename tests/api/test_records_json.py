@@ -5,7 +5,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from consumer_api.api import codec
-from consumer_api.embedded.storage.records import FrozenHeaders
+from consumer_api.api.schemas.common import ENCODINGS
+from consumer_api.records import FrozenHeaders
 
 blobs = st.one_of(st.none(), st.binary(max_size=40))
 headers = st.one_of(st.none(), st.dictionaries(st.text(max_size=6), st.text(max_size=6),
@@ -17,7 +18,7 @@ chunks = st.lists(st.tuples(st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=Tru
 
 
 @settings(max_examples=300, deadline=None)
-@given(chunks, st.sampled_from(codec.ENCODINGS))
+@given(chunks, st.sampled_from(ENCODINGS))
 def test_fast_json_equals_the_dict_rendering(chunks, encoding):
     expected: list = []
     for topic, partition, recs in chunks:

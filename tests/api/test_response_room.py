@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 from werkzeug.test import EnvironBuilder
 
-from consumer_api.api.context import RESPONSE_BUDGET
+from consumer_api.api.state import state_of
 from consumer_api.app import create_app
 from consumer_api.config import Config
 from tests.api.conftest import Api, assert_error, b64
@@ -21,7 +21,7 @@ VALUE = b"v" * 1000  # ~1.4 KB of JSON per record in base64
 @pytest.fixture
 def make(data_dir, engine, manager):
     def build(**overrides):
-        app = create_app(Config(data_dir=data_dir, **overrides), engine=engine,
+        app = create_app(Config(data_dir=data_dir, **overrides), backend=engine,
                          manager=manager)
         return app, Api(app.test_client())
     return build
@@ -46,7 +46,7 @@ def hold(app, path: str, method: str = "GET", json=None, query: str = ""):
 
 
 def budget(app):
-    return app.extensions[RESPONSE_BUDGET]
+    return state_of(app).response_budget
 
 
 def test_a_read_gets_a_smaller_batch_when_the_budget_is_short(make):
@@ -67,7 +67,7 @@ def test_a_read_with_no_room_left_is_503_with_retry_after_and_room_comes_back(ma
     resp = api.read("t", 0, max_records=10)
     assert assert_error(resp, 503, "unavailable") == {"reason": "response_budget"}
     assert resp.headers["Retry-After"] == "1"
-    assert app.extensions["consumer_api.refusals"].counts()["response_budget"] == 1
+    assert state_of(app).refusals.counts()["response_budget"] == 1
     held.settle(False)
     assert budget(app).used == 0
     assert len(api.records("t", 0, max_records=10)) == 10

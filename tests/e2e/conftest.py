@@ -180,15 +180,6 @@ def start_server(data_dir, *, ready_timeout: float = READY_TIMEOUT_S, **kwargs):
             srv.kill()
 
 
-def poll_until(condition, what: str, limit_s: float = 10.0, every_s: float = 0.02) -> None:
-    """Bounded polling of server state -- the only kind of wait in these tests."""
-    deadline = time.monotonic() + limit_s
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {limit_s} s waiting until {what}")
-        time.sleep(every_s)
-
-
 def metric(srv, sample: str) -> float:
     """One sample of the server's ``/metrics``, by its name and labels as printed
     (``consumer_api_waiting_polls``, ``consumer_api_refusals_total{reason="x"}``); 0 when

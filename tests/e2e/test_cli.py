@@ -28,7 +28,8 @@ from click.testing import CliRunner
 
 from consumer_api.cli import main
 from consumer_api.client import Client
-from tests.e2e.conftest import free_port, metric, poll_until, server_env, start_server
+from tests.e2e.conftest import free_port, metric, server_env, start_server
+from tests.waiting import wait_until
 
 API_KEY = "cli-e2e-secret-key"
 CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
@@ -398,14 +399,14 @@ def test_consume_waits_out_a_full_share_of_polls_instead_of_failing(server_facto
         waiting = threading.Thread(target=lambda: held.extend(holder.poll(timeout_ms=20_000)),
                                    daemon=True)
         waiting.start()
-        poll_until(lambda: metric(srv, "consumer_api_waiting_polls") == 1, "the holder waits")
+        wait_until(lambda: metric(srv, "consumer_api_waiting_polls") == 1, "the holder waits")
         env = server_env("unused", CONSUMER_API_DATA_DIR=None)
         proc = subprocess.Popen(
             [*_cli_command(), "--url", srv.base_url, "consume", name, "--group", name,
              "--from-beginning", "--max", "1"], env=env, stdout=subprocess.PIPE,
             stderr=subprocess.PIPE, text=True)
         try:
-            poll_until(lambda: metric(srv, 'consumer_api_refusals_total{reason="client_polls"}')
+            wait_until(lambda: metric(srv, 'consumer_api_refusals_total{reason="client_polls"}')
                        >= 1, "the CLI's poll was refused")
             assert proc.poll() is None, proc.communicate()
             other.produce(name, ["after the refusal"])  # ends the holder's wait: a free slot

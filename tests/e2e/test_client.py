@@ -25,6 +25,7 @@ import requests
 from consumer_api.client import Client, ClientError, ConnectionFailed, Record
 from consumer_api.client import errors
 from tests.e2e.conftest import free_port, metric, start_server
+from tests.waiting import wait_until
 
 #: the open server refuses more records per request than the client puts in one
 #: (consumer_api.client.BATCH_RECORDS = 5000): a produce that is not split fails
@@ -102,16 +103,6 @@ def bound_polls(consumer, max_polls: int) -> list:
 
     consumer.poll = poll
     return sizes
-
-
-def wait_for(condition, timeout_s: float = 10.0, what: str = "condition"):
-    deadline = time.monotonic() + timeout_s
-    while True:
-        value = condition()
-        if value:
-            return value
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)  # bounded polling of server state
 
 
 def member_ids(client: Client, group: str) -> list:
@@ -593,8 +584,8 @@ def test_recreate_on_expiry_after_the_session_times_out(client, name):
         consumer.commit()
         old_id = consumer.consumer_id
         # no heartbeat: the server expires the session (describe_group is no heartbeat)
-        wait_for(lambda: member_ids(client, name) == [], timeout_s=10,
-                 what="the session to expire")
+        wait_until(lambda: member_ids(client, name) == [], timeout=10,
+                   what="the session to expire")
         got = poll_until(consumer, 2)
         assert [r.value for r in got] == ["r1", "r2"]
         assert consumer.consumer_id != old_id
@@ -635,8 +626,8 @@ def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_ou
                    for i, h in enumerate(holders)]
         for t in threads:
             t.start()
-        wait_for(lambda: metric(srv, "consumer_api_waiting_polls") == 2, timeout_s=10,
-                 what="both slots taken")
+        wait_until(lambda: metric(srv, "consumer_api_waiting_polls") == 2, timeout=10,
+                   what="both slots taken")
         raw = requests.post(srv.url(f"/api/consumers/{late.consumer_id}/consume"),
                             json={"timeout_ms": 20_000}, timeout=5)
         assert raw.status_code == 429 and raw.json()["code"] == "too_many_polls"
@@ -646,8 +637,8 @@ def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_ou
 
         threads.append(threading.Thread(target=poll, args=("late", late), daemon=True))
         threads[-1].start()
-        wait_for(lambda: metric(srv, 'consumer_api_refusals_total{reason="server_polls"}')
-                 >= 2, timeout_s=10, what="the late poll refused")
+        wait_until(lambda: metric(srv, 'consumer_api_refusals_total{reason="server_polls"}')
+                   >= 2, timeout=10, what="the late poll refused")
         c.produce(name, ["wake"])  # ends both waits: the late poll's retry finds the record
         for t in threads:
             t.join(15)

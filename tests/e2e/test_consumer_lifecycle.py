@@ -18,7 +18,7 @@ import time
 import pytest
 import requests
 
-from tests.e2e.conftest import poll_until
+from tests.waiting import wait_until
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -247,10 +247,10 @@ class BackgroundConsume(threading.Thread):
 def start_waiting_consume(api, base_url, group, cid, timeout_ms):
     """Start a consume in the background once the session has been idle a while, and return
     when the server has taken it (its heartbeat, ``last_heartbeat_ms_ago``, resets)."""
-    poll_until(lambda: api.member_heartbeat_ago(group, cid) >= 300, "the session is idle")
+    wait_until(lambda: api.member_heartbeat_ago(group, cid) >= 300, "the session is idle")
     consume = BackgroundConsume(base_url, cid, timeout_ms=timeout_ms)
     consume.start()
-    poll_until(lambda: api.member_heartbeat_ago(group, cid) < 250,
+    wait_until(lambda: api.member_heartbeat_ago(group, cid) < 250,
                "the server has taken the consume")
     assert consume.is_alive(), "the consume returned without records available"
     return consume

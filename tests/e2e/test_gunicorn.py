@@ -18,7 +18,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from consumer_api.embedded.partitioner import partition_for_key
+from consumer_api.partitioner import partition_for_key
+from tests.e2e.conftest import free_port, spawn_server
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -372,3 +373,24 @@ def test_json_encoding_round_trips_big_integers(server, session):
                       params={"encoding": "json"}, timeout=10)
     value = json.loads(got.text)["records"][0]["value"]
     assert value == big and isinstance(value, int), got.text
+
+
+@pytest.mark.parametrize("name,value", [
+    ("CONSUMER_API_DEFAULT_ASSIGNOR", "sticky"),
+    ("CONSUMER_API_ACCESS_LOG", "maybe"),
+    ("CONSUMER_API_SEGMENT_BYTES", "big"),
+    ("CONSUMER_API_TRUSTED_PROXIES", "not-an-address"),
+    ("CONSUMER_API_BACKEND", "cassandra"),
+])
+def test_a_wrong_setting_stops_the_server_before_it_listens(tmp_path, name, value):
+    port = free_port()
+    srv = spawn_server(tmp_path / "data", port=port, **{name: value})
+    try:
+        rc = srv.wait_exit(timeout=30)
+        out = srv.output()
+        assert rc != 0, srv.describe()
+        assert "consumer-api cannot start" in out and name in out, srv.describe()
+        assert "Listening at" not in out and "Booting worker" not in out, srv.describe()
+        assert "Traceback" not in out, srv.describe()
+    finally:
+        srv.kill()

@@ -17,7 +17,8 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.conftest import metric, poll_until, start_server
+from tests.e2e.conftest import metric, start_server
+from tests.waiting import wait_until
 
 THREADS = 4
 HEADER_TIMEOUT_MS = 600
@@ -156,7 +157,7 @@ def test_a_client_that_never_reads_its_responses_holds_no_thread_and_is_cut(srv)
         sock.sendall(b"GET /api/topics/big/partitions/0/records?offset=0&max_records=1000"
                      b"&max_bytes_total=104857600 HTTP/1.1\r\nHost: t\r\n\r\n")
     others_are_served(srv)
-    poll_until(lambda: refusals(srv, "send_timeout") - before == len(crowd),
+    wait_until(lambda: refusals(srv, "send_timeout") - before == len(crowd),
                "every unread response was given up")
     assert metric(srv, "consumer_api_response_bytes_in_flight") == 0
     for sock in crowd:
@@ -225,13 +226,13 @@ def test_past_the_budget_of_buffered_bodies_a_request_gets_503(server_factory):
                          CONSUMER_API_MAX_BODY_BYTES=MAX_BODY)
     holder = connect(srv.port)
     holder.sendall(produce_head("any", 90_000) + b" " * 80_000)
-    poll_until(lambda: metric(srv, "consumer_api_request_bytes_buffered") >= 80_000,
+    wait_until(lambda: metric(srv, "consumer_api_request_bytes_buffered") >= 80_000,
                "the first body is buffered")
     status, headers, body = exchange(srv.port, produce_head("any", 30_000) + b" " * 30_000)
     assert status == 503 and headers["retry-after"] == "1"
     assert_envelope(body, "unavailable")
     holder.close()
-    poll_until(lambda: metric(srv, "consumer_api_request_bytes_buffered") == 0,
+    wait_until(lambda: metric(srv, "consumer_api_request_bytes_buffered") == 0,
                "the budget is given back when the client leaves")
     assert exchange(srv.port, b"GET /api/health HTTP/1.1\r\n\r\n")[0] == 200
 
@@ -262,7 +263,7 @@ def test_a_connection_opened_while_the_server_drains_gets_503(server_factory):
                  b"&max_bytes_total=104857600 HTTP/1.1\r\nHost: t\r\n\r\n")
     assert slow.recv(12) == b"HTTP/1.1 200"
     srv.proc.send_signal(signal.SIGTERM)
-    poll_until(lambda: _answers_503(srv.port), "a new connection gets 503")
+    wait_until(lambda: _answers_503(srv.port), "a new connection gets 503")
     status, headers, body = exchange(srv.port, b"GET /api/health HTTP/1.1\r\n\r\n")
     assert status == 503 and headers["connection"] == "close"
     assert_envelope(body, "unavailable")
@@ -282,10 +283,10 @@ def test_when_the_master_is_killed_the_worker_stops_listening_and_exits(server_f
     worker = _worker_pid(srv.pid)
     os.kill(srv.pid, signal.SIGKILL)
     srv.proc.wait(timeout=5)
-    poll_until(lambda: not _accepts(srv.port), "the orphaned worker closed its socket",
-               limit_s=5)
-    poll_until(lambda: not Path(f"/proc/{worker}").exists() or _zombie(worker),
-               "the orphaned worker exited", limit_s=10)
+    wait_until(lambda: not _accepts(srv.port), "the orphaned worker closed its socket",
+               timeout=5)
+    wait_until(lambda: not Path(f"/proc/{worker}").exists() or _zombie(worker),
+               "the orphaned worker exited", timeout=10)
 
 
 def _worker_pid(master: int) -> int:
@@ -333,8 +334,8 @@ def test_a_consume_response_never_read_is_given_up_and_its_records_come_again(sr
     def position() -> int:
         return requests.get(consumer + "/position").json()["offsets"]["unread"]["0"]
 
-    poll_until(lambda: position() == 1000, "the consume took the records")
-    poll_until(lambda: position() == 0, "the unread response gave its records back")
+    wait_until(lambda: position() == 1000, "the consume took the records")
+    wait_until(lambda: position() == 0, "the unread response gave its records back")
     sock.close()
     got = requests.post(consumer + "/consume", json={"max_records": 2, "timeout_ms": 0,
                                                      "encoding": "text"}).json()

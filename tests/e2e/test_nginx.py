@@ -1,8 +1,8 @@
 """nginx in front of the real server, configured by ``deploy/nginx.conf`` itself.
 
-nginx is installed when missing (``apt-get install nginx-light``, else ``nginx``; as root,
-under a file lock so parallel runs do not collide); where that is impossible (not root, no
-apt-get) the module is skipped with the reason. gunicorn starts through the e2e harness with
+nginx is installed by ``make test`` (``deploy/install-test-packages.sh``, the one place the
+tests' system packages are installed); where it is missing the module is skipped with the
+reason. gunicorn starts through the e2e harness with
 an API key; nginx runs ``deploy/nginx.conf`` with only the listen port, the upstream address
 and the pid, log and temp paths substituted, on free loopback ports, in the foreground
 (``daemon off``), and both are killed at teardown.
@@ -25,7 +25,6 @@ not stop the server.
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import http.client
 import json
 import os
@@ -35,7 +34,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -44,8 +42,9 @@ import pytest
 import requests
 
 from consumer_api.config import Config
-from tests.e2e.conftest import (_SERVERS_ATTR, REPO_ROOT, free_port, poll_until,
+from tests.e2e.conftest import (_SERVERS_ATTR, REPO_ROOT, free_port,
                                 reset_mid_response, start_server)
+from tests.waiting import wait_until
 
 NGINX_CONF = REPO_ROOT / "deploy" / "nginx.conf"
 GUNICORN_CONF = REPO_ROOT / "gunicorn.conf.py"
@@ -54,13 +53,10 @@ AUTH = {"Authorization": f"Bearer {API_KEY}"}
 LONGEST_POLL_S = 300  # API.md: timeout_ms <= 300000
 HTTP_TIMEOUT = (2.0, 30.0)
 
-INSTALL_PACKAGES = ("nginx-light", "nginx")  # the smallest flavour first
-INSTALL_TIMEOUT_S = 900.0
-INSTALL_LOCK = Path(tempfile.gettempdir()) / "consumer-api-e2e-nginx-install.lock"
 NGINX_READY_TIMEOUT_S = 10.0
 
 
-# -- nginx: find or install -----------------------------------------------------------------
+# -- nginx: find it ------------------------------------------------------------------------
 
 def find_nginx() -> str | None:
     found = shutil.which("nginx")
@@ -73,61 +69,13 @@ def find_nginx() -> str | None:
     return None
 
 
-def _apt(args: list, deadline: float, transcript: list) -> bool:
-    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive", NEEDRESTART_MODE="a")
-    cmd = ["apt-get", "-q", "-y", "-o", "DPkg::Lock::Timeout=120",
-           "-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold",
-           *args]
-    remaining = deadline - time.monotonic()
-    if remaining <= 0:
-        transcript.append(f"$ {' '.join(cmd)}\n(not run: out of time)")
-        return False
-    try:
-        proc = subprocess.run(cmd, check=False, env=env, stdin=subprocess.DEVNULL,
-                              capture_output=True, text=True, timeout=remaining)
-    except subprocess.TimeoutExpired as exc:
-        transcript.append(f"$ {' '.join(cmd)}\n(timed out)\n{exc.stdout or ''}{exc.stderr or ''}")
-        return False
-    transcript.append(f"$ {' '.join(cmd)}\n(exit {proc.returncode})\n"
-                      f"{proc.stdout[-2000:]}{proc.stderr[-2000:]}")
-    return proc.returncode == 0
-
-
 def ensure_nginx() -> str:
-    """The nginx binary, installed with apt-get first if there is none."""
+    """The nginx binary (``make test`` installs it: deploy/install-test-packages.sh)."""
     found = find_nginx()
-    if found:
-        return found
-    if os.geteuid() != 0:
-        pytest.skip("nginx is not installed and installing it needs root "
-                    "(apt-get install nginx-light)")
-    if shutil.which("apt-get") is None:
-        pytest.skip("nginx is not installed and this system has no apt-get to install it")
-    deadline = time.monotonic() + INSTALL_TIMEOUT_S
-    with open(INSTALL_LOCK, "a") as lock:
-        while True:  # one run installs, parallel ones wait for it (bounded)
-            try:
-                fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"another run held {INSTALL_LOCK} for {INSTALL_TIMEOUT_S} s")
-                time.sleep(0.5)
-        try:
-            found = find_nginx()  # a parallel run may have installed it meanwhile
-            if found:
-                return found
-            transcript: list = []
-            # try the local package lists first; refresh them once if that fails
-            for args in ([["install", "--no-install-recommends", p] for p in INSTALL_PACKAGES]
-                         + [["update"]]
-                         + [["install", "--no-install-recommends", p] for p in INSTALL_PACKAGES]):
-                ok = _apt(args, deadline, transcript)
-                if ok and args[0] == "install" and find_nginx():
-                    return find_nginx()
-            pytest.fail("could not install nginx with apt-get:\n" + "\n\n".join(transcript))
-        finally:
-            fcntl.flock(lock, fcntl.LOCK_UN)
+    if found is None:
+        pytest.skip("nginx is not installed (make test installs it with "
+                    "deploy/install-test-packages.sh, which needs root and apt-get)")
+    return found
 
 
 # -- deploy/nginx.conf: parse and render ----------------------------------------------------
@@ -461,7 +409,7 @@ def test_produce_and_a_waiting_long_poll_is_answered_at_once(stack):
         m = re.search(r"(?m)^consumer_api_waiting_polls ([0-9.]+)$", text)
         return float(m[1]) if m else -1.0
 
-    poll_until(lambda: waiting_polls() == 1.0, "the consume waits in the server")
+    wait_until(lambda: waiting_polls() == 1.0, "the consume waits in the server")
     produced_at = time.monotonic()
     resp = stack.post(f"/api/topics/{topic}/records", headers=AUTH,
                       json={"encoding": "text", "records": [{"value": "wake up"}]})
@@ -531,9 +479,9 @@ def test_request_id_is_the_clients_or_nginxs_and_reaches_both_logs(stack):
 
     for rid in (given, made, replaced):
         line = f"request_id={rid}"
-        poll_until(lambda line=line: line in stack.nginx.read("access.log"),
+        wait_until(lambda line=line: line in stack.nginx.read("access.log"),
                    f"nginx logs request id {rid}")
-        poll_until(lambda line=line: line in stack.gunicorn.output(),
+        wait_until(lambda line=line: line in stack.gunicorn.output(),
                    f"the server logs request id {rid}")
     logs = stack.nginx.read("access.log") + stack.gunicorn.output()
     assert API_KEY not in logs
@@ -599,7 +547,7 @@ def test_sigterm_behind_nginx_answers_the_waiting_poll_at_once(nginx_binary, ser
 
         poller = threading.Thread(target=consume, daemon=True)
         poller.start()
-        poll_until(lambda: _waiting_polls(nginx.base_url) == 1.0, "the consume waits")
+        wait_until(lambda: _waiting_polls(nginx.base_url) == 1.0, "the consume waits")
         stopped_at = time.monotonic()
         srv.proc.send_signal(signal.SIGTERM)
         poller.join(timeout=15)
@@ -623,11 +571,11 @@ def test_a_consume_abandoned_by_its_client_does_not_swallow_records(stack):
                       json={"timeout_ms": 5_000}, timeout=(2.0, 1.0))
     # nginx logs the request (499: client closed) once it has closed the upstream connection
     gone = re.compile(rf'"POST /api/consumers/{consumer}/consume HTTP/1.1" 499 ')
-    poll_until(lambda: gone.search(stack.nginx.read("access.log")), "nginx saw the client go")
+    wait_until(lambda: gone.search(stack.nginx.read("access.log")), "nginx saw the client go")
     resp = stack.post("/api/topics/abandoned/records", headers=AUTH,
                       json={"encoding": "text", "records": [{"value": "for the next consume"}]})
     assert resp.status_code == 200, stack.describe(resp)
-    poll_until(lambda: _waiting_polls(stack.nginx.base_url) == 0.0, "the abandoned poll ended")
+    wait_until(lambda: _waiting_polls(stack.nginx.base_url) == 0.0, "the abandoned poll ended")
     resp = stack.post(f"/api/consumers/{consumer}/consume", headers=AUTH,
                       json={"timeout_ms": 1_000})
     assert resp.status_code == 200, stack.describe(resp)
@@ -663,7 +611,7 @@ def test_a_consume_response_cut_off_behind_nginx_is_consumed_again(stack):
         assert resp.status_code == 200, stack.describe(resp)
         return resp.json()["offsets"][topic]["0"]
 
-    poll_until(lambda: position() == 0, "the position moved back to 0")
+    wait_until(lambda: position() == 0, "the position moved back to 0")
     resp = stack.post(f"/api/consumers/{consumer}/consume", headers=AUTH,
                       json={"max_records": 2, "timeout_ms": 0, "encoding": "text"})
     assert resp.status_code == 200, stack.describe(resp)
@@ -699,9 +647,9 @@ def test_sighup_with_a_request_in_flight_keeps_the_server_serving(server_factory
             found = booted.findall(srv.output().partition("Handling signal: hup")[2])
             return int(found[0]) if found else None
 
-        poll_until(lambda: new_worker() is not None, "a new worker boots")
+        wait_until(lambda: new_worker() is not None, "a new worker boots")
         # the new worker reaches the data directory while the old one still holds it
-        poll_until(lambda: _holds(new_worker(), lock) or srv.poll() is not None
+        wait_until(lambda: _holds(new_worker(), lock) or srv.poll() is not None
                    or "in use by another process" in srv.output(),
                    "the new worker opens the lock file")
         time.sleep(0.3)  # it tries the lock meanwhile (it must wait, not fail)
@@ -748,7 +696,7 @@ def test_long_polls_work_in_a_worker_holding_more_than_1024_descriptors(server_f
 
     poller = threading.Thread(target=consume, daemon=True)
     poller.start()
-    poll_until(lambda: _waiting_polls(srv.base_url) == 1.0, "the consume waits")
+    wait_until(lambda: _waiting_polls(srv.base_url) == 1.0, "the consume waits")
     produced_at = time.monotonic()
     assert http.post(url("/api/topics/t/records"), timeout=HTTP_TIMEOUT, json={
         "encoding": "text", "records": [{"value": "past 1024"}]}).status_code == 200
@@ -841,6 +789,6 @@ def test_clients_that_never_read_behind_nginx_hold_no_server_thread(nginx_binary
                               text, re.M)
             return float(found.group(1)) if found else 0.0
 
-        poll_until(lambda: cut() == len(crowd), "every unread response was given up")
+        wait_until(lambda: cut() == len(crowd), "every unread response was given up")
         for sock in crowd:
             sock.close()

@@ -17,7 +17,7 @@ from pathlib import Path
 import requests
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.e2e.conftest import poll_until
+from tests.waiting import wait_until
 
 TOPIC = "orders"
 PARTITIONS = 3
@@ -173,7 +173,7 @@ def test_sigterm_answers_waiting_polls_at_once_commits_nothing_and_exits_cleanly
              for i, cid in enumerate(cids)]
     for poll in polls:
         poll.start()
-    poll_until(lambda: gauge(srv.base_url, "consumer_api_waiting_polls") == PARTITIONS,
+    wait_until(lambda: gauge(srv.base_url, "consumer_api_waiting_polls") == PARTITIONS,
                "the three polls wait")
     assert all(poll.is_alive() for poll in polls), "a poll returned without records"
 

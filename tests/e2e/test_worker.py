@@ -11,7 +11,8 @@ import time
 import pytest
 
 from consumer_api.server.worker import HOT_WAIT_S
-from tests.e2e.conftest import poll_until, reset_mid_response, start_server
+from tests.e2e.conftest import reset_mid_response, start_server
+from tests.waiting import wait_until
 
 TOPIC = "worker-e2e"
 
@@ -161,7 +162,7 @@ def test_a_consume_response_cut_off_by_the_client_is_consumed_again(srv):
         assert status == 200
         return body["offsets"][topic]["0"]
 
-    poll_until(lambda: position() == 0, "the position moved back to 0")
+    wait_until(lambda: position() == 0, "the position moved back to 0")
     status, got = conn.exchange(request("POST", f"/api/consumers/{cid}/consume", {
         "max_records": 3, "timeout_ms": 0, "encoding": "text"}))
     assert status == 200

@@ -6,7 +6,8 @@ import pytest
 
 from consumer_api.embedded.storage.partition_log import LogConfig
 from consumer_api.embedded.storage.records import NewRecord
-from consumer_api.embedded.topics import MAX_PARTITIONS, TopicRegistry
+from consumer_api.embedded.topics import TopicRegistry
+from consumer_api.topic_rules import MAX_PARTITIONS
 from consumer_api.errors import (InvalidRequest, PartitionNotFound, StorageFull, TopicExists,
                                  TopicNotFound)
 
@@ -101,23 +102,14 @@ def test_create_describe_list_delete_and_reopen(registry, data_dir, clock):
     registry.close()
 
 
-def test_delete_wakes_waiters_on_its_partitions(registry):
-    import threading
-    t = registry.create("t", 1)
-    result = []
-    waiting = threading.Event()
-
-    def wait():
-        with t.partition(0).cond:
-            waiting.set()
-            result.append(t.partition(0).cond.wait(timeout=30))
-
-    th = threading.Thread(target=wait)
-    th.start()
-    waiting.wait()
+def test_delete_wakes_the_listeners_of_its_partitions(registry):
+    t = registry.create("t", 2)
+    woken = []
+    for plog in t.partitions:
+        plog.add_listener(lambda log: woken.append((log.directory, log.closed)))
     registry.delete("t")
-    th.join(timeout=5)
-    assert result == [True]
+    assert sorted(closed for _d, closed in woken) == [True, True]
+    assert len({d for d, _c in woken}) == 2
 
 
 def test_half_created_and_half_deleted_topics_vanish_on_restart(registry, data_dir, clock):

@@ -1,7 +1,6 @@
 """Helpers for the consumer-session tests (ConsumerManager driven directly).
 
-* ``wait_until(cond)`` polls a condition for at most ``BOUND`` real seconds (never a
-  fixed sleep: it returns as soon as the condition holds).
+* ``wait_until`` (:mod:`tests.waiting`) for what no event can be waited on.
 * ``produce(engine, topic, partition, n)`` appends ``n`` records to one partition and
   returns their offsets.
 * ``offsets_of(chunks)`` flattens a consume result into ``[(topic, partition, offset)]``.
@@ -19,20 +18,12 @@ import types
 
 import pytest
 
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.records import NewRecord
 from consumer_api.sessions import manager as manager_module
 from consumer_api.sessions.session import Waiter
 
 #: real-time bound of every wait on another thread
 BOUND = 5.0
-
-
-def wait_until(cond, what: str = "condition", timeout: float = BOUND) -> None:
-    deadline = time.monotonic() + timeout
-    while not cond():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.001)
 
 
 def produce(engine, topic: str, partition: int, n: int = 1, value: bytes = b"v",

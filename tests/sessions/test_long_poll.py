@@ -12,7 +12,8 @@ import pytest
 
 from consumer_api.errors import ConsumerNotFound, Unavailable
 from consumer_api.sessions.session import Waiter
-from tests.sessions.conftest import BOUND, offsets_of, owned, produce, wait_until
+from tests.sessions.conftest import BOUND, offsets_of, owned, produce
+from tests.waiting import wait_until
 
 
 @pytest.fixture

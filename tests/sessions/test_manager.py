@@ -34,7 +34,7 @@ def drain(manager, cid, max_records=500, max_bytes=1 << 20, limit=10_000):
 
 def members(manager, group):
     return {m["consumer_id"]: {(t, p) for t, ps in m["assignment"].items() for p in ps}
-            for m in manager.describe_group(group)["members"]}
+            for m in manager.backend.describe_group(group)["members"]}
 
 
 # -- subscribe -----------------------------------------------------------------------------
@@ -129,7 +129,7 @@ def test_subscribe_to_unknown_topic_leaves_no_session_behind(engine, manager):
         manager.subscribe("lonely", ["missing"])
     assert manager.count() == 0
     with pytest.raises(GroupNotFound):
-        manager.describe_group("lonely")
+        manager.backend.describe_group("lonely")
 
     a = manager.subscribe("g", ["t"])
     with pytest.raises(TopicNotFound):
@@ -152,7 +152,7 @@ def test_session_cap_gives_too_many_consumers(engine, clock):
         assert exc.value.code == "too_many_consumers"
         assert STATUS[TooManyConsumers] == 429
         assert mgr.count() == 2
-        assert len(mgr.describe_group("g")["members"]) == 2  # the refused one never joined
+        assert len(mgr.backend.describe_group("g")["members"]) == 2  # the refused one never joined
         mgr.close(a)
         mgr.subscribe("g", ["t"])  # a slot is free again
         assert mgr.count() == 2
@@ -232,7 +232,7 @@ def test_positions_advance_exactly_past_returned_records(engine, manager):
     for p in range(3):  # and per partition in offset order
         mine = [o for t, q, o in seen if q == p]
         assert mine == sorted(mine)
-    assert manager.positions(cid) == {("t", p): engine.high_watermark("t", p) for p in range(3)}
+    assert manager.positions(cid) == {("t", p): engine.log_offsets("t", p)[1] for p in range(3)}
 
 
 @pytest.mark.parametrize("limit", ["max_records", "max_bytes"])
@@ -276,7 +276,7 @@ def test_default_commit_is_exactly_the_records_returned(engine, manager):
         expected[(t, p)] = max(expected[(t, p)], o + 1)
     assert manager.commit(cid) == expected
     assert manager.committed(cid) == expected
-    assert manager.groups.committed("g") == expected
+    assert manager.backend.committed("g") == expected
 
 
 def test_committed_lists_only_partitions_with_a_commit(engine, manager):
@@ -298,7 +298,7 @@ def test_commit_of_a_partition_not_owned_is_partition_not_assigned(engine, manag
         manager.commit(a["consumer_id"], {theirs[0]: 0})
     assert exc.value.code == "partition_not_assigned"
     assert STATUS[PartitionNotAssigned] == 409
-    assert manager.groups.committed("g") == {}
+    assert manager.backend.committed("g") == {}
     # a partition of a topic the session does not read at all
     engine.create_topic("other", 1)
     with pytest.raises(PartitionNotAssigned):
@@ -317,11 +317,11 @@ def test_commit_after_a_rebalance_took_the_partition_away(engine, manager):
     (lost,) = owned(b)
     with pytest.raises(PartitionNotAssigned):
         manager.commit(a, {lost: 10})
-    assert manager.groups.committed("g") == {}
+    assert manager.backend.committed("g") == {}
     # a default commit now covers only what the session still owns
     (kept,) = {("t", 0), ("t", 1)} - {lost}
     assert manager.commit(a) == {kept: 10}
-    assert manager.groups.committed("g") == {kept: 10}
+    assert manager.backend.committed("g") == {kept: 10}
 
 
 def test_commit_beyond_the_high_watermark_is_offset_out_of_range(engine, manager):
@@ -514,7 +514,7 @@ def test_a_manually_assigned_session_commits_only_its_partitions(engine, manager
         manager.commit(a, {("t", 1): 3})
     with pytest.raises(PartitionNotAssigned):
         manager.seek(a, "t", 1, offset=0)
-    assert manager.groups.committed("g") == {("t", 0): 5}
+    assert manager.backend.committed("g") == {("t", 0): 5}
 
 
 def test_manual_assignment_of_an_unknown_partition(engine, manager):
@@ -556,7 +556,7 @@ def test_close_with_commit_commits_then_leaves(engine, manager, request_name):
     a_owned = owned(manager.get_assignment(a))
     manager.close(a, commit=True)
 
-    assert manager.groups.committed("g") == {tp: positions[tp] for tp in a_owned}
+    assert manager.backend.committed("g") == {tp: positions[tp] for tp in a_owned}
     b_now = manager.get_assignment(b["consumer_id"])
     assert b_now["assignment"] == {"t": [0, 1]}
     assert b_now["generation"] > b["generation"]
@@ -575,7 +575,7 @@ def test_close_without_commit_commits_nothing(engine, manager):
     a = manager.subscribe("g", ["t"], auto_offset_reset="earliest")["consumer_id"]
     manager.consume(a, max_records=4, timeout_ms=0)
     manager.close(a)
-    assert manager.groups.committed("g") == {}
+    assert manager.backend.committed("g") == {}
     assert manager.count() == 0
     b = manager.subscribe("g", ["t"], auto_offset_reset="earliest")["consumer_id"]
     assert manager.positions(b) == {("t", 0): 0}
@@ -649,11 +649,11 @@ def test_auto_commit_never_moves_a_regained_partitions_commit_backwards(engine, 
     assert len(drain(manager, second)) == 10
     manager.commit(second)
     manager.close(second)
-    assert manager.groups.committed("g") == {("t", 0): 10}
+    assert manager.backend.committed("g") == {("t", 0): 10}
 
     # p0 is back with the first member; its next consume auto-commits "the previous one"
     assert manager.consume(first, timeout_ms=0)[0] == []
-    assert manager.groups.committed("g") == {("t", 0): 10}, \
+    assert manager.backend.committed("g") == {("t", 0): 10}, \
         "a stale auto-commit moved the group's committed offset backwards"
 
 

@@ -13,7 +13,8 @@ import pytest
 from consumer_api.errors import (ConsumerNotFound, GroupNotFound, TooManyConsumers, TooManyPolls,
                                  TopicNotFound)
 from consumer_api.sessions.quota import ClientQuota
-from tests.sessions.conftest import offsets_of, produce, wait_until
+from tests.sessions.conftest import offsets_of, produce
+from tests.waiting import wait_until
 
 ALICE = ClientQuota("address 10.0.0.1", max_sessions=100, max_polls=2)
 BOB = ClientQuota("address 10.0.0.2", max_sessions=100, max_polls=2)
@@ -235,7 +236,7 @@ def test_a_client_past_its_sessions_is_refused_and_others_are_not(manager, topic
                                      "max_sessions": 2, "key": "billing"}
     assert manager.count() == 2
     with pytest.raises(GroupNotFound):  # the refused one joined nothing
-        manager.describe_group("g")
+        manager.backend.describe_group("g")
     sessions(manager, 3, client=BOB)  # another client is not held back
     sessions(manager, 3)  # nor is a caller with no client
 

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, fields, validate
 
+#: the largest offset, timestamp or count the API takes (Kafka's int64)
 INT64_MAX = (1 << 63) - 1
+#: how record keys and values are written in JSON
 ENCODINGS = ("base64", "text", "json")
 
 

@@ -4,15 +4,15 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validates
 
 from consumer_api.api.schemas.common import strict_int
-from consumer_api.embedded.topics import (MAX_PARTITIONS, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
-                                          topic_name_problem)
+from consumer_api.topic_rules import (MAX_PARTITIONS, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
+                                      TOPIC_NAME_PATTERN, topic_name_problem)
 
 
 def topic_name_field(**kwargs):
     return fields.String(metadata={
         "description": "1-249 characters of A-Z a-z 0-9 . _ -; not '.' or '..'; "
                        "not starting with '__'",
-        "pattern": r"^[A-Za-z0-9._-]{1,249}$", "example": "orders"}, **kwargs)
+        "pattern": f"^{TOPIC_NAME_PATTERN}$", "example": "orders"}, **kwargs)
 
 
 class TopicConfigSchema(Schema):

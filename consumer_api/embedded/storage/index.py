@@ -159,12 +159,6 @@ class OffsetIndex(_Entries):
         the greatest of them)."""
         return self._bisect(0, relative_offset + 1)
 
-    def lookup(self, relative_offset: int) -> tuple[int, int]:
-        """``(relative_offset, position)`` of the greatest entry at or before the target,
-        ``(0, 0)`` (the implicit first record) if there is none."""
-        i = self.floor(relative_offset)
-        return self.get(i - 1) if i else (0, 0)
-
 
 class TimeIndex(_Entries):
     """Entries ``(max_timestamp, relative_offset, crc)``; rows to append are

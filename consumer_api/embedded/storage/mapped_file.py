@@ -9,8 +9,8 @@ full the reservation fails with :class:`~consumer_api.errors.StorageFull` before
 is written. ``trim(size)`` cuts the file to its real length (on roll and close).
 
 Writes of a page or more go through ``os.pwrite`` rather than the map: the kernel fills
-the page cache directly, about 3x faster than first-touch page faults on a fresh map, and
-Linux's unified page cache makes the bytes visible through the map at once. Small writes
+the page cache directly, faster than first-touch page faults on a fresh map, and Linux's
+unified page cache makes the bytes visible through the map at once. Small writes
 (index entries) store into the map.
 
 Not thread-safe: the owner (a segment, under its partition's lock) serialises access.
@@ -129,11 +129,6 @@ class MappedFile:
                 os.fsync(self._fd)
         finally:
             os.close(self._fd)
-
-    def close_without_trim(self) -> None:
-        """Let go of the file as a killed process would (crash tests use it)."""
-        self.map.close()
-        os.close(self._fd)
 
 
 def map_readonly(path: str):

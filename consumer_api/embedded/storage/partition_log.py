@@ -5,11 +5,15 @@ segment (it moves up when retention deletes segments); ``high_watermark`` is the
 next appended record gets. A record is readable as soon as ``append`` returns its offset.
 
 Thread-safety: every public method takes ``lock`` (one ``threading.Lock`` per partition);
-:func:`append_all` alone holds several, taken in one global order.
-``cond`` is a Condition on that lock, notified on every append and on close; listeners
-registered with :meth:`add_listener` are called after every append and on close, *with the
-lock held* -- they must be quick and must not take a lock that is held while calling into
-a partition log (the session waiter's lock qualifies: it is never held across a log call).
+:func:`append_all` alone holds several, taken in one global order. I/O under the lock:
+appends write into the active segment; a roll (a new segment) creates and preallocates its
+files and fsyncs the directory; a flush fsyncs the segment.
+
+Wake-ups: the one mechanism is listeners. Those registered with :meth:`add_listener` are
+called after every append and on close, *with the lock held* -- they must be quick and must
+not take a lock that is held while calling into a partition log (a consumer session's
+waiter lock qualifies: it is never held across a log call). Long-polls wait on their own
+waiter, woken by a listener (see :mod:`consumer_api.sessions.manager`).
 """
 from __future__ import annotations
 
@@ -19,28 +23,23 @@ import logging
 import os
 import shutil
 import threading
-import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from operator import attrgetter
 from typing import Callable, Sequence
 
+from consumer_api.clock import wall_clock_ms
+from consumer_api.config import Config, MiB
 from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
 from consumer_api.embedded.storage import records
+from consumer_api.embedded.storage.durable import fsync_dir
 from consumer_api.embedded.storage.segment import Segment
 
 log = logging.getLogger(__name__)
 
-MiB = 1 << 20
-DAY_MS = 24 * 3600 * 1000
-
-
-def wall_clock_ms() -> int:
-    return int(time.time() * 1000)
-
-
 @dataclass(frozen=True)
 class LogConfig:
-    """Per-partition settings. ``-1`` disables a retention limit.
+    """Per-partition settings. ``-1`` disables a retention limit; the defaults are the
+    server's (:class:`consumer_api.config.Config`), :meth:`from_config` takes a server's.
 
     ``flush_policy``: ``"always"`` syncs to disk before ``append`` returns; ``"interval"``
     syncs after ``flush_interval_messages`` records (``-1``: never by count) or when
@@ -49,13 +48,18 @@ class LogConfig:
     process (it is in the page cache); the flush protects against a crash of the machine.
     """
 
-    segment_bytes: int = 64 * MiB
-    index_interval_bytes: int = 4096
-    retention_ms: int = 7 * DAY_MS
-    retention_bytes: int = -1
-    flush_policy: str = "interval"
-    flush_interval_messages: int = -1
-    flush_interval_ms: int = 1000
+    segment_bytes: int = Config.segment_bytes
+    index_interval_bytes: int = Config.index_interval_bytes
+    retention_ms: int = Config.retention_ms
+    retention_bytes: int = Config.retention_bytes
+    flush_policy: str = Config.flush_policy
+    flush_interval_messages: int = Config.flush_interval_messages
+    flush_interval_ms: int = Config.flush_interval_ms
+
+    @classmethod
+    def from_config(cls, config: Config) -> "LogConfig":
+        """The server's storage settings, as every topic's defaults."""
+        return cls(**{f.name: getattr(config, f.name) for f in fields(cls)})
 
 
 @dataclass
@@ -91,7 +95,6 @@ class PartitionLog:
         self.config = config
         self._now_ms = now_ms
         self.lock = threading.Lock()
-        self.cond = threading.Condition(self.lock)
         self._listeners: set = set()
         self.closed = False
         os.makedirs(directory, exist_ok=True)
@@ -183,7 +186,6 @@ class PartitionLog:
         base = self.active.next_offset
         self.active.append(encoded)
         self._after_append(encoded.count, now)
-        self.cond.notify_all()
         for listener in self._listeners:
             listener(self)
         return base
@@ -214,11 +216,7 @@ class PartitionLog:
         self._fsync_directory()
 
     def _fsync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.directory)
 
     def _after_append(self, count: int, now: int) -> None:
         if self.config.flush_policy == "always":
@@ -360,15 +358,6 @@ class PartitionLog:
         with self.lock:
             self._listeners.discard(listener)
 
-    def wait_for(self, offset: int, timeout_s: float) -> bool:
-        """Block until a record at ``offset`` exists (True), the timeout passes or the log
-        closes (False)."""
-        with self.cond:
-            return self.cond.wait_for(lambda: self.closed or self.high_watermark > offset,
-                                      timeout_s) and not self.closed
-
-    # -- closing ---------------------------------------------------------------------------
-
     def _check_open(self) -> None:
         if self.closed:
             raise Unavailable(f"partition log {self.directory} is closed")
@@ -382,7 +371,6 @@ class PartitionLog:
             self.closed = True
             for seg in self.segments:
                 seg.close(sync)
-            self.cond.notify_all()
             for listener in list(self._listeners):
                 listener(self)
 

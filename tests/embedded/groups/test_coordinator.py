@@ -411,3 +411,9 @@ def test_rebalance_counter_counts_every_rebalance(coord):
     coord.leave("g", "a")
     coord.leave("g", "a")  # not a member any more: no rebalance
     assert coord.rebalances == 5
+
+
+def test_the_assignors_are_the_ones_the_configuration_accepts():
+    from consumer_api.config import KEYWORDS
+    from consumer_api.embedded.groups.assignors import ASSIGNORS
+    assert set(ASSIGNORS) == set(KEYWORDS["default_assignor"])

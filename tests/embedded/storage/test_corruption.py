@@ -211,12 +211,18 @@ def abandon(plog: PartitionLog) -> None:
         if seg._log is None:
             seg.close()
             continue
-        seg._log.close_without_trim()
+        _drop(seg._log)
         seg._log, seg.data = None, b""
         for idx in (seg.index, seg.timeindex):
-            idx._file.close_without_trim()
+            _drop(idx._file)
             idx._file, idx.map = None, b""
     plog.closed = True
+
+
+def _drop(mapped) -> None:
+    """Close a MappedFile's map and descriptor without trimming the file."""
+    mapped.map.close()
+    os.close(mapped._fd)
 
 
 def truncate_expected(b: Built, hw: int) -> None:

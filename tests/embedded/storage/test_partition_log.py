@@ -784,68 +784,7 @@ def test_concurrent_appenders_and_readers(make_log):
     assert len(segment_bases(plog.directory)) > 5
 
 
-# -- waiting ----------------------------------------------------------------------------------
-
-
-def _start_waiter(plog, offset, timeout_s=30):
-    """Run ``wait_for`` in a thread; return (thread, result list, entered event). ``entered``
-    is set from inside ``cond.wait`` while the lock is still held, so anything that takes
-    the lock after ``entered`` is set runs after the waiter is registered."""
-    entered = threading.Event()
-    real_wait = plog.cond.wait
-
-    def wait(timeout=None):
-        entered.set()
-        return real_wait(timeout)
-
-    plog.cond.wait = wait
-    result = []
-    thread = threading.Thread(target=lambda: result.append(plog.wait_for(offset, timeout_s)))
-    thread.start()
-    assert entered.wait(30), "the waiter never started waiting"
-    return thread, result, entered
-
-
-def test_wait_for_wakes_on_append(make_log):
-    plog = make_log(segment_bytes=4096)
-    plog.append([NewRecord(None, b"0")])
-    thread, result, _ = _start_waiter(plog, 1)
-    assert result == []  # still waiting
-    plog.append([NewRecord(None, b"1")])
-    thread.join(30)
-    assert not thread.is_alive()
-    assert result == [True]
-
-
-def test_wait_for_keeps_waiting_until_the_offset_exists(make_log):
-    plog = make_log(segment_bytes=4096)
-    thread, result, entered = _start_waiter(plog, 2)
-    entered.clear()
-    plog.append([NewRecord(None, b"0")])  # offset 0: not enough, the waiter waits again
-    assert entered.wait(30)
-    with plog.lock:  # the waiter is back inside cond.wait
-        assert result == []
-    plog.append([NewRecord(None, b"1"), NewRecord(None, b"2")])
-    thread.join(30)
-    assert result == [True]
-
-
-def test_wait_for_returns_false_when_closed_while_waiting(make_log):
-    plog = make_log(segment_bytes=4096)
-    thread, result, _ = _start_waiter(plog, 0)
-    plog.close()
-    thread.join(30)
-    assert not thread.is_alive()
-    assert result == [False]
-
-
-def test_wait_for_without_waiting(make_log):
-    plog = make_log(segment_bytes=4096)
-    plog.append([NewRecord(None, b"0")])
-    assert plog.wait_for(0, 0) is True  # already there
-    assert plog.wait_for(1, 0) is False  # not there, no time to wait
-    plog.close()
-    assert plog.wait_for(0, 0) is False  # closed
+# -- wake-ups ----------------------------------------------------------------------------------
 
 
 def test_listeners_are_called_on_append_and_close(make_log):

@@ -17,11 +17,16 @@ from consumer_api.embedded.storage.records import (
     CorruptRecordError,
     NewRecord,
     Record,
-    decode,
+    decode_from,
     encode_batch,
     encode_headers,
     scan,
 )
+
+
+def decode(*args, **kwargs):
+    """``(records, taken)`` of :func:`decode_from` (its stop position left out)."""
+    return decode_from(*args, **kwargs)[:2]
 
 NOW = 1_700_000_000_000
 NO_MARKS = 1 << 40  # an index interval no batch reaches

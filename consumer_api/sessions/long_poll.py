@@ -1,0 +1,81 @@
+"""The long-poll: one consume waiting on its session until there are records to return.
+
+:func:`poll` reads the session's partitions (:mod:`consumer_api.sessions.reading`); when none
+has data it watches exactly the partitions the session owns and sleeps on a fresh
+:class:`~consumer_api.sessions.session.Waiter` until new records on one of them, a
+rebalance of its group (or a join completing), its close, a newer consume on the session,
+or server shutdown -- never sleep-and-retry, never waking unrelated consumers. Before its
+first sleep it takes a poll slot from the manager (TooManyPolls when none is free) and
+gives it back however the wait ends.
+
+Thread-safety: runs on the request thread holding the session's turn
+(:meth:`Session.begin_consume`); the session's waiter is set before the first check of
+``superseded`` so that no wake-up is lost.
+"""
+from __future__ import annotations
+
+import logging
+from typing import TYPE_CHECKING
+
+from consumer_api.errors import ConsumerNotFound
+from consumer_api.sessions.collect import Collector
+from consumer_api.sessions.quota import ClientQuota
+from consumer_api.sessions.reading import fetch_pass, watch_exactly
+from consumer_api.sessions.session import Session, Waiter
+
+if TYPE_CHECKING:
+    from consumer_api.sessions.manager import ConsumerManager
+
+log = logging.getLogger(__name__)
+
+
+def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: int,
+         timeout_ms: int, max_bytes: int, abandoned, client: ClientQuota | None,
+         collector: Collector) -> list:
+    """The spans a consume returns (see :meth:`ConsumerManager.consume`): records as soon as
+    any owned partition has some, else ``[]`` after ``timeout_ms``, at shutdown, when
+    superseded or when ``abandoned()`` says the caller left."""
+    check_live(session)
+    if session.auto_commit:
+        manager.auto_commit(session)
+    deadline = manager.clock() + timeout_ms / 1000
+    waiter = Waiter()
+    session.waiter = waiter  # before the first superseded() check: no wake-up is lost
+    watched: set = set()
+    slot = False
+    try:
+        while True:
+            check_live(session)
+            if manager.stopping or session.superseded(ticket):
+                return []
+            with session.lock:
+                partitions = manager.sync(session)
+            watch_exactly(session, watched, partitions)
+            spans, blocked = fetch_pass(manager.backend, session, partitions, max_records,
+                                        max_bytes, collector)
+            if spans or blocked:
+                return spans
+            remaining = deadline - manager.clock()
+            if remaining <= 0:
+                return []
+            if not slot:
+                manager.take_poll_slot(client)
+                slot = True
+            waiter.wait(remaining)
+            if abandoned is not None and abandoned():
+                log.info("consumer %s: the client left a waiting consume; no records taken",
+                         session.consumer_id)
+                return []
+    finally:
+        if slot:
+            manager.release_poll_slot(client)
+        session.waiter = None
+        for tp in watched:
+            session.member.unwatch(*tp)
+
+
+def check_live(session: Session) -> None:
+    """ConsumerNotFound when the session was closed or expired (while waiting)."""
+    if session.closed:
+        raise ConsumerNotFound(f"consumer {session.consumer_id!r} was closed or expired "
+                               "while waiting", {"consumer_id": session.consumer_id})

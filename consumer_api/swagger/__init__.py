@@ -1,0 +1,1 @@
+"""Package data: the OpenAPI template (``template.yml``) the document is built from."""
