@@ -6,6 +6,13 @@ checked and stored under the coordinator's lock, so a member that lost a partiti
 rebalance can never commit it. Commits (and admin offset changes) follow the registry's flush
 policy (see :mod:`~consumer_api.embedded.groups.offsets`). Thread-safe (the parts lock
 themselves).
+
+I/O under a lock: every group's commit appends to the one offsets log (and, with
+``flush_policy`` ``always``, syncs it) under the one coordinator lock, so commits of all
+groups are serialised. That is on purpose: the offsets log is one file, so per-group locks
+would still queue on its append and sync, and a commit costs microseconds (tens of them with
+a sync) against the fraction of a millisecond of the HTTP request carrying it.
+Lock order: coordinator lock -> offset store lock -> the offsets log's partition lock.
 """
 from __future__ import annotations
 

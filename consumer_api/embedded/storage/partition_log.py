@@ -30,7 +30,7 @@ from typing import Callable, Sequence
 from consumer_api.clock import wall_clock_ms
 from consumer_api.config import Config, MiB
 from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
-from consumer_api.embedded.storage import records
+from consumer_api.embedded.storage import records, segment_loader
 from consumer_api.embedded.storage.durable import fsync_dir
 from consumer_api.embedded.storage.segment import Segment
 
@@ -111,12 +111,12 @@ class PartitionLog:
         report = RecoveryReport(segments=max(len(bases), 1))
         interval = self.config.index_interval_bytes
         for base, next_base in zip(bases, bases[1:]):
-            seg = Segment.open_sealed(self.directory, base, interval, next_base)
+            seg = segment_loader.open_sealed(self.directory, base, interval, next_base)
             if seg.rebuilt:
                 report.rebuilt.append(base)
             self._add_segment(seg)
         if bases:
-            seg, report.dropped_bytes, report.reason = Segment.recover(
+            seg, report.dropped_bytes, report.reason = segment_loader.recover(
                 self.directory, bases[-1], self.config.segment_bytes, interval)
             if report.dropped_bytes:
                 log.warning("%s: recovery dropped %d bytes at the tail (%s)",

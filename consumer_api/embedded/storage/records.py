@@ -268,34 +268,9 @@ def frame_at(buf, pos: int, limit: int):
     return frame
 
 
-class Walk(NamedTuple):
-    end: int  # position after the last frame walked
-    next_offset: int
-    max_timestamp: int
-    marks: list
-
-
-def walk(buf, limit: int, first_offset: int, mark_interval: int) -> Walk:
-    """Index a sealed segment's frames from its start by their headers alone (their CRCs
-    are checked when they are read). Stops at the first header that is not a frame's or
-    breaks the run of consecutive offsets."""
-    pos, expected, max_ts, since_mark, marks = 0, first_offset, -1, 0, []
-    while True:
-        frame = header_at(buf, pos, limit)
-        if frame is None or frame[0] != expected:
-            return Walk(pos, expected, max_ts, marks)
-        offset, ts, _attrs, size = frame
-        if since_mark >= mark_interval:
-            marks.append(IndexMark(offset, pos, max_ts))
-            since_mark = 0
-        max_ts = max(max_ts, ts)
-        pos += size
-        since_mark += size
-        expected += 1
-
-
 def scan(buf, pos: int, limit: int, expected_offset: int, mark_interval: int,
-         since_mark: int, max_timestamp: int) -> ScanResult:
+         since_mark: int = 0, max_timestamp: int = -1, whole_batches: bool = True,
+         verify: bool = True) -> ScanResult:
     """Walk frames from ``pos`` (which must be the first frame of a batch) up to ``limit``.
 
     Keeps frames while they are well formed, pass their CRC and carry consecutive offsets
@@ -303,21 +278,27 @@ def scan(buf, pos: int, limit: int, expected_offset: int, mark_interval: int,
     ``LAST_IN_BATCH`` so that a torn batch is dropped whole. ``marks`` lists index marks
     for the kept frames (absolute positions) using the same cadence as
     :func:`encode_batch`. Cost: proportional to the bytes scanned.
+
+    With ``whole_batches`` False every frame is kept on its own (the batch flags are not
+    looked at); with ``verify`` False only the headers are checked, not the CRCs -- how the
+    indexes of a sealed segment are rebuilt (its CRCs are checked when it is read).
     """
     kept_end, kept_next, kept_ts = pos, expected_offset, max_timestamp
     marks, kept_marks = [], 0
     reason = "end"
     in_batch = False
+    read_frame = frame_at if verify else header_at
     while True:
         if pos + 4 > limit or _U32.unpack_from(buf, pos)[0] == 0:
             reason = "batch" if in_batch else "end"
             break
-        frame = frame_at(buf, pos, limit)
+        frame = read_frame(buf, pos, limit)
         if frame is None:
             reason = "torn"
             break
         offset, ts, attrs, size = frame
-        if offset != expected_offset or (not in_batch and not attrs & FIRST_IN_BATCH):
+        if offset != expected_offset or (
+                whole_batches and not in_batch and not attrs & FIRST_IN_BATCH):
             reason = "offset"
             break
         if since_mark >= mark_interval:
@@ -328,7 +309,7 @@ def scan(buf, pos: int, limit: int, expected_offset: int, mark_interval: int,
         pos += size
         since_mark += size
         expected_offset += 1
-        if attrs & LAST_IN_BATCH:
+        if attrs & LAST_IN_BATCH or not whole_batches:
             in_batch = False
             kept_end, kept_next, kept_ts = pos, expected_offset, max_timestamp
             kept_marks = len(marks)

@@ -21,7 +21,7 @@ an exact point instead (the classes are patched in this process only):
 * ``call:NAME:N:WHEN`` -- SIGKILL ``before`` or ``after`` the Nth call of ``NAME``:
   ``trim`` (MappedFile.trim: three per roll, log then index then time index),
   ``create`` (a MappedFile made with create=True: three per roll), ``add_marks``
-  (Segment._add_marks: once per append, after the log write), ``fsync_dir`` (once per
+  (Segment.add_marks: once per append, after the log write), ``fsync_dir`` (once per
   roll, after the new segment's files exist).
 
 The writer kills itself anyway (after ``nofault``) if the fault has not fired after
@@ -119,7 +119,7 @@ def arm(fault: str) -> None:
         "trim": (mapped_file.MappedFile, "trim", lambda a, kw: True),
         "create": (mapped_file.MappedFile, "__init__",
                    lambda a, kw: (a[4] if len(a) > 4 else kw.get("create", False))),
-        "add_marks": (segment.Segment, "_add_marks", lambda a, kw: True),
+        "add_marks": (segment.Segment, "add_marks", lambda a, kw: True),
         "fsync_dir": (partition_log.PartitionLog, "_fsync_directory", lambda a, kw: True),
     }[name]
     original = getattr(owner, attr)
