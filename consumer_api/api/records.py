@@ -1,35 +1,20 @@
 """Record routes: produce to a topic, stateless read of one partition."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app
+from flask import Blueprint
 
-from consumer_api.api import codec, response_room
+from consumer_api.api import response_room
+from consumer_api.api.json_io import delivery_tracked_json_response, query_args, raw_json_body
+from consumer_api.api.produce_body import parse_produce_body
 from consumer_api.api.response_room import RecordBody
+from consumer_api.api.schemas.records import ReadQuerySchema
 from consumer_api.api.security import path_right
 from consumer_api.api.state import state
-from consumer_api.api.json_io import (delivery_tracked_json_response, query_args,
-                                      raw_json_body, validate)
-from consumer_api.api.schemas.records import ProduceRequestSchema, ReadQuerySchema
-from consumer_api.errors import InvalidRequest, PartitionNotFound
+from consumer_api.errors import PartitionNotFound
 from consumer_api.sessions.collect import WINDOW_BYTES
 
 bp = Blueprint("records", __name__, url_prefix="/api/topics")
-_produce = ProduceRequestSchema()
 _read = ReadQuerySchema()
-
-
-def parse_produce_body(payload, max_records: int):
-    """``(records, partitions)`` of a produce body, validated whole (see codec)."""
-    items = payload.get("records") if isinstance(payload, dict) else None
-    if isinstance(items, list) and len(items) > max_records:
-        raise InvalidRequest(f"at most {max_records} records per request",
-                             {"records": [f"Longer than maximum length {max_records}."]})
-    try:
-        return codec.parse_produce(payload, max_records)
-    except codec.Invalid:
-        validate(_produce, payload)  # raises with the field details
-        current_app.logger.error("produce parser and schema disagree")
-        raise InvalidRequest("invalid request body", {"records": ["Invalid record."]}) from None
 
 
 def partition_number(topic: str, text: str) -> int:

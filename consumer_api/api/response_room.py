@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from flask import request
 
-from consumer_api.api import codec
+from consumer_api.api.records_wire import window_json
 from consumer_api.api.state import state
 from consumer_api.errors import Unavailable
 
@@ -56,7 +56,7 @@ class RecordBody:
         """Encode a window fetched within :meth:`room`'s answer (its records list may be
         dropped after). False when it does not fit: a window of one record, larger than its
         room, with the budget spent (``refused`` if it was the first)."""
-        piece = codec.window_json(topic, partition, records, self.encoding)
+        piece = window_json(topic, partition, records, self.encoding)
         size = len(piece) + (1 if self.pieces else 0)
         granted, self._granted = self._granted, 0
         extra = size - granted

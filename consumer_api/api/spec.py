@@ -19,15 +19,20 @@ from flask import Flask
 
 from consumer_api import __version__
 from consumer_api.api.schemas.common import ErrorSchema
+from consumer_api.topic_rules import TOPIC_NAME_PATTERN
 
 #: route prefixes that belong to the API (documented); others (static, Swagger UI) do not
 DOCUMENTED_PREFIXES = ("/api/", "/metrics")
 
 
 def load_template() -> dict:
-    """The OpenAPI template (package data: ``consumer_api/swagger/template.yml``)."""
+    """The OpenAPI template (package data: ``consumer_api/swagger/template.yml``), with
+    the topic name rule filled in from :mod:`consumer_api.topic_rules`."""
     text = resources.files("consumer_api.swagger").joinpath("template.yml").read_text("utf-8")
-    return yaml.safe_load(text)
+    template = yaml.safe_load(text)
+    topic = template["components"]["parameters"]["topic"]["schema"]
+    topic["pattern"] = f"^{TOPIC_NAME_PATTERN}$"
+    return template
 
 
 def documented_rules(app: Flask):

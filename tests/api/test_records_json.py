@@ -1,10 +1,10 @@
-"""codec.records_json (the hand-formatted base64 fast path) must serialise exactly what
+"""records_wire.records_json (the hand-formatted base64 fast path) must serialise exactly what
 render_records + orjson would, for every kind of record."""
 import orjson
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from consumer_api.api import codec
+from consumer_api.api import records_wire
 from consumer_api.api.schemas.common import ENCODINGS
 from consumer_api.records import FrozenHeaders
 
@@ -22,10 +22,10 @@ chunks = st.lists(st.tuples(st.from_regex(r"[A-Za-z0-9._-]{1,20}", fullmatch=Tru
 def test_fast_json_equals_the_dict_rendering(chunks, encoding):
     expected: list = []
     for topic, partition, recs in chunks:
-        codec.render_records(topic, partition, recs, encoding, expected)
-    assert orjson.loads(codec.records_json(chunks, encoding)) == orjson.loads(orjson.dumps(expected))
+        records_wire.render_records(topic, partition, recs, encoding, expected)
+    assert orjson.loads(records_wire.records_json(chunks, encoding)) == orjson.loads(orjson.dumps(expected))
 
 
 def test_empty_is_an_empty_array():
-    assert codec.records_json([], "base64") == b"[]"
-    assert codec.records_json([("t", 0, [])], "base64") == b"[]"
+    assert records_wire.records_json([], "base64") == b"[]"
+    assert records_wire.records_json([("t", 0, [])], "base64") == b"[]"

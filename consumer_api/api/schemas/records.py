@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from consumer_api.api.codec import DECODERS, MAX_HEADER_NAME_BYTES, Invalid
+from consumer_api.api.encodings import DECODERS, MAX_HEADER_NAME_BYTES, Invalid
 from consumer_api.api.schemas.common import INT64_MAX, encoding_field, strict_int
 
 

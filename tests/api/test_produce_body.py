@@ -1,4 +1,4 @@
-"""The one-pass produce parser (``codec.parse_produce``) against the validator of record
+"""The one-pass produce parser (``produce_body.parse_produce``) against the validator of record
 (``schemas.records.ProduceRequestSchema``), and ``render_records`` round trips."""
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from marshmallow import ValidationError
 
-from consumer_api.api import codec
+from consumer_api.api import encodings, produce_body, records_wire
 from consumer_api.api.schemas.common import ENCODINGS
 from consumer_api.records import NewRecord
 from consumer_api.api.json_io import dumps as response_dumps
@@ -29,7 +29,7 @@ FAST = settings(max_examples=400, deadline=None, database=None,
 def parser_outcome(body):
     try:
         return True, parse(body, MANY)
-    except codec.Invalid:
+    except encodings.Invalid:
         return False, None
 
 
@@ -66,8 +66,8 @@ def same_json(a, b) -> bool:
 
 
 def parse(body, max_records):
-    """codec.parse_produce with the record tuples as NewRecords (named fields)."""
-    records, partitions = codec.parse_produce(body, max_records)
+    """produce_body.parse_produce with the record tuples as NewRecords (named fields)."""
+    records, partitions = produce_body.parse_produce(body, max_records)
     return [NewRecord(*r) for r in records], partitions
 
 
@@ -101,7 +101,7 @@ def check_agreement(body):
                 assert isinstance(got, bytes)
                 got.decode("utf-8")
                 assert same_json(json.loads(got), sent), (got, sent)
-                assert got == codec.decode_json(sent)
+                assert got == encodings.decode_json(sent)
             else:
                 assert got == expected_bytes(sent, encoding)
     return True
@@ -141,7 +141,7 @@ headers_field = st.one_of(
               st.dictionaries(any_text, any_text, max_size=2), any_text, header_values),
     st.dictionaries(header_names, header_values, max_size=3),
     st.sampled_from([[], "h", 1, True, [["a", "b"]]]))
-encodings = st.sampled_from(["base64", "text", "json", "BASE64", "", "utf-8", None, 5, True,
+any_encoding = st.sampled_from(["base64", "text", "json", "BASE64", "", "utf-8", None, 5, True,
                              ["json"]])
 
 
@@ -198,7 +198,7 @@ def produce_bodies(draw):
     body = {}
     encoding = "base64"
     if draw(st.booleans()):
-        encoding = draw(encodings) if shape == 1 else draw(st.sampled_from(ENCODINGS))
+        encoding = draw(any_encoding) if shape == 1 else draw(st.sampled_from(ENCODINGS))
         body["encoding"] = encoding
     effective = encoding if encoding in ENCODINGS else "base64"
     if shape == 2:
@@ -223,7 +223,7 @@ FAULTS = [
     ("record", "unknown", st.sampled_from(["colour", "Key", "offset", "", "values", "VALUE"])),
     ("record", "drop value", st.none()),
     ("record", "replace", json_scalars),
-    ("body", "encoding", encodings),
+    ("body", "encoding", any_encoding),
     ("body", "records", st.one_of(json_scalars, st.just([]),
                                   st.dictionaries(any_text, json_scalars, max_size=2))),
     ("body", "unknown", st.sampled_from(["topic", "Records", "timeout_ms", ""])),
@@ -341,7 +341,7 @@ def test_json_null_value_is_none_not_the_bytes_null():
 def test_parser_enforces_max_records():
     body = {"records": [{"value": None}] * 3}
     assert len(parse(body, 3)[0]) == 3
-    with pytest.raises(codec.Invalid):
+    with pytest.raises(encodings.Invalid):
         parse(body, 2)
 
 
@@ -367,7 +367,7 @@ stored = st.tuples(st.integers(0, INT64_MAX), st.integers(0, INT64_MAX),
                    st.one_of(st.none(), st.binary(max_size=32),
                              st.text(max_size=8).map(lambda s: s.encode("utf-8")),
                              json_values.filter(lambda v: not has_lone_surrogate(v))
-                             .map(codec.decode_json)),
+                             .map(encodings.decode_json)),
                    st.one_of(st.none(), st.dictionaries(any_text, any_text, max_size=2)))
 
 
@@ -375,7 +375,7 @@ stored = st.tuples(st.integers(0, INT64_MAX), st.integers(0, INT64_MAX),
 @given(st.lists(stored, max_size=5), st.sampled_from(ENCODINGS))
 def test_render_then_produce_gives_back_the_same_bytes(batch, encoding):
     out: list = []
-    codec.render_records("t", 3, batch, encoding, out)
+    records_wire.render_records("t", 3, batch, encoding, out)
     wire = to_wire(out)
     assert len(wire) == len(batch)
     for rec, (offset, ts, key, value, headers) in zip(wire, batch):
@@ -401,23 +401,23 @@ def test_render_then_produce_gives_back_the_same_bytes(batch, encoding):
 @settings(FAST, max_examples=200)
 @given(json_values.filter(lambda v: not has_lone_surrogate(v)))
 def test_json_values_round_trip_exactly(value):
-    data = codec.decode_json(value)
+    data = encodings.decode_json(value)
     out: list = []
-    codec.render_records("t", 0, [(0, 1, data, data, None)], "json", out)
+    records_wire.render_records("t", 0, [(0, 1, data, data, None)], "json", out)
     [rec] = to_wire(out)
     assert "encoding" not in rec
     if value is None:
         assert rec["value"] is None
     else:
         assert same_json(rec["value"], value)
-        assert codec.decode_json(rec["value"]) == data
+        assert encodings.decode_json(rec["value"]) == data
 
 
 def test_render_falls_back_to_base64_per_record():
     batch = [(0, 10, b"k", b"\xff", None), (1, 11, b'"ok"', b"[1]", {"h": "v"}),
              (2, 12, b"{bad", b"1", None), (3, 13, None, None, None)]
     out: list = []
-    codec.render_records("t", 0, batch, "json", out)
+    records_wire.render_records("t", 0, batch, "json", out)
     wire = to_wire(out)
     assert wire[0]["encoding"] == "base64"
     assert (wire[0]["key"], wire[0]["value"]) == ("aw==", "/w==")
@@ -427,7 +427,7 @@ def test_render_falls_back_to_base64_per_record():
     assert binascii.a2b_base64(wire[2]["key"]) == b"{bad"
     assert (wire[3]["key"], wire[3]["value"]) == (None, None) and "encoding" not in wire[3]
     out = []
-    codec.render_records("t", 0, batch, "text", out)
+    records_wire.render_records("t", 0, batch, "text", out)
     wire = to_wire(out)
     assert wire[0]["encoding"] == "base64"
     assert [w.get("encoding") for w in wire[1:]] == [None, None, None]
@@ -437,7 +437,7 @@ def test_render_falls_back_to_base64_per_record():
 def test_render_big_integers_exactly():
     data = b'{"n":123456789012345678901234567890}'
     out: list = []
-    codec.render_records("t", 0, [(0, 0, None, data, None)], "json", out)
+    records_wire.render_records("t", 0, [(0, 0, None, data, None)], "json", out)
     [rec] = to_wire(out)
     assert rec["value"] == {"n": 123456789012345678901234567890}
     assert type(rec["value"]["n"]) is int
