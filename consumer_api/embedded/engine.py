@@ -105,7 +105,7 @@ class Engine:
         self.topics.delete(name)
         self.groups.topic_deleted(name)
 
-    def produce(self, topic_name: str, records: list, partitions: list) -> list[dict]:
+    def produce(self, topic: str, records: list, partitions: list) -> list[dict]:
         """Append ``records`` (:class:`NewRecord`-shaped tuples) to a topic;
         ``partitions[i]`` is record i's explicit partition or None (keyed: Kafka's
         murmur2; keyless: round-robin). Every explicit partition is checked before anything
@@ -113,7 +113,7 @@ class Engine:
         disk (StorageFull) stores none of the shares (see ``append_all``). Returns
         ``{"partition", "offset", "timestamp"}`` per record, in request order (the API's
         form: built once, here, rather than as tuples converted again by the caller)."""
-        topic = self.topics.get(topic_name)
+        topic = self.topics.get(topic)  # the name, then the Topic
         now = self._now_ms()
         if partitions.count(None) == len(partitions) and all(r[0] is None for r in records):
             return self._produce_round_robin(topic, records, now)
@@ -157,10 +157,10 @@ class Engine:
                           "timestamp": now if r[3] is None else r[3]} for q, r in enumerate(share)]
         return out
 
-    def read(self, topic_name: str, partition: int, offset: int | None, max_records: int,
+    def read(self, topic: str, partition: int, offset: int | None, max_records: int,
              max_bytes: int) -> list:
         """Stateless read of one partition from ``offset`` (default: the log start)."""
-        plog = self.topics.get(topic_name).partition(partition)
+        plog = self.topics.get(topic).partition(partition)
         if offset is None:
             offset = plog.log_start_offset
         return plog.read(offset, max_records, max_bytes)
