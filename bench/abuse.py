@@ -32,12 +32,10 @@ import base64
 import collections
 import contextlib
 import datetime as _dt
-import glob
 import multiprocessing
 import os
 import re
 import select
-import shutil
 import signal
 import socket
 import subprocess
@@ -52,9 +50,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
-from common import (GiB, MiB, ROOT, prepare_base_dir, progress, render_table,  # noqa: E402
-                    row_dicts, run_meta, set_progress_tag, status_text, targets_line,
-                    temp_workdir, write_json)
+from common import (GiB, MiB, ROOT, finish, prepare_base_dir, progress,  # noqa: E402
+                    render_table, run_meta, set_progress_tag, status_text, temp_workdir)
+from server_process import BenchError, Server, kill_servers  # noqa: E402
 
 set_progress_tag("abuse")
 monotonic = time.monotonic
@@ -85,165 +83,9 @@ SUBSCRIBES, SUBSCRIBE_GROUPS, SUBSCRIBE_TIMEOUT_S = 10_000, 1_000, 10.0
 CHUNKED_VALID, CHUNKED_EXTRA, CHUNK_BYTES = 16 * MiB, 2 * MiB, 256 * 1024
 CHUNKED_EVERY_S, REPEAT_EVERY_S = 2.0, 0.5
 JSON_CT = {"Content-Type": "application/json"}
-LOG_PROBLEM = re.compile(r"\[(ERROR|CRITICAL)\]|Traceback|WORKER TIMEOUT|Exception", re.I)
 
-_servers: list["Server"] = []            # killed on any exit
-_probes: list["Probe"] = []              # their processes too
+_probes: list["Probe"] = []              # killed on any exit, like the servers
 _attack_socks: list[socket.socket] = []  # the attacker's raw connections, closed after each
-
-
-class BenchError(Exception):
-    """The server answered wrongly, too late, or not at all (outside the attack itself)."""
-
-
-# -- the server ------------------------------------------------------------------------------
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-class Server:
-    """One gunicorn master (and its worker) started from ``root`` as ``make run`` does, over
-    a fresh data directory under ``workdir``; every inherited ``CONSUMER_API_*`` variable
-    dropped. Like server_bench.py's, but from any checkout and stopped sooner."""
-
-    def __init__(self, root: str, workdir: str, name: str):
-        self.root, self.name = root, name
-        self.data_dir = os.path.join(workdir, f"data-{name}")
-        self.log_path = os.path.join(workdir, f"server-{name}.log")
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.exit_code: int | None = None
-        self.problems: list[str] = []
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> "Server":
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("CONSUMER_API_") and k != "GUNICORN_CMD_ARGS"}
-        env.update(CONSUMER_API_DATA_DIR=self.data_dir, PYTHONUNBUFFERED="1")
-        os.makedirs(self.data_dir, exist_ok=True)
-        for attempt in range(3):  # the free port may be taken between probe and bind
-            self.port = free_port()
-            with open(self.log_path, "ab") as log:
-                self.proc = subprocess.Popen(
-                    [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                     "--bind", f"127.0.0.1:{self.port}"], cwd=self.root, env=env,
-                    stdin=subprocess.DEVNULL, stdout=log, stderr=subprocess.STDOUT,
-                    start_new_session=True)
-            _servers.append(self)
-            try:
-                self._wait_ready()
-                return self
-            except BenchError:
-                if self.proc.poll() is not None and "in use" in self.output() and attempt < 2:
-                    _servers.remove(self)
-                    continue
-                raise
-        raise BenchError("server did not start")
-
-    def _wait_ready(self) -> None:
-        deadline = monotonic() + READY_TIMEOUT_S
-        last = None
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f"server exited with {self.proc.returncode} before it was "
-                                 "ready:\n" + self.output()[-3000:])
-            try:
-                r = requests.get(self.base + "/api/health/ready", timeout=(0.25, 2.0),
-                                 headers={"Connection": "close"})
-                if r.status_code == 200:
-                    return
-                last = f"{r.status_code} {r.text[:200]!r}"
-            except requests.RequestException as exc:
-                last = repr(exc)
-            if monotonic() > deadline:
-                raise BenchError(f"server not ready after {READY_TIMEOUT_S:.0f} s (last: "
-                                 f"{last}):\n" + self.output()[-3000:])
-            time.sleep(0.05)  # readiness polling only
-
-    def output(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def worker_pid(self) -> int:
-        """The gunicorn worker: the master's only child (/proc/<master>/task/*/children,
-        else a scan of /proc/*/stat for the parent pid)."""
-        master = self.proc.pid
-        kids: set[int] = set()
-        for path in glob.glob(f"/proc/{master}/task/*/children"):
-            with contextlib.suppress(OSError, ValueError):
-                with open(path) as f:
-                    kids.update(int(x) for x in f.read().split())
-        if not kids:
-            for path in glob.glob("/proc/[0-9]*/stat"):
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    with open(path) as f:
-                        stat = f.read()
-                    if int(stat[stat.rindex(")") + 2:].split()[1]) == master:
-                        kids.add(int(path.split("/")[2]))
-        if len(kids) != 1:
-            raise BenchError(f"expected one gunicorn worker under master {master}, "
-                             f"got {sorted(kids)}")
-        return kids.pop()
-
-    def worker_memory(self) -> dict:
-        """``pid``, ``VmHWM`` and ``VmRSS`` (bytes) of the worker; {} when there is none."""
-        try:
-            pid = self.worker_pid()
-            with open(f"/proc/{pid}/status") as f:
-                out = {"pid": pid}
-                for entry in f:
-                    key, _, value = entry.partition(":")
-                    if key in ("VmHWM", "VmRSS"):
-                        out[key] = int(value.split()[0]) * 1024
-                return out
-        except (BenchError, OSError, ValueError, IndexError):
-            return {}
-
-    def stop(self) -> None:
-        """SIGTERM the master, wait (bounded), SIGKILL the process group (a worker that
-        outlived its master too); scan the log; remove the data directory."""
-        if self.proc is not None:
-            if self.proc.poll() is None:
-                t0 = monotonic()
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.exit_code = self.proc.wait(timeout=STOP_TIMEOUT_S)
-                    if monotonic() - t0 > 5:
-                        self.problems.append(f"stopping took {monotonic() - t0:.1f} s")
-                except subprocess.TimeoutExpired:
-                    self.problems.append(f"did not stop within {STOP_TIMEOUT_S:.0f} s of "
-                                         "SIGTERM: killed")
-            else:
-                self.exit_code = self.proc.returncode
-                self.problems.append(f"server had exited by itself (rc {self.exit_code})")
-            if self.exit_code not in (0, None):
-                self.problems.append(f"exit code {self.exit_code}")
-            self.kill()
-            bad = [ln for ln in self.output().splitlines() if LOG_PROBLEM.search(ln)]
-            if bad:
-                self.problems.append(f"{len(bad)} error line(s) in its log, first: "
-                                     f"{bad[0][:200]}")
-        if self in _servers:
-            _servers.remove(self)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # our own new session: master + worker
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=KILL_WAIT_S)
 
 
 def close_attack_sockets() -> None:
@@ -257,9 +99,7 @@ def kill_all() -> None:
     close_attack_sockets()
     for probe in list(_probes):
         probe.kill()
-    for srv in list(_servers):
-        srv.kill()
-        _servers.remove(srv)
+    kill_servers()
 
 
 # -- clients ---------------------------------------------------------------------------------
@@ -932,7 +772,8 @@ def percentile(values: list, q: float) -> float | None:
 
 def run_attack(attack: Attack, root: str, workdir: str, duration: float) -> Row:
     row = Row(attack.number, attack.name)
-    srv = Server(root, workdir, f"attack{attack.number}")
+    srv = Server(f"attack{attack.number}", workdir, root=root, ready_timeout=READY_TIMEOUT_S,
+                 stop_timeout=STOP_TIMEOUT_S, kill_wait=KILL_WAIT_S, report_problems=False)
     probe = None
     try:
         say(f"attack {attack.number} ({attack.name}): starting a server ...")
@@ -1142,13 +983,9 @@ def main(argv=None) -> int:
         "1 GiB, 0 lost; 7: 413 and nothing stored; 8, 9: the right 4xx in the JSON envelope",
     ] + [f"WARNING: {w}" for w in warnings]
     print(render(rows, header))
-    judged = [r for r in rows if r.passed is not None or r.error is not None]
-    print(targets_line(judged, [f"#{r.number} {r.attack}" for r in judged if r.status != "pass"]))
     oddities = [f"attack {r.number}: server {p}" for r in rows for p in r.server_problems]
-    for o in oddities:
-        print(f"NOTE: {o}")
-    write_json(args.json, "abuse", started,
-               dict(meta=meta, oddities=oddities, rows=row_dicts(rows)))
+    finish(rows, lambda r: f"#{r.number} {r.attack}", "abuse", args.json, started, meta,
+           oddities)
     return 0
 
 

@@ -1,6 +1,7 @@
-"""Helpers shared by the benchmark scripts (``bench/storage_bench.py``, ``bench/server_bench.py``).
+"""Helpers shared by the benchmark scripts (``bench/storage_bench.py``, ``server_bench.py``,
+``abuse.py``).
 
-Not a script: the two benchmarks run as ``python bench/<name>.py`` and import this module
+Not a script: the benchmarks run as ``python bench/<name>.py`` and import this module
 after putting ``bench/`` on ``sys.path``. Covers the environment (data directory, filesystem,
 commit), the temporary data directory and its cleanup on any exit (Ctrl-C, SIGTERM, SIGHUP),
 progress lines, the results table and the JSON file. See bench/README.rst.
@@ -78,6 +79,18 @@ def targets_line(judged: list, bad_labels: list[str]) -> str:
     """``targets met: k/n``, plus the rows that missed theirs (``bad_labels``)."""
     return (f"targets met: {len(judged) - len(bad_labels)}/{len(judged)}"
             + ("" if not bad_labels else " -- FAIL: " + ", ".join(bad_labels)))
+
+
+def finish(rows: list, label, kind: str, json_arg: str | None, started, meta: dict,
+           oddities: list[str]) -> Path:
+    """The end of a server run's report: the targets line (``label(row)`` names a row that
+    missed its target), a NOTE line per oddity, and the JSON file."""
+    judged = [r for r in rows if r.passed is not None or r.error is not None]
+    print(targets_line(judged, [label(r) for r in judged if r.status != "pass"]))
+    for o in oddities:
+        print(f"NOTE: {o}")
+    return write_json(json_arg, kind, started,
+                      dict(meta=meta, oddities=oddities, rows=row_dicts(rows)))
 
 
 def row_dicts(rows: list) -> list[dict]:

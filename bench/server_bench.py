@@ -30,16 +30,10 @@ import argparse
 import base64
 import contextlib
 import datetime as _dt
-import glob
 import hashlib
 import os
 import queue
 import random
-import re
-import shutil
-import signal
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -50,12 +44,13 @@ import orjson
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
-from common import (KiB, MiB, ROOT, git_commit, prepare_base_dir, progress,  # noqa: E402
-                    render_table, row_dicts, run_meta, set_progress_tag, status_text,
-                    targets_line, temp_workdir, write_json)
+from common import (KiB, MiB, ROOT, finish, git_commit, prepare_base_dir,  # noqa: E402
+                    progress, render_table, run_meta, set_progress_tag, status_text,
+                    temp_workdir)
+from server_process import BenchError, Server  # noqa: E402
+from server_process import kill_servers as kill_every_server  # noqa: E402
 
 perf_counter = time.perf_counter
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 
 #: targets (printed in the "target" column, judged in the "status" column)
 TARGET_PRODUCE_RPS = 200_000          # fig 1, one client, 500/batch
@@ -94,21 +89,15 @@ BATCH = 500
 N_BODIES = 4                 # distinct pre-serialised bodies cycled through
 LONG_POLL_MS = 30_000        # figs 3 and 4
 IDLE_SESSION_TIMEOUT_MS = 300_000  # the maximum: no session expires during a figure
-READY_TIMEOUT_S = 30.0
-STOP_TIMEOUT_S = 45.0        # graceful_timeout is 30 s
 WAKE_GAP_S = 0.050           # fig 3: heartbeat age before a consume is launched
 WAKE_SETTLE_S = 0.005        # fig 3: fixed delay after the consume is seen started
 MANY_GAP_S = 1.0             # fig 4: same, for 1,000 consumers
 MANY_SETTLE_S = 0.5          # fig 4
 JSON_CT = {"Content-Type": "application/json"}
+STOP_TIMEOUT_S = 45.0        # after SIGTERM (graceful_timeout is 30 s)
 
-_servers: list["Server"] = []   # killed on any exit
 _sessions: list[requests.Session] = []
 set_progress_tag("server-bench")
-
-
-class BenchError(Exception):
-    """The server answered wrongly, too late, or not at all."""
 
 
 # -- results ----------------------------------------------------------------------------------
@@ -194,179 +183,10 @@ def gunicorn_version() -> str:
 
 # -- the server -------------------------------------------------------------------------------
 
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-LOG_PROBLEM = re.compile(r"\[(ERROR|CRITICAL)\]|Traceback|WORKER TIMEOUT|Exception", re.I)
-
-
-class Server:
-    """One gunicorn master (and its worker) over a fresh data directory under ``workdir``.
-    ``env`` adds ``CONSUMER_API_*`` variables; every inherited one is dropped first."""
-
-    def __init__(self, name: str, workdir: str, env: dict | None = None, extra_args=()):
-        self.name = name
-        self.env_settings = {k: str(v) for k, v in (env or {}).items()}
-        self.extra_args = list(extra_args)
-        self.data_dir = os.path.join(workdir, f"data-{name}")
-        self.log_path = os.path.join(workdir, f"server-{name}.log")
-        self.proc: subprocess.Popen | None = None
-        self.port = 0
-        self.stop_seconds: float | None = None
-        self.exit_code: int | None = None
-        self.problems: list[str] = []
-        self.killed = False
-
-    @property
-    def base(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def describe_settings(self) -> str:
-        parts = [f"{k.removeprefix('CONSUMER_API_')}={v}" for k, v in self.env_settings.items()]
-        return " ".join(parts + self.extra_args)
-
-    def start(self) -> "Server":
-        env = {k: v for k, v in os.environ.items()
-               if not k.startswith("CONSUMER_API_") and k != "GUNICORN_CMD_ARGS"}
-        env.update(self.env_settings)
-        env["CONSUMER_API_DATA_DIR"] = self.data_dir
-        env["PYTHONUNBUFFERED"] = "1"
-        os.makedirs(self.data_dir, exist_ok=True)
-        for attempt in range(3):  # the free port may be taken between probe and bind
-            self.port = free_port()
-            cmd = [sys.executable, "-m", "gunicorn", "-c", "gunicorn.conf.py",
-                   "--bind", f"127.0.0.1:{self.port}", *self.extra_args]
-            with open(self.log_path, "ab") as log_file:
-                self.proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdin=subprocess.DEVNULL,
-                                             stdout=log_file, stderr=subprocess.STDOUT,
-                                             start_new_session=True)
-            _servers.append(self)
-            try:
-                self._wait_ready()
-                return self
-            except BenchError:
-                if self.proc.poll() is not None and "in use" in self.output() and attempt < 2:
-                    _servers.remove(self)
-                    continue
-                raise
-        raise BenchError("server did not start")
-
-    def _wait_ready(self) -> None:
-        deadline = time.monotonic() + READY_TIMEOUT_S
-        last = None
-        while True:
-            rc = self.proc.poll()
-            if rc is not None:
-                raise BenchError(f"server {self.name} exited with {rc} before it was ready:\n"
-                                 + self.output()[-3000:])
-            try:
-                # Connection: close -- a kept-alive probe connection is not needed after this
-                r = requests.get(self.base + "/api/health/ready", timeout=(0.25, 2.0),
-                                 headers={"Connection": "close"})
-                if r.status_code == 200:
-                    return
-                last = f"{r.status_code} {r.text[:200]!r}"
-            except requests.RequestException as exc:
-                last = repr(exc)
-            if time.monotonic() > deadline:
-                raise BenchError(f"server {self.name} not ready after {READY_TIMEOUT_S} s "
-                                 f"(last: {last}):\n" + self.output()[-3000:])
-            time.sleep(0.05)  # readiness polling only
-
-    def output(self) -> str:
-        try:
-            with open(self.log_path, encoding="utf-8", errors="replace") as f:
-                return f.read()
-        except FileNotFoundError:
-            return ""
-
-    def worker_pid(self) -> int:
-        """The gunicorn worker: the master's child (from /proc/<master>/task/*/children,
-        else by scanning /proc/*/stat for the parent pid)."""
-        master = self.proc.pid
-        kids: set[int] = set()
-        for path in glob.glob(f"/proc/{master}/task/*/children"):
-            with contextlib.suppress(OSError, ValueError):
-                with open(path) as f:
-                    kids.update(int(x) for x in f.read().split())
-        if not kids:
-            for path in glob.glob("/proc/[0-9]*/stat"):
-                with contextlib.suppress(OSError, ValueError, IndexError):
-                    with open(path) as f:
-                        stat = f.read()
-                    ppid = int(stat[stat.rindex(")") + 2:].split()[1])
-                    if ppid == master:
-                        kids.add(int(path.split("/")[2]))
-        if len(kids) != 1:
-            raise BenchError(f"expected one gunicorn worker under master {master}, got {sorted(kids)}")
-        return kids.pop()
-
-    def rss_kib(self) -> int:
-        with open(f"/proc/{self.worker_pid()}/status") as f:
-            for entry in f:
-                if entry.startswith("VmRSS:"):
-                    return int(entry.split()[1])
-        raise BenchError("no VmRSS in the worker's status")
-
-    def cpu_seconds(self) -> float:
-        """User + system CPU time of the worker so far."""
-        with open(f"/proc/{self.worker_pid()}/stat") as f:
-            stat = f.read()
-        fields_ = stat[stat.rindex(")") + 2:].split()
-        return (int(fields_[11]) + int(fields_[12])) / CLK_TCK
-
-    def stop(self) -> None:
-        """SIGTERM the master and wait (bounded); SIGKILL the group if it lingers. Records
-        problems in the log; removes the data directory."""
-        if self.proc is not None and not self.killed:
-            if self.proc.poll() is None:
-                t0 = perf_counter()
-                with contextlib.suppress(ProcessLookupError):
-                    self.proc.send_signal(signal.SIGTERM)
-                try:
-                    self.exit_code = self.proc.wait(timeout=STOP_TIMEOUT_S)
-                    self.stop_seconds = perf_counter() - t0
-                    if self.stop_seconds > 5:
-                        self.problems.append(f"stopping took {self.stop_seconds:.1f} s")
-                except subprocess.TimeoutExpired:
-                    self.problems.append(f"did not stop within {STOP_TIMEOUT_S:.0f} s of "
-                                         "SIGTERM: killed")
-                    self.kill()
-            else:
-                self.exit_code = self.proc.returncode
-                self.problems.append(f"server had exited by itself (rc {self.exit_code})")
-            if self.exit_code not in (0, None):
-                self.problems.append(f"exit code {self.exit_code}")
-            self._scan_log()
-            self.kill()  # the worker too, in case it outlived the master
-        if self in _servers:
-            _servers.remove(self)
-        shutil.rmtree(self.data_dir, ignore_errors=True)
-
-    def _scan_log(self) -> None:
-        bad = [ln for ln in self.output().splitlines() if LOG_PROBLEM.search(ln)]
-        if bad:
-            self.problems.append(f"{len(bad)} error line(s) in its log, first: {bad[0][:300]}")
-            progress(f"server {self.name}: {len(bad)} error line(s) in its log; first ones:\n  "
-                     + "\n  ".join(b[:300] for b in bad[:5]))
-
-    def kill(self) -> None:
-        if self.proc is None:
-            return
-        self.killed = True
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(self.proc.pid, signal.SIGKILL)  # our own new session: master + worker
-        with contextlib.suppress(subprocess.TimeoutExpired):
-            self.proc.wait(timeout=5)
-
-
 @contextlib.contextmanager
 def running_server(name: str, workdir: str, env: dict | None = None, extra_args=(),
                    oddities: list | None = None):
-    srv = Server(name, workdir, env, extra_args)
+    srv = Server(name, workdir, env, extra_args, stop_timeout=STOP_TIMEOUT_S)
     progress(f"starting server {name!r} ({srv.describe_settings() or 'defaults'}) ...")
     try:
         srv.start()
@@ -1252,12 +1072,7 @@ def kill_servers() -> None:
     """Close the client connections and kill every server still running (the first step
     of the cleanup on any exit)."""
     close_sessions()
-    for srv in list(_servers):
-        try:
-            srv.kill()
-        except Exception as exc:
-            progress(f"warning: killing server {srv.name}: {exc!r}")
-        _servers.remove(srv)
+    kill_every_server()
 
 
 def parse_only(text: str | None) -> set[int]:
@@ -1368,14 +1183,8 @@ def main(argv=None) -> int:
         "not the defaults; MB = 10^6 bytes of record values; records keyless, 100 B values",
     ] + [f"WARNING: {w}" for w in warnings]
     print(render_table(rows, header, COLUMNS))
-    judged = [r for r in rows if r.passed is not None or r.error is not None]
-    print(targets_line(judged, [f"#{r.figure} {r.benchmark}" for r in judged
-                                if r.status != "pass"]))
-    for o in oddities:
-        print(f"NOTE: {o}")
-
-    write_json(args.json, "server", started,
-               dict(meta=meta, oddities=oddities, rows=row_dicts(rows)))
+    finish(rows, lambda r: f"#{r.figure} {r.benchmark}", "server", args.json, started, meta,
+           oddities)
     return 0
 
 
