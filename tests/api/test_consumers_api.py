@@ -5,7 +5,10 @@ record is always sent with ``timeout_ms: 0`` (the fake clock never moves by itse
 waiting consume would never time out); a consume with records available returns at once
 whatever its timeout.
 
-Expectations come from the contract (API.md), not from the server's code.
+Expectations come from the contract (API.md), not from the server's code. What a session
+does (positions, rebalances, commits, long-polls) is proved in ``tests/sessions``; here each
+endpoint's wire mapping -- fields in, status, error code and shape out -- and the flows a
+client drives end to end.
 """
 from __future__ import annotations
 
@@ -349,17 +352,6 @@ def test_consume_returns_empty_at_once_with_timeout_zero(client, topic):
     assert consume(client, cid, timeout_ms=0) == []
 
 
-def test_positions_advance_past_returned_records_only(client, api, topic):
-    produce(api, topic, [f"v{i}" for i in range(5)])
-    cid = subscribe(client, "g", [topic], auto_offset_reset="earliest")["consumer_id"]
-    assert [r["offset"] for r in consume(client, cid, max_records=2)] == [0, 1]
-    assert positions(client, cid) == {topic: {"0": 2}}
-    assert [r["offset"] for r in consume(client, cid, max_records=2)] == [2, 3]
-    assert [r["offset"] for r in consume(client, cid)] == [4]
-    assert consume(client, cid) == []
-    assert positions(client, cid) == {topic: {"0": 5}}
-
-
 def test_max_bytes_total_truncates_and_a_big_record_comes_alone(client, api, topic):
     ok(api.produce(topic, [{"value": b64(b"a" * 600)}, {"value": b64(b"b" * 600)},
                            {"value": b64(b"c" * 3000)}, {"value": b64(b"d" * 10)}]))
@@ -370,22 +362,6 @@ def test_max_bytes_total_truncates_and_a_big_record_comes_alone(client, api, top
     big = consume(client, cid, **limit)
     assert [r["offset"] for r in big] == [2] and unb64(big[0]["value"]) == b"c" * 3000
     assert [r["offset"] for r in consume(client, cid, **limit)] == [3]
-
-
-def test_consume_reads_every_owned_partition(client, api, topic3):
-    for p in range(3):
-        produce(api, topic3, [f"p{p}-{i}" for i in range(4)], partition=p)
-    cid = subscribe(client, "g", [topic3], auto_offset_reset="earliest")["consumer_id"]
-    got = []
-    while batch := consume(client, cid, max_records=5):
-        assert len(batch) <= 5
-        got.extend(batch)
-    assert sorted((r["partition"], r["offset"]) for r in got) == [
-        (p, o) for p in range(3) for o in range(4)]
-    assert len(got) == 12  # no duplicates
-    for p in range(3):
-        offs = [r["offset"] for r in got if r["partition"] == p]
-        assert offs == sorted(offs)
 
 
 def test_auto_commit_commits_what_the_previous_consume_returned(client, api, topic):
@@ -834,22 +810,6 @@ def test_closing_a_session_while_it_waits_answers_its_consume_404(app, client, t
     assert_error(future.result(timeout=10), 404, "consumer_not_found")
 
 
-def test_a_waiting_consume_follows_a_rebalance(app, client, api, manager):
-    ok(api.create_topic("two", 2), 201)
-    a = subscribe(client, "g", ["two"])["consumer_id"]
-    future = start_consume(app, a, timeout_ms=300_000)
-    wait_until_waiting(manager)
-    b = subscribe(client, "g", ["two"])
-    [theirs] = b["assignment"]["two"]
-    mine = 1 - theirs
-    # a record on the partition that just moved to b is b's, never a's
-    produce(api, "two", ["for b"], partition=theirs)
-    produce(api, "two", ["for a"], partition=mine)
-    out = ok(future.result(timeout=10))
-    assert [(r["partition"], unb64(r["value"])) for r in out["records"]] == [(mine, b"for a")]
-    assert assignment(client, a)["assignment"] == {"two": [mine]}
-
-
 def test_group_ids_with_url_special_characters(client, api, topic):
     group = "billing team?x=1#frag %41 é"
     sub = subscribe(client, group, [topic])
@@ -859,44 +819,6 @@ def test_group_ids_with_url_special_characters(client, api, topic):
     assert body["group_id"] == group
     assert [m["consumer_id"] for m in body["members"]] == [sub["consumer_id"]]
     assert group in [g["group_id"] for g in ok(client.get("/api/consumer-groups"))["groups"]]
-
-
-# -- positions across rebalances the session did not see ----------------------------------
-
-
-def lose_and_regain(client, api):
-    """Member ``a`` reads all of a 2-partition topic (3 records each) and goes idle; member
-    ``b`` joins, takes one partition, reads it (3 more records were produced there: 0..5),
-    commits 6 and leaves. Returns ``(a, the partition that went away and came back)``."""
-    ok(api.create_topic("two", 2), 201)
-    for p in (0, 1):
-        produce(api, "two", ["a0", "a1", "a2"], partition=p)
-    a = subscribe(client, "g", ["two"], auto_offset_reset="earliest")["consumer_id"]
-    assert len(consume_all(client, a)) == 6
-    assert positions(client, a) == {"two": {"0": 3, "1": 3}}
-    b = subscribe(client, "g", ["two"], auto_offset_reset="earliest")
-    [moved] = b["assignment"]["two"]
-    produce(api, "two", ["b3", "b4", "b5"], partition=moved)
-    assert [r["offset"] for r in consume_all(client, b["consumer_id"])] == list(range(6))
-    assert commit(client, b["consumer_id"]) == {"two": {str(moved): 6}}
-    ok(client.delete(f"/api/consumers/{b['consumer_id']}"))
-    return a, moved
-
-
-def test_a_partition_lost_and_regained_while_idle_resumes_at_the_groups_commit(client, api):
-    a, moved = lose_and_regain(client, api)
-    # the partition comes back to the first member: it must resume at the group's commit
-    # (6), not at its own position from before it lost the partition (3) -- else it
-    # delivers b3..b5 again although the group committed them
-    assert positions(client, a)["two"][str(moved)] == 6
-    assert consume_all(client, a) == []
-
-
-def test_commit_after_an_unseen_rebalance_does_not_move_the_groups_offset_back(client, api):
-    a, moved = lose_and_regain(client, api)
-    commit(client, a)  # "exactly the records returned so far": none of 3..5 went to a
-    group = ok(client.get("/api/consumer-groups/g"))
-    assert {o["partition"]: o["committed_offset"] for o in group["offsets"]}[moved] == 6
 
 
 def test_a_recreated_topic_is_read_from_its_first_record(client, api, topic):
