@@ -27,7 +27,18 @@ run: $(VENV)/.installed
 	CONSUMER_API_DATA_DIR=$${CONSUMER_API_DATA_DIR:-./data} CONSUMER_API_BIND=$(HOST):$(PORT) \
 		$(BIN)/gunicorn -c gunicorn.conf.py
 
-test: $(VENV)/.installed-test
+# The jars of a real Apache Kafka broker for the Kafka tests (tests/kafka/pom.xml), fetched
+# with Maven into .kafka/libs once; without Java and Maven the Kafka tests skip, saying so.
+KAFKA_LIBS := .kafka/libs
+$(KAFKA_LIBS)/.fetched: tests/kafka/pom.xml
+	@if command -v mvn >/dev/null 2>&1 && command -v java >/dev/null 2>&1; then \
+		rm -rf $(KAFKA_LIBS) && \
+		mvn -q -B -f tests/kafka/pom.xml dependency:copy-dependencies \
+			-DoutputDirectory=$(CURDIR)/$(KAFKA_LIBS) -DincludeScope=runtime && \
+		touch $@; \
+	else echo "note: no java or mvn: the Kafka tests will skip"; fi
+
+test: $(VENV)/.installed-test $(KAFKA_LIBS)/.fetched
 	sh deploy/install-test-packages.sh
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 

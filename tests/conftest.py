@@ -68,3 +68,18 @@ def app(config, engine, manager):
 @pytest.fixture
 def client(app):
     return app.test_client()
+
+
+@pytest.fixture(scope="session")
+def kafka_broker(tmp_path_factory):
+    """One real Kafka broker for the whole test run (tests/kafka/broker.py), started by the
+    first test that asks for it and stopped by its pid at the end; the tests that need it
+    skip, saying what is missing, on a machine without Java or the jars ``make test``
+    fetches."""
+    from tests.kafka.broker import BrokerUnavailable, start_broker
+    try:
+        broker = start_broker(tmp_path_factory.mktemp("kafka"))
+    except BrokerUnavailable as exc:
+        pytest.skip(f"no Kafka broker here: {exc}")
+    yield broker
+    broker.stop()
