@@ -50,8 +50,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
-from common import (GiB, MiB, ROOT, finish, prepare_base_dir, progress,  # noqa: E402
-                    render_table, run_meta, set_progress_tag, status_text, temp_workdir)
+from common import (GiB, MiB, ROOT, add_output_args, finish, loadavg,  # noqa: E402
+                    parse_only, percentile, prepare_base_dir, progress, render_table,
+                    run_meta, set_progress_tag, status_text, temp_workdir)
 from server_process import BenchError, Server, kill_servers  # noqa: E402
 
 set_progress_tag("abuse")
@@ -759,17 +760,6 @@ class Row:
         return status_text(self.passed, self.error)
 
 
-def percentile(values: list, q: float) -> float | None:
-    """Linear interpolation between closest ranks (q in [0, 1])."""
-    if not values:
-        return None
-    s = sorted(values)
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
-
-
 def run_attack(attack: Attack, root: str, workdir: str, duration: float) -> Row:
     row = Row(attack.number, attack.name)
     srv = Server(f"attack{attack.number}", workdir, root=root, ready_timeout=READY_TIMEOUT_S,
@@ -903,27 +893,6 @@ def checkout_commit(root: str) -> str:
         return "?"
 
 
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
-
-
-def parse_only(text: str | None) -> set[int]:
-    numbers = {a.number for a in ATTACKS}
-    if not text:
-        return numbers
-    try:
-        chosen = {int(x) for x in text.split(",") if x.strip()}
-    except ValueError:
-        raise SystemExit(f"--only takes attack numbers 1-9, e.g. --only 1,3 (got {text!r})")
-    if not chosen or not chosen <= numbers:
-        raise SystemExit(f"--only takes attack numbers 1-9 (got {text!r})")
-    return chosen
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -933,12 +902,9 @@ def main(argv=None) -> int:
     ap.add_argument("--duration", type=float, metavar="S", help="seconds per attack")
     ap.add_argument("--root", default=str(ROOT),
                     help="the checkout whose server to run (default: this repository)")
-    ap.add_argument("--json", metavar="PATH",
-                    help="where to write the rows (default bench/results/abuse-<timestamp>.json)")
-    ap.add_argument("--dir", help="parent of the temporary data directory "
-                                  "(default: /work, else the current directory; never tmpfs)")
+    add_output_args(ap, "abuse")
     args = ap.parse_args(argv)
-    only = parse_only(args.only)
+    only = parse_only(args.only, {a.number for a in ATTACKS}, "attack")
     duration = args.duration or (QUICK_S if args.quick else FULL_S)
     if duration <= 0:
         raise SystemExit("--duration must be positive")

@@ -49,6 +49,17 @@ def human_bytes(n: int) -> str:
     return f"{n} B"
 
 
+def percentile(values: list, q: float) -> float | None:
+    """Linear interpolation between closest ranks (q in [0, 1]); None for no values."""
+    if not values:
+        return None
+    s = sorted(values)
+    pos = q * (len(s) - 1)
+    lo = int(pos)
+    hi = min(lo + 1, len(s) - 1)
+    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
+
+
 def status_text(passed: bool | None, error: str | None = None) -> str:
     """The ``status`` column: ``ERROR`` (the figure could not run), ``-`` (no target),
     ``pass`` or ``FAIL``."""
@@ -73,6 +84,30 @@ def render_table(rows: list, header_lines: list[str], cols: list) -> str:
     rule = "-" * len(title)
     body = [line(c) for c in cells]
     return "\n".join(header_lines + [rule, title, rule] + body + [rule])
+
+
+def add_output_args(ap, kind: str) -> None:
+    """``--json PATH`` and ``--dir DIR`` of a server run (``kind``: the JSON file's prefix)."""
+    ap.add_argument("--json", metavar="PATH",
+                    help=f"where to write the rows as JSON (default "
+                         f"bench/results/{kind}-<timestamp>.json)")
+    ap.add_argument("--dir", help="parent of the temporary data directory "
+                                  "(default: /work, else the current directory; never tmpfs)")
+
+
+def parse_only(text: str | None, numbers: set[int], what: str) -> set[int]:
+    """The numbers ``--only`` names (comma-separated), all of ``numbers`` without it; exits
+    with a message naming ``what`` ("attack", "figure") on any other number or text."""
+    span = f"{min(numbers)}-{max(numbers)}"
+    if not text:
+        return set(numbers)
+    try:
+        chosen = {int(x) for x in text.split(",") if x.strip()}
+    except ValueError:
+        raise SystemExit(f"--only takes {what} numbers {span}, e.g. --only 1,3 (got {text!r})")
+    if not chosen or not chosen <= numbers:
+        raise SystemExit(f"--only takes {what} numbers {span} (got {text!r})")
+    return chosen
 
 
 def targets_line(judged: list, bad_labels: list[str]) -> str:
@@ -199,6 +234,15 @@ def run_meta(started, quick: bool, base: str, fst: str, **head) -> dict:
                 mode="quick" if quick else "full", **head,
                 python=platform.python_version(), implementation=platform.python_implementation(),
                 platform=platform.platform(), cpus=os.cpu_count(), base_dir=base, fs_type=fst)
+
+
+def loadavg() -> str:
+    """The 1, 5 and 15 minute load averages (/proc/loadavg), or ``?``."""
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "?"
 
 
 # -- temporary data and cleanup ---------------------------------------------------------------

@@ -44,9 +44,9 @@ import orjson
 import requests
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # for bench/common.py
-from common import (KiB, MiB, ROOT, finish, git_commit, prepare_base_dir,  # noqa: E402
-                    progress, render_table, run_meta, set_progress_tag, status_text,
-                    temp_workdir)
+from common import (KiB, MiB, ROOT, add_output_args, finish, git_commit,  # noqa: E402
+                    loadavg, parse_only, percentile, prepare_base_dir, progress,
+                    render_table, run_meta, set_progress_tag, status_text, temp_workdir)
 from server_process import BenchError, Server  # noqa: E402
 from server_process import kill_servers as kill_every_server  # noqa: E402
 
@@ -140,17 +140,6 @@ def fmt_rate(v: float, unit: str = "rec/s") -> str:
 
 def fmt_ms(v: float) -> str:
     return f"{v:.2f} ms" if abs(v) < 100 else f"{v:,.0f} ms"
-
-
-def percentile(values: list[float], q: float) -> float:
-    """Linear interpolation between closest ranks (q in [0, 1])."""
-    s = sorted(values)
-    if not s:
-        return float("nan")
-    pos = q * (len(s) - 1)
-    lo = int(pos)
-    hi = min(lo + 1, len(s) - 1)
-    return s[lo] + (s[hi] - s[lo]) * (pos - lo)
 
 
 def latency_stats(seconds: list[float]) -> dict:
@@ -376,14 +365,6 @@ def cpu_note(c: dict, requests_: int | None = None) -> str:
         txt += (f" ({c['server_cpu_s'] / requests_ * 1e6:,.0f} + "
                 f"{c['client_cpu_s'] / requests_ * 1e6:,.0f} us/request)")
     return txt
-
-
-def loadavg() -> str:
-    try:
-        with open("/proc/loadavg") as f:
-            return " ".join(f.read().split()[:3])
-    except OSError:
-        return "?"
 
 
 def cpu_times() -> list[int] | None:
@@ -1075,18 +1056,6 @@ def kill_servers() -> None:
     kill_every_server()
 
 
-def parse_only(text: str | None) -> set[int]:
-    if not text:
-        return set(range(1, 8))
-    try:
-        figs = {int(x) for x in text.split(",") if x.strip()}
-    except ValueError:
-        raise SystemExit(f"--only takes figure numbers 1-7, e.g. --only 1,3 (got {text!r})")
-    if not figs or not figs <= set(range(1, 8)):
-        raise SystemExit(f"--only takes figure numbers 1-7 (got {text!r})")
-    return figs
-
-
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -1094,12 +1063,9 @@ def main(argv=None) -> int:
     ap.add_argument("--only", metavar="N,...",
                     help="run only these figures (1-7); the 'records per trivial request' "
                          "ratio of figures 1-2 needs figure 7")
-    ap.add_argument("--json", metavar="PATH",
-                    help="where to write the JSON (default bench/results/server-<timestamp>.json)")
-    ap.add_argument("--dir", help="parent of the temporary data directories "
-                                  "(default: /work, else the current directory; never tmpfs)")
+    add_output_args(ap, "server")
     args = ap.parse_args(argv)
-    only = parse_only(args.only)
+    only = parse_only(args.only, set(range(1, 8)), "figure")
     sizes = QUICK if args.quick else FULL
 
     prepared = prepare_base_dir(args.dir, sizes["min_free"], fmt=lambda n: f"{n / MiB:,.0f} MiB",
