@@ -59,13 +59,14 @@ class Assignment:
 
 @dataclass(frozen=True)
 class PartitionStats:
-    """One partition, for ``/metrics``: offsets and the record bytes it stores."""
+    """One partition, for ``/metrics``: offsets and the record bytes it stores (None when
+    the store cannot tell)."""
 
     topic: str
     partition: int
     log_start_offset: int
     high_watermark: int
-    size_bytes: int
+    size_bytes: int | None
 
 
 @dataclass(frozen=True)

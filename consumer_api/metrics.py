@@ -112,7 +112,8 @@ class _StateCollector:
         totals: dict = {}
         watermarks = {}
         for part in stats.partitions:
-            totals[part.topic] = totals.get(part.topic, 0) + part.size_bytes
+            if part.size_bytes is not None:
+                totals[part.topic] = totals.get(part.topic, 0) + part.size_bytes
             watermarks[(part.topic, part.partition)] = part.high_watermark
         for topic, total in totals.items():
             sizes.add_metric((topic,), total)

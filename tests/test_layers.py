@@ -1,6 +1,7 @@
-"""The layers (README, *Architecture*): nothing outside ``consumer_api/embedded/`` imports
-from it except ``consumer_api/backends.py``, the one place that builds a store from the
-configuration; the store-neutral modules import no layer above them."""
+"""The layers (README, *Inside*): nothing outside a store (``consumer_api/embedded/``,
+``consumer_api/kafka/``) imports from it except ``consumer_api/backends.py``, the one place
+that builds a store from the configuration; the stores do not import each other; the
+store-neutral modules import no layer above them."""
 from __future__ import annotations
 
 import ast
@@ -35,13 +36,18 @@ def modules(under: pathlib.Path = PACKAGE):
         yield path, path.relative_to(PACKAGE.parent).as_posix()
 
 
-def test_only_the_factory_imports_the_embedded_store():
+STORES = ("embedded", "kafka")
+
+
+def test_only_the_factory_imports_a_store():
     offenders = {}
     for path, name in modules():
-        if name.startswith("consumer_api/embedded/") or name == FACTORY:
+        if name == FACTORY:
             continue
-        bad = sorted(m for m in imported_modules(path)
-                     if m == "consumer_api.embedded" or m.startswith("consumer_api.embedded."))
+        own = next((s for s in STORES if name.startswith(f"consumer_api/{s}/")), None)
+        bad = sorted(m for m in imported_modules(path) for store in STORES
+                     if store != own and (m == f"consumer_api.{store}"
+                                          or m.startswith(f"consumer_api.{store}.")))
         if bad:
             offenders[name] = bad
     assert offenders == {}
@@ -54,7 +60,8 @@ def test_the_factory_is_still_where_the_store_is_built():
 
 def test_neutral_modules_import_no_layer():
     layers = ("consumer_api.api", "consumer_api.sessions", "consumer_api.embedded",
-              "consumer_api.server", "consumer_api.app", "consumer_api.metrics")
+              "consumer_api.kafka", "consumer_api.server", "consumer_api.app",
+              "consumer_api.metrics")
     offenders = {}
     for neutral in NEUTRAL:
         bad = sorted(m for m in imported_modules(PACKAGE / neutral)

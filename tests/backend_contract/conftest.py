@@ -1,9 +1,9 @@
 """The backend contract (:mod:`consumer_api.backend`) as tests, one run per store.
 
-``store`` is an open :class:`~consumer_api.backend.Backend` built the way the server builds
-it (:func:`consumer_api.backends.build_backend`), over a fresh data directory; ``BACKENDS``
-names the stores the contract runs against (a new store adds itself there, with what it
-needs to start). ``joined(member, topics)`` joins and waits for the assignment on the
+``store`` is an open :class:`~consumer_api.backend.Backend`: the embedded engine built the
+way the server builds it (:func:`consumer_api.backends.build_backend`) over a fresh data
+directory, and the Kafka store over the test run's broker (its topics deleted after each
+test). ``BACKENDS`` names the stores and what each implements so far. ``joined(member, topics)`` joins and waits for the assignment on the
 member's own wake-up (a store may complete a join later); ``Wakes`` counts wake-ups and
 lets a test wait for the next one.
 """
@@ -16,19 +16,47 @@ import pytest
 from consumer_api.backends import build_backend
 from consumer_api.config import Config
 
-BACKENDS = ["embedded"]
+#: each store and what of the contract it implements so far; a test module says what it
+#: needs (``NEEDS``, default "groups") and runs against the stores that have it
+BACKENDS = {"embedded": {"topics", "records", "groups"},
+            "kafka": {"topics", "records"}}
 #: real seconds a test waits for a store's wake-up before failing
 BOUND = 10.0
 
 
-@pytest.fixture(params=BACKENDS)
+def pytest_generate_tests(metafunc):
+    if "store" in metafunc.fixturenames:
+        need = getattr(metafunc.module, "NEEDS", "groups")
+        names = [name for name, has in BACKENDS.items() if need in has]
+        metafunc.parametrize("store", names, indirect=True)
+
+
+@pytest.fixture
 def store(request, tmp_path):
-    backend = build_backend(Config(backend=request.param, data_dir=str(tmp_path / "data")))
+    if request.param == "embedded":
+        backend = build_backend(Config(data_dir=str(tmp_path / "data")))
+    else:
+        broker = request.getfixturevalue("kafka_broker")
+        from consumer_api.kafka.backend import KafkaBackend
+        backend = KafkaBackend({"bootstrap.servers": broker.bootstrap}, timeout_s=BOUND)
     if not backend.is_open:
         backend.open()
     backend.start()
     yield backend
+    if request.param == "kafka":
+        _delete_every_topic(backend)
     backend.close()
+
+
+def _delete_every_topic(backend) -> None:
+    """Leave the shared broker as the test found it: no topics of ours."""
+    import time
+    for name in backend.admin.topics():
+        backend.admin.delete_topic(name)
+    deadline = time.monotonic() + BOUND
+    while backend.admin.topics():
+        assert time.monotonic() < deadline, "the broker kept deleted topics"
+        time.sleep(0.05)  # deletion is asynchronous in Kafka: wait until it is done
 
 
 class Wakes:

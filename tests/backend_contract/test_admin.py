@@ -81,3 +81,10 @@ def test_a_deleted_group_forgets_its_offsets(store):
     store.delete_group("g")
     assert store.committed("g") == {}
     assert store.list_groups() == []
+
+
+def test_stats_show_the_groups_commits(store):
+    store.create_topic("t", 2)
+    store.produce("t", [NewRecord(None, b"abc")] * 3, [1] * 3)
+    store.set_offsets("g", {("t", 1): 2})
+    assert store.stats().committed == {"g": {("t", 1): 2}}

@@ -7,6 +7,8 @@ from consumer_api.errors import OffsetOutOfRange, PartitionNotFound, TopicNotFou
 from consumer_api.partitioner import partition_for_key
 from consumer_api.records import NewRecord
 
+NEEDS = "records"
+
 
 def values(records) -> list:
     return [r[3] for r in records]
@@ -84,14 +86,14 @@ def test_offset_for_timestamp_is_the_first_at_or_after_else_the_high_watermark(s
     assert store.offset_for_timestamp("t", 0, 301) == 3
 
 
-def test_stats_show_every_partition_and_the_groups_commits(store):
+def test_stats_show_every_partition(store):
     store.create_topic("t", 2)
     store.produce("t", [NewRecord(None, b"abc")] * 3, [1] * 3)
-    store.set_offsets("g", {("t", 1): 2})
     stats = store.stats()
     rows = {(p.topic, p.partition): p for p in stats.partitions}
     assert set(rows) == {("t", 0), ("t", 1)}
-    assert rows[("t", 1)].high_watermark == 3 and rows[("t", 1)].size_bytes > 9
-    assert rows[("t", 0)].size_bytes == 0
-    assert stats.committed == {"g": {("t", 1): 2}}
+    assert rows[("t", 1)].high_watermark == 3 and rows[("t", 0)].high_watermark == 0
+    assert rows[("t", 1)].log_start_offset == 0
+    if rows[("t", 1)].size_bytes is not None:  # a store may not know
+        assert rows[("t", 1)].size_bytes > 9 and rows[("t", 0)].size_bytes == 0
     assert stats.rebalances >= 0

@@ -1,0 +1,1 @@
+"""The store over an Apache Kafka cluster (confluent-kafka); see :mod:`.backend`."""

@@ -1,0 +1,127 @@
+"""KafkaBackend: the store over an Apache Kafka cluster (work in progress).
+
+What it does so far, each driven by ``tests/backend_contract`` against a real broker:
+topics (create, list, describe, delete, partition counts), produce, stateless reads,
+offsets and timestamps, and ``stats()``. Consumer groups (``member`` and the group
+administration) are not here yet, so :func:`consumer_api.backends.build_backend` does not
+offer this store; until they are, it is built only by the tests.
+
+Parts: :class:`~consumer_api.kafka.admin.KafkaAdmin` (topics, offsets),
+:class:`~consumer_api.kafka.producer.KafkaProducer` (one per node, placement as the
+embedded engine's), a few :class:`~consumer_api.kafka.reader.Reader` threads (stateless
+reads, one Consumer each). What Kafka does not say, the store leaves out: a partition's
+``size_bytes`` is None.
+
+Thread-safety: every method may be called from any request thread; the parts lock
+themselves, and each Consumer is owned by one thread.
+"""
+from __future__ import annotations
+
+import itertools
+import logging
+
+from consumer_api.backend import BackendStats, PartitionStats
+from consumer_api.kafka.admin import KafkaAdmin
+from consumer_api.kafka.producer import KafkaProducer
+from consumer_api.kafka.reader import Reader
+
+#: threads (each with its Consumer) serving stateless reads
+READERS = 2
+#: where librdkafka's own log lines go (instead of stderr)
+client_log = logging.getLogger("consumer_api.kafka.client")
+
+
+class KafkaBackend:
+    """``client_config``: librdkafka settings every client gets (``bootstrap.servers`` at
+    least); ``timeout_s``: the most a call waits for the cluster."""
+
+    def __init__(self, client_config: dict, timeout_s: float = 30.0,
+                 replication_factor: int = -1):
+        self._config = {**client_config, "logger": client_log}
+        self.timeout_s = timeout_s
+        self._replication = replication_factor
+        self._open = False
+        self._turn = itertools.count()
+
+    # -- lifecycle ---------------------------------------------------------------------------
+
+    @property
+    def is_open(self) -> bool:
+        return self._open
+
+    def open(self) -> None:
+        self.admin = KafkaAdmin(self._config, self.timeout_s, self._replication)
+        self.admin.topics()  # the cluster answers, or Unavailable
+        self.producer = KafkaProducer(self._config, self.admin.partition_count,
+                                      self.timeout_s)
+        self._readers = [Reader(self._config, self.timeout_s, f"reader-{i}")
+                         for i in range(READERS)]
+        self._open = True
+
+    def start(self) -> None:
+        """Nothing to start: the parts' threads start with them."""
+
+    def close(self) -> None:
+        if not self._open:
+            return
+        self._open = False
+        self.producer.close()
+        for reader in self._readers:
+            reader.close()
+
+    # -- topics ------------------------------------------------------------------------------
+
+    def create_topic(self, name: str, partitions: int, config: dict | None = None) -> dict:
+        return self.admin.create_topic(name, partitions, config)
+
+    def list_topics(self) -> list[dict]:
+        out = []
+        for name, count in self.admin.topics().items():
+            offsets = self.admin.offsets_of(name, range(count))
+            out.append({"name": name, "partitions": [
+                {"partition": p, "log_start_offset": start, "high_watermark": end}
+                for p, (start, end) in sorted(offsets.items())]})
+        return out
+
+    def describe_topic(self, name: str) -> dict:
+        offsets = self.admin.offsets_of(name, range(self.admin.partition_count(name)))
+        return {"name": name, "config": self.admin.topic_config(name), "partitions": [
+            {"partition": p, "log_start_offset": start, "high_watermark": end,
+             "size_bytes": None} for p, (start, end) in sorted(offsets.items())]}
+
+    def delete_topic(self, name: str) -> None:
+        self.admin.partition_count(name)  # TopicNotFound
+        self.admin.delete_topic(name)
+
+    def partition_count(self, topic: str) -> int:
+        return self.admin.partition_count(topic)
+
+    def log_offsets(self, topic: str, partition: int) -> tuple[int, int]:
+        return self.admin.log_offsets(topic, partition)
+
+    def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int:
+        return self.admin.offset_for_timestamp(topic, partition, timestamp)
+
+    # -- records -----------------------------------------------------------------------------
+
+    def produce(self, topic: str, records: list, partitions: list) -> list[dict]:
+        return self.producer.produce(topic, records, partitions)
+
+    def read(self, topic: str, partition: int, offset: int | None, max_records: int,
+             max_bytes: int) -> list:
+        if offset is None:
+            offset = self.admin.log_offsets(topic, partition)[0]
+        return self.fetch(topic, partition, offset, max_records, max_bytes, 0)[0]
+
+    def fetch(self, topic: str, partition: int, offset: int, max_records: int,
+              max_bytes: int, taken: int) -> tuple[list, int]:
+        _start, end = self.admin.check_offset(topic, partition, offset)
+        reader = self._readers[next(self._turn) % len(self._readers)]
+        return reader.fetch(topic, partition, offset, end, max_records, max_bytes, taken)
+
+    def stats(self) -> BackendStats:
+        partitions = []
+        for name, count in self.admin.topics().items():
+            for p, (start, end) in sorted(self.admin.offsets_of(name, range(count)).items()):
+                partitions.append(PartitionStats(name, p, start, end, None))
+        return BackendStats(partitions, {}, 0)

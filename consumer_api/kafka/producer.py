@@ -1,0 +1,133 @@
+"""Producing to Apache Kafka: one shared confluent-kafka Producer per node.
+
+Placement is the embedded engine's: a keyed record goes to Kafka's murmur2 partition
+(:mod:`consumer_api.partitioner`), a keyless one round-robin per record, an explicit one
+where it says -- computed here, then produced with an explicit partition, so a record lands
+on the same partition on both backends. A request waits for its own deliveries only
+(never for ``flush()``), at most ``timeout_s``.
+
+A produce spanning partitions is not all-or-nothing (that would take transactions): every
+partition is checked before anything is sent, and when some records fail to be delivered
+the request fails with the first error -- the others may be stored (README, *Running on
+Apache Kafka*).
+
+Thread-safety: the Producer is thread-safe; one daemon thread serves its delivery reports
+(``poll``) until :meth:`close`. A request's :class:`_Batch` is filled by that thread and read
+by the request's thread after its ``done`` event.
+"""
+from __future__ import annotations
+
+import threading
+
+from confluent_kafka import KafkaError, Producer
+
+from consumer_api.errors import PartitionNotFound, TopicNotFound, Unavailable
+from consumer_api.partitioner import Partitioner
+
+
+class _Batch:
+    """The deliveries of one request: ``results[i]`` is ``(partition, offset, timestamp)``
+    of record i once delivered; ``error`` the first failure."""
+
+    __slots__ = ("results", "left", "error", "done", "lock")
+
+    def __init__(self, count: int):
+        self.results: list = [None] * count
+        self.left = count
+        self.error: KafkaError | None = None
+        self.done = threading.Event()
+        self.lock = threading.Lock()
+
+    def delivered(self, i: int, err, msg) -> None:
+        with self.lock:
+            if err is not None:
+                self.error = self.error or err
+            else:
+                self.results[i] = (msg.partition(), msg.offset(), msg.timestamp()[1])
+            self.left -= 1
+            if not self.left:
+                self.done.set()
+
+
+class KafkaProducer:
+    """``partition_count(topic)`` gives a topic's partitions (TopicNotFound)."""
+
+    def __init__(self, client_config: dict, partition_count, timeout_s: float = 30.0):
+        self._producer = Producer({**client_config, "enable.idempotence": True,
+                                   "partitioner": "murmur2_random"})
+        self._partition_count = partition_count
+        self.timeout_s = timeout_s
+        self._round_robin: dict[str, Partitioner] = {}
+        self._rr_lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._serve, name="kafka-deliveries",
+                                        daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        while not self._stop.is_set():
+            self._producer.poll(0.1)
+
+    def _partitioner(self, topic: str) -> Partitioner:
+        with self._rr_lock:
+            found = self._round_robin.get(topic)
+            if found is None:
+                found = self._round_robin[topic] = Partitioner()
+            return found
+
+    def place(self, topic: str, records: list, partitions: list) -> list[int]:
+        """The partition of each record (TopicNotFound / PartitionNotFound before any is
+        sent)."""
+        count = self._partition_count(topic)
+        chooser = self._partitioner(topic)
+        placed = []
+        for record, partition in zip(records, partitions):
+            if partition is None:
+                partition = chooser.partition(record[0], count)
+            elif not 0 <= partition < count:
+                raise PartitionNotFound(
+                    f"topic {topic!r} has no partition {partition} (it has {count})",
+                    {"topic": topic, "partition": partition, "partitions": count})
+            placed.append(partition)
+        return placed
+
+    def produce(self, topic: str, records: list, partitions: list) -> list[dict]:
+        placed = self.place(topic, records, partitions)
+        batch = _Batch(len(records))
+        for i, (record, partition) in enumerate(zip(records, placed)):
+            key, value, headers, timestamp = record
+            self._send(topic, i, key, value, headers, timestamp, partition, batch)
+        if not batch.done.wait(self.timeout_s):
+            raise Unavailable(f"the Kafka cluster did not acknowledge the records within "
+                              f"{self.timeout_s:g} s (some may be stored)")
+        if batch.error is not None:
+            raise _delivery_error(batch.error, topic)
+        return [{"partition": p, "offset": o, "timestamp": ts} for p, o, ts in batch.results]
+
+    def _send(self, topic, i, key, value, headers, timestamp, partition, batch) -> None:
+        kwargs = {"partition": partition, "on_delivery": lambda err, msg, i=i:
+                  batch.delivered(i, err, msg)}
+        if key is not None:
+            kwargs["key"] = key
+        if headers:
+            kwargs["headers"] = [(name, text.encode("utf-8")) for name, text in headers.items()]
+        if timestamp is not None:
+            kwargs["timestamp"] = timestamp
+        while True:
+            try:
+                self._producer.produce(topic, value, **kwargs)
+                return
+            except BufferError:  # the local queue is full: let deliveries drain it
+                self._producer.poll(0.05)
+
+    def close(self) -> None:
+        """Deliver what is queued (bounded), then stop the delivery thread."""
+        self._producer.flush(self.timeout_s)
+        self._stop.set()
+        self._thread.join(5)
+
+
+def _delivery_error(error: KafkaError, topic: str):
+    if error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
+        return TopicNotFound(f"topic {topic!r} does not exist", {"topic": topic})
+    return Unavailable(f"the Kafka cluster did not store the records: {error.str()}")
