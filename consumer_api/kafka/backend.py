@@ -2,8 +2,8 @@
 
 What it does so far, each driven by ``tests/backend_contract`` against a real broker:
 topics (create, list, describe, delete, partition counts), produce, stateless reads,
-offsets and timestamps, and ``stats()``. Consumer groups (``member`` and the group
-administration) are not here yet, so :func:`consumer_api.backends.build_backend` does not
+offsets and timestamps, ``stats()``, and the administration of group offsets
+(:mod:`consumer_api.kafka.groups`). Group members (``member``) are not here yet, so :func:`consumer_api.backends.build_backend` does not
 offer this store; until they are, it is built only by the tests.
 
 Parts: :class:`~consumer_api.kafka.admin.KafkaAdmin` (topics, offsets),
@@ -22,6 +22,7 @@ import logging
 
 from consumer_api.backend import BackendStats, PartitionStats
 from consumer_api.kafka.admin import KafkaAdmin
+from consumer_api.kafka.groups import KafkaGroups
 from consumer_api.kafka.producer import KafkaProducer
 from consumer_api.kafka.reader import Reader
 
@@ -52,6 +53,7 @@ class KafkaBackend:
     def open(self) -> None:
         self.admin = KafkaAdmin(self._config, self.timeout_s, self._replication)
         self.admin.topics()  # the cluster answers, or Unavailable
+        self.groups = KafkaGroups(self.admin)
         self.producer = KafkaProducer(self._config, self.admin.partition_count,
                                       self.timeout_s)
         self._readers = [Reader(self._config, self.timeout_s, f"reader-{i}")
@@ -124,4 +126,23 @@ class KafkaBackend:
         for name, count in self.admin.topics().items():
             for p, (start, end) in sorted(self.admin.offsets_of(name, range(count)).items()):
                 partitions.append(PartitionStats(name, p, start, end, None))
-        return BackendStats(partitions, {}, 0)
+        committed = {g: self.groups.committed(g) for g in self.groups.group_ids()}
+        return BackendStats(partitions, {g: c for g, c in committed.items() if c}, 0)
+
+    # -- consumer groups ---------------------------------------------------------------------
+
+    def list_groups(self) -> list[dict]:
+        return self.groups.list_groups()
+
+    def describe_group(self, group_id: str) -> dict:
+        return self.groups.describe(group_id)
+
+    def committed(self, group_id: str) -> dict:
+        return self.groups.committed(group_id)
+
+    def set_offsets(self, group_id: str, offsets: dict | None = None, reset: str | None = None,
+                    topics=None) -> dict:
+        return self.groups.set_offsets(group_id, offsets, reset, topics)
+
+    def delete_group(self, group_id: str) -> None:
+        self.groups.delete(group_id)

@@ -18,8 +18,8 @@ from consumer_api.config import Config
 
 #: each store and what of the contract it implements so far; a test module says what it
 #: needs (``NEEDS``, default "groups") and runs against the stores that have it
-BACKENDS = {"embedded": {"topics", "records", "groups"},
-            "kafka": {"topics", "records"}}
+BACKENDS = {"embedded": {"topics", "records", "admin", "groups"},
+            "kafka": {"topics", "records", "admin"}}
 #: real seconds a test waits for a store's wake-up before failing
 BOUND = 10.0
 
@@ -44,13 +44,15 @@ def store(request, tmp_path):
     backend.start()
     yield backend
     if request.param == "kafka":
-        _delete_every_topic(backend)
+        _clean_up(backend)
     backend.close()
 
 
-def _delete_every_topic(backend) -> None:
-    """Leave the shared broker as the test found it: no topics of ours."""
+def _clean_up(backend) -> None:
+    """Leave the shared broker as the test found it: no groups or topics of ours."""
     import time
+    for group in backend.groups.group_ids():
+        backend.groups.delete(group)
     for name in backend.admin.topics():
         backend.admin.delete_topic(name)
     deadline = time.monotonic() + BOUND
