@@ -41,7 +41,9 @@ class EmbeddedMember:
         return Assignment(generation, partitions, since)
 
     def assignment(self) -> Assignment | None:
-        if self._manual is not None or self._left:
+        if self._left:
+            return None
+        if self._manual is not None:
             return self._manual
         found = self._groups.membership(self.group_id, self.member_id)
         return None if found is None else Assignment(*found)

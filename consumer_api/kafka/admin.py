@@ -82,12 +82,21 @@ class KafkaAdmin:
                           f"after {self.timeout_s:g} s")
 
     def delete_topic(self, name: str) -> None:
+        """Delete a topic and wait (at most ``timeout_s``) until the cluster no longer lists
+        it: Kafka answers a delete before every broker has dropped the topic."""
         try:
             self._client.delete_topics([name])[name].result(self.timeout_s)
         except KafkaException as exc:
             raise _refused(exc, "delete the topic", name) from None
         finally:
             self._forget(name)
+        deadline = time.monotonic() + self.timeout_s
+        while name in self._metadata(name).topics and \
+                self._metadata(name).topics[name].error is None:
+            if time.monotonic() > deadline:
+                raise Unavailable(f"topic {name!r} is still listed {self.timeout_s:g} s after "
+                                  "its deletion")
+            time.sleep(0.02)  # metadata polling: the cluster offers nothing to wait on
 
     def topics(self) -> dict[str, int]:
         """``{name: partition count}`` of every topic but the cluster's own, fresh."""

@@ -19,10 +19,13 @@ from __future__ import annotations
 
 import itertools
 import logging
+import weakref
 
 from consumer_api.backend import BackendStats, PartitionStats
+from consumer_api.errors import TopicNotFound
 from consumer_api.kafka.admin import KafkaAdmin
 from consumer_api.kafka.groups import KafkaGroups
+from consumer_api.kafka.member import KafkaMember
 from consumer_api.kafka.producer import KafkaProducer
 from consumer_api.kafka.reader import Reader
 
@@ -43,6 +46,9 @@ class KafkaBackend:
         self._replication = replication_factor
         self._open = False
         self._turn = itertools.count()
+        self._members: "weakref.WeakSet[KafkaMember]" = weakref.WeakSet()
+        self._rebalances = itertools.count()
+        self.rebalances = 0
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -67,6 +73,8 @@ class KafkaBackend:
         if not self._open:
             return
         self._open = False
+        for member in list(self._members):
+            member.leave()
         self.producer.close()
         for reader in self._readers:
             reader.close()
@@ -79,7 +87,10 @@ class KafkaBackend:
     def list_topics(self) -> list[dict]:
         out = []
         for name, count in self.admin.topics().items():
-            offsets = self.admin.offsets_of(name, range(count))
+            try:
+                offsets = self.admin.offsets_of(name, range(count))
+            except TopicNotFound:
+                continue  # deleted meanwhile
             out.append({"name": name, "partitions": [
                 {"partition": p, "log_start_offset": start, "high_watermark": end}
                 for p, (start, end) in sorted(offsets.items())]})
@@ -123,13 +134,25 @@ class KafkaBackend:
 
     def stats(self) -> BackendStats:
         partitions = []
-        for name, count in self.admin.topics().items():
-            for p, (start, end) in sorted(self.admin.offsets_of(name, range(count)).items()):
-                partitions.append(PartitionStats(name, p, start, end, None))
+        for topic in self.list_topics():
+            for row in topic["partitions"]:
+                partitions.append(PartitionStats(topic["name"], row["partition"],
+                                                 row["log_start_offset"],
+                                                 row["high_watermark"], None))
         committed = {g: self.groups.committed(g) for g in self.groups.group_ids()}
-        return BackendStats(partitions, {g: c for g, c in committed.items() if c}, 0)
+        return BackendStats(partitions, {g: c for g, c in committed.items() if c},
+                            self.rebalances)
 
     # -- consumer groups ---------------------------------------------------------------------
+
+    def member(self, group_id: str, member_id: str, wake) -> KafkaMember:
+        member = KafkaMember(self._config, self.admin, group_id, member_id, wake,
+                             self._count_rebalance, self.timeout_s)
+        self._members.add(member)
+        return member
+
+    def _count_rebalance(self) -> None:
+        self.rebalances = next(self._rebalances) + 1
 
     def list_groups(self) -> list[dict]:
         return self.groups.list_groups()

@@ -19,7 +19,7 @@ from consumer_api.config import Config
 #: each store and what of the contract it implements so far; a test module says what it
 #: needs (``NEEDS``, default "groups") and runs against the stores that have it
 BACKENDS = {"embedded": {"topics", "records", "admin", "groups"},
-            "kafka": {"topics", "records", "admin"}}
+            "kafka": {"topics", "records", "admin", "groups"}}
 #: real seconds a test waits for a store's wake-up before failing
 BOUND = 10.0
 
@@ -43,9 +43,9 @@ def store(request, tmp_path):
         backend.open()
     backend.start()
     yield backend
+    backend.close()  # on Kafka: its members leave their groups
     if request.param == "kafka":
         _clean_up(backend)
-    backend.close()
 
 
 def _clean_up(backend) -> None:

@@ -11,8 +11,8 @@ from tests.backend_contract.conftest import Wakes, joined
 
 def test_groups_with_members_or_commits_are_listed_by_id(store):
     store.create_topic("t", 2)
-    m = store.member("live", "a", Wakes())
-    m.join(["t"])
+    wakes = Wakes()
+    joined(store.member("live", "a", wakes), ["t"], wakes)
     store.set_offsets("committed-only", {("t", 0): 0})
     listed = {g["group_id"]: g for g in store.list_groups()}
     assert list(listed) == ["committed-only", "live"]
@@ -45,8 +45,9 @@ def test_offsets_are_set_and_reset_only_while_the_group_is_empty(store):
     assert store.set_offsets("g", reset="latest") == {("t", 0): 0, ("t", 1): 3}
     assert store.set_offsets("g", reset="earliest", topics=["t"]) == {("t", 0): 0, ("t", 1): 0}
     assert store.committed("g") == {("t", 0): 0, ("t", 1): 0}
-    m = store.member("g", "a", Wakes())
-    m.join(["t"])
+    wakes = Wakes()
+    m = store.member("g", "a", wakes)
+    joined(m, ["t"], wakes)
     with pytest.raises(GroupNotEmpty):
         store.set_offsets("g", {("t", 1): 2})
     with pytest.raises(GroupNotEmpty):

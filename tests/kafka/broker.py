@@ -130,9 +130,12 @@ def start_broker(directory: Path) -> Broker:
                                                log_dir=directory / "data"))
     log4j = directory / "log4j2.properties"
     log4j.write_text(LOG4J2)
-    subprocess.run(_java("kafka.tools.StorageTool", "format", "-t", _cluster_id(),
-                         "-c", str(config), log=log4j),
-                   check=True, capture_output=True, timeout=120)
+    formatted = subprocess.run(
+        _java("kafka.tools.StorageTool", "format", f"--cluster-id={_cluster_id()}",
+              f"--config={config}", log=log4j), capture_output=True, text=True, timeout=120)
+    if formatted.returncode:
+        raise RuntimeError("formatting the Kafka log directory failed:\n"
+                           + formatted.stdout[-2000:] + formatted.stderr[-2000:])
     with open(directory / "broker.log", "ab") as out:
         proc = subprocess.Popen(_java("kafka.Kafka", str(config), log=log4j), cwd=directory,
                                 stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT,
@@ -153,8 +156,10 @@ def _cluster_id() -> str:
 
 
 def _wait_ready(broker: Broker) -> None:
+    import logging
     from confluent_kafka.admin import AdminClient
-    admin = AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 2000})
+    admin = AdminClient({"bootstrap.servers": broker.bootstrap, "socket.timeout.ms": 2000,
+                         "logger": logging.getLogger("tests.kafka.broker")})
     deadline = time.monotonic() + START_TIMEOUT_S
     while True:
         if broker.proc.poll() is not None:
