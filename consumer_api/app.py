@@ -27,7 +27,7 @@ from consumer_api.api.spec import init_swagger
 from consumer_api.api.state import AppState, init_state, state_of
 from consumer_api.auth import KeyRing
 from consumer_api.backend import Backend
-from consumer_api.backends import build_backend
+from consumer_api.backends import build_backend, check_store_settings, session_cap
 from consumer_api.budget import ByteBudget
 from consumer_api.config import Config
 from consumer_api.metrics import Metrics
@@ -47,7 +47,7 @@ def create_app(config: Config | None = None, backend: Backend | None = None,
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.url_map.strict_slashes = False
     backend = backend or build_backend(config, defer_open)
-    manager = manager or ConsumerManager(backend, config.max_sessions)
+    manager = manager or ConsumerManager(backend, session_cap(config))
     refusals = Refusals()
     buffered = ByteBudget(config.request_buffer_bytes)
     in_flight = ByteBudget(config.response_buffer_bytes)
@@ -74,6 +74,7 @@ def check_settings(environ=None) -> Config:
     config = Config.from_env(environ)
     KeyRing.from_config(config.api_keys, config.api_keys_file)
     parse_trusted_proxies(config.trusted_proxies)
+    check_store_settings(config)
     return config
 
 

@@ -18,7 +18,7 @@ ENV_PREFIX = "CONSUMER_API_"
 
 #: settings that take one of a few words (any case), and the words
 KEYWORDS = {
-    "backend": ("embedded",),
+    "backend": ("embedded", "kafka"),
     "flush_policy": ("always", "interval"),
     "default_assignor": ("range", "roundrobin"),
     "log_format": ("plain", "json"),
@@ -31,6 +31,11 @@ _FALSE = ("0", "false", "no", "off")
 class Config:
     # which store serves the API (see consumer_api.backends)
     backend: str = "embedded"
+    # the kafka store
+    kafka_bootstrap_servers: str = ""  # host:port[,host:port...]
+    kafka_config: str = ""  # a JSON object of librdkafka settings every client gets
+    kafka_timeout_ms: int = 30_000  # the most a request waits for the cluster
+    kafka_max_sessions: int = 200  # consumer sessions of one node (each is a Kafka consumer)
     # storage
     data_dir: str = "./data"
     segment_bytes: int = 64 * MiB
@@ -78,6 +83,9 @@ class Config:
                      "max_polls_per_client"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
+        if self.backend == "kafka" and not self.kafka_bootstrap_servers.strip():
+            raise ValueError("CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS is needed with "
+                             "CONSUMER_API_BACKEND=kafka")
         if self.reserved_threads < 0:
             raise ValueError("reserved_threads must not be negative")
 
