@@ -93,3 +93,17 @@ def test_check_settings_reads_the_keys_file_and_proxies_too(tmp_path):
         check_settings({"CONSUMER_API_TRUSTED_PROXIES": "10.0.0.300"})
     with pytest.raises(ValueError, match="keys"):
         check_settings({"CONSUMER_API_API_KEYS_FILE": str(tmp_path / "missing.yml")})
+
+
+def test_the_kafka_store_needs_its_cluster_and_a_json_object_of_client_settings():
+    from consumer_api.app import check_settings
+    with pytest.raises(ValueError, match="CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS"):
+        Config.from_env({"CONSUMER_API_BACKEND": "kafka"})
+    base = {"CONSUMER_API_BACKEND": "kafka", "CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS": "k:9092"}
+    for bad in ("{not json", "[1, 2]"):
+        with pytest.raises(ValueError, match="CONSUMER_API_KAFKA_CONFIG"):
+            check_settings({**base, "CONSUMER_API_KAFKA_CONFIG": bad})
+    from consumer_api.backends import kafka_client_config, session_cap
+    config = check_settings({**base, "CONSUMER_API_KAFKA_CONFIG": '{"client.rack": "r1"}'})
+    assert kafka_client_config(config) == {"client.rack": "r1", "bootstrap.servers": "k:9092"}
+    assert session_cap(config) == 200 and session_cap(Config()) == 10_000
