@@ -12,8 +12,8 @@ import consumer_api
 PACKAGE = pathlib.Path(consumer_api.__file__).parent
 FACTORY = "consumer_api/backends.py"
 #: modules every layer may use; they must not import the layers
-NEUTRAL = ("backend.py", "records.py", "topic_rules.py", "partitioner.py", "errors.py",
-           "config.py")
+NEUTRAL = ("backend.py", "records.py", "topic_rules.py", "offset_rules.py", "partitioner.py",
+           "errors.py", "config.py", "clock.py")
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:

@@ -14,9 +14,9 @@ from __future__ import annotations
 from confluent_kafka import (ConsumerGroupTopicPartitions, KafkaError, KafkaException,
                              TopicPartition)
 
-from consumer_api.errors import (GroupNotEmpty, GroupNotFound, InvalidRequest,
-                                 OffsetOutOfRange, Unavailable)
+from consumer_api.errors import GroupNotEmpty, GroupNotFound, Unavailable
 from consumer_api.kafka.admin import KafkaAdmin, kafka_error
+from consumer_api.offset_rules import check_commit, reset_topics
 
 STATES = {"EMPTY": "Empty", "STABLE": "Stable", "PREPARING_REBALANCING": "PreparingRebalance",
           "COMPLETING_REBALANCING": "CompletingRebalance", "DEAD": "Dead", "UNKNOWN": "Unknown"}
@@ -112,12 +112,7 @@ class KafkaGroups:
         if reset is not None:
             offsets = self._reset_targets(group_id, reset, topics)
         for (topic, p), offset in offsets.items():
-            start, end = self._admin.log_offsets(topic, p)
-            if not 0 <= offset <= end:
-                raise OffsetOutOfRange(
-                    f"offset {offset} for partition {p} of {topic!r} is outside [0, {end}]",
-                    {"topic": topic, "partition": p, "log_start_offset": start,
-                     "high_watermark": end})
+            check_commit(topic, p, offset, *self._admin.log_offsets(topic, p))
         request = [ConsumerGroupTopicPartitions(
             group_id, [TopicPartition(t, p, o) for (t, p), o in offsets.items()])]
         try:
@@ -134,14 +129,7 @@ class KafkaGroups:
                                 {"group_id": group_id})
 
     def _reset_targets(self, group_id: str, reset: str, topics) -> dict:
-        if reset not in ("earliest", "latest"):
-            raise InvalidRequest(f"reset must be earliest or latest, not {reset!r}",
-                                 {"reset": ["Must be one of: earliest, latest."]})
-        if not topics:
-            topics = sorted({t for t, _ in self.committed(group_id)})
-        if not topics:
-            raise InvalidRequest("the group has no committed offsets: name the topics to reset",
-                                 {"topics": ["Required when the group has no committed offsets."]})
+        topics = reset_topics(reset, topics, self.committed(group_id))
         targets = {}
         for topic in topics:
             count = self._admin.partition_count(topic)

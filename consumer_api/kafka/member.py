@@ -38,6 +38,7 @@ from consumer_api.backend import Assignment, TopicPartition as TP, Wake
 from consumer_api.errors import (OffsetOutOfRange, PartitionNotAssigned, TopicNotFound,
                                  Unavailable)
 from consumer_api.kafka.admin import KafkaAdmin, kafka_error
+from consumer_api.offset_rules import check_commit
 from consumer_api.kafka.reader import stored_size, to_record
 
 log = logging.getLogger(__name__)
@@ -210,12 +211,7 @@ class KafkaMember:
                 raise PartitionNotAssigned(
                     f"partition {p} of topic {topic!r} is not assigned to this consumer",
                     {"topic": topic, "partition": p})
-            start, end = self._admin.log_offsets(topic, p)
-            if not 0 <= offset <= end:
-                raise OffsetOutOfRange(
-                    f"offset {offset} for partition {p} of {topic!r} is outside [0, {end}]",
-                    {"topic": topic, "partition": p, "log_start_offset": start,
-                     "high_watermark": end})
+            check_commit(topic, p, offset, *self._admin.log_offsets(topic, p))
         self._call(self._commit, offsets)
 
     def committed(self, partitions: Sequence[TP]) -> dict:

@@ -21,7 +21,8 @@ import os
 from consumer_api.embedded.groups.coordinator import GroupCoordinator
 from consumer_api.embedded.groups.offsets import OffsetStore, offsets_log_config
 from consumer_api.embedded.topics import TopicRegistry
-from consumer_api.errors import GroupNotEmpty, GroupNotFound, InvalidRequest, OffsetOutOfRange
+from consumer_api.errors import GroupNotEmpty, GroupNotFound
+from consumer_api.offset_rules import check_commit, reset_topics
 
 
 class GroupService:
@@ -60,12 +61,7 @@ class GroupService:
         ``[0, high_watermark]`` (committing past the end would skip records produced
         later); raises TopicNotFound / PartitionNotFound / OffsetOutOfRange."""
         for (topic, p), offset in offsets.items():
-            start, end = self.registry.get(topic).partition(p).offsets()
-            if not 0 <= offset <= end:
-                raise OffsetOutOfRange(
-                    f"offset {offset} for partition {p} of {topic!r} is outside [0, {end}]",
-                    {"topic": topic, "partition": p, "log_start_offset": start,
-                     "high_watermark": end})
+            check_commit(topic, p, offset, *self.registry.get(topic).partition(p).offsets())
 
     def commit(self, group_id: str, member_id: str | None, offsets: dict) -> None:
         """Commit ``{(topic, partition): offset}`` for ``member_id`` (None: a manually
@@ -150,14 +146,7 @@ class GroupService:
                                 {"group_id": group_id})
 
     def _reset_targets(self, group_id: str, reset: str, topics) -> dict:
-        if reset not in ("earliest", "latest"):
-            raise InvalidRequest(f"reset must be earliest or latest, not {reset!r}",
-                                 {"reset": ["Must be one of: earliest, latest."]})
-        if not topics:
-            topics = sorted({t for t, _ in self.offsets.committed(group_id)})
-        if not topics:
-            raise InvalidRequest("the group has no committed offsets: name the topics to reset",
-                                 {"topics": ["Required when the group has no committed offsets."]})
+        topics = reset_topics(reset, topics, self.offsets.committed(group_id))
         targets = {}
         for topic in topics:
             for p, plog in enumerate(self.registry.get(topic).partitions):
