@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 from dataclasses import dataclass, field, fields
 
 MiB = 1 << 20
@@ -23,6 +24,8 @@ KEYWORDS = {
     "default_assignor": ("range", "roundrobin"),
     "log_format": ("plain", "json"),
 }
+#: what a node id may be: it starts every consumer id the node makes (``<node>.<hex>``)
+NODE_ID_RE = re.compile(r"[A-Za-z0-9_-]{1,32}")
 _TRUE = ("1", "true", "yes", "on")
 _FALSE = ("0", "false", "no", "off")
 
@@ -36,6 +39,7 @@ class Config:
     kafka_config: str = ""  # a JSON object of librdkafka settings every client gets
     kafka_timeout_ms: int = 30_000  # the most a request waits for the cluster
     kafka_max_sessions: int = 200  # consumer sessions of one node (each is a Kafka consumer)
+    node_id: str = ""  # this node's name in its consumer ids, when several nodes serve one API
     # storage
     data_dir: str = "./data"
     segment_bytes: int = 64 * MiB
@@ -86,6 +90,9 @@ class Config:
         if self.backend == "kafka" and not self.kafka_bootstrap_servers.strip():
             raise ValueError("CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS is needed with "
                              "CONSUMER_API_BACKEND=kafka")
+        if self.node_id and not NODE_ID_RE.fullmatch(self.node_id):
+            raise ValueError("CONSUMER_API_NODE_ID must be 1 to 32 of A-Z a-z 0-9 _ -, not "
+                             f"{self.node_id!r}")
         if self.reserved_threads < 0:
             raise ValueError("reserved_threads must not be negative")
 

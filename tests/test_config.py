@@ -107,3 +107,10 @@ def test_the_kafka_store_needs_its_cluster_and_a_json_object_of_client_settings(
     config = check_settings({**base, "CONSUMER_API_KAFKA_CONFIG": '{"client.rack": "r1"}'})
     assert kafka_client_config(config) == {"client.rack": "r1", "bootstrap.servers": "k:9092"}
     assert session_cap(config) == 200 and session_cap(Config()) == 10_000
+
+
+@pytest.mark.parametrize("node", ["a.b", "x" * 33, "ä", "a/b"])
+def test_a_node_id_is_a_short_name_that_cannot_hold_the_separator(node):
+    with pytest.raises(ValueError, match="CONSUMER_API_NODE_ID"):
+        Config.from_env({"CONSUMER_API_NODE_ID": node})
+    assert Config.from_env({"CONSUMER_API_NODE_ID": "node-1_a"}).node_id == "node-1_a"

@@ -70,10 +70,13 @@ class ConsumerManager:
     """``backend`` is the store (see :mod:`consumer_api.backend`). ``clock`` (seconds, monotonic) drives heartbeats and deadlines; ``now_ms`` (epoch ms)
     stamps responses. Both are injectable so tests never sleep. ``max_waiting_polls``
     caps the consumes waiting at once, server-wide (None: no cap; see
-    :meth:`limit_waiting_polls`)."""
+    :meth:`limit_waiting_polls`). ``node_id``, when set, starts every consumer id this
+    manager makes (``<node_id>.<32 hex digits>``), so that a proxy in front of several
+    nodes can send a session's requests to the node that holds it."""
 
     def __init__(self, backend: Backend, max_sessions: int = 10_000, clock=time.monotonic,
-                 now_ms=wall_clock_ms, max_waiting_polls: int | None = None):
+                 now_ms=wall_clock_ms, max_waiting_polls: int | None = None,
+                 node_id: str = ""):
         self.backend = backend
         self.max_sessions = max_sessions
         self.max_waiting_polls = max_waiting_polls
@@ -89,6 +92,7 @@ class ConsumerManager:
         self._stopping = False  # written under _lock; read without it (one attribute)
         self._reaper: threading.Thread | None = None
         self.expired_total = 0
+        self._id_prefix = f"{node_id}." if node_id else ""
 
     # -- session table ---------------------------------------------------------------------
 
@@ -137,7 +141,7 @@ class ConsumerManager:
         is whose share it counts in. TooManyConsumers when the server holds
         ``max_sessions`` sessions, or ``client`` already holds its ``max_sessions``."""
         topics = list(dict.fromkeys(topics))
-        session = Session(uuid.uuid4().hex, group_id, topics, auto_offset_reset,
+        session = Session(self._id_prefix + uuid.uuid4().hex, group_id, topics, auto_offset_reset,
                           session_timeout_ms, auto_commit, encoding, owner, self.clock(),
                           None if client is None else sys.intern(client.name))
         session.member = self.backend.member(group_id, session.consumer_id, session.wake)

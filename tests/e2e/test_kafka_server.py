@@ -28,7 +28,8 @@ def call(srv, method: str, path: str, status: int = 200, **kwargs):
 
 def test_the_http_api_over_kafka(tmp_path, kafka_broker):
     env = {"CONSUMER_API_BACKEND": "kafka",
-           "CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap}
+           "CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS": kafka_broker.bootstrap,
+           "CONSUMER_API_NODE_ID": "node-1"}
     with start_server(tmp_path / "data", **env) as srv:
         try:
             call(srv, "POST", "/api/topics", 201, json={"name": "orders", "partitions": 2})
@@ -43,6 +44,7 @@ def test_the_http_api_over_kafka(tmp_path, kafka_broker):
             sub = call(srv, "POST", "/api/consumers/subscribe", json={
                 "group_id": "billing", "topics": ["orders"], "auto_offset_reset": "earliest"})
             cid = sub["consumer_id"]
+            assert cid.startswith("node-1.")  # the node that holds the session
             assert sub["assignment"] == {"orders": [0, 1]}
             got = []
             wait_until(lambda: got.extend(call(srv, "POST", f"/api/consumers/{cid}/consume",

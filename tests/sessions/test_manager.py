@@ -670,3 +670,17 @@ def test_consume_after_retention_passed_the_position_serves_from_the_log_start(e
     assert 0 < start < end == 12  # retention deleted the oldest segments
     chunks, _ = manager.consume(cid, timeout_ms=0)
     assert offsets_of(chunks) == [("t", 0, o) for o in range(start, end)]
+
+
+def test_consumer_ids_start_with_the_node_id_when_there_is_one(engine, clock):
+    from consumer_api.sessions.manager import ConsumerManager
+    engine.create_topic("t", 1)
+    named = ConsumerManager(engine, clock=clock.monotonic, now_ms=clock.now_ms, node_id="node-b")
+    plain = ConsumerManager(engine, clock=clock.monotonic, now_ms=clock.now_ms)
+    try:
+        node, _, rest = named.subscribe("g", ["t"])["consumer_id"].partition(".")
+        assert node == "node-b" and len(rest) == 32 and int(rest, 16) >= 0
+        assert "." not in plain.subscribe("h", ["t"])["consumer_id"]
+    finally:
+        named.shutdown()
+        plain.shutdown()
