@@ -47,7 +47,8 @@ def create_app(config: Config | None = None, backend: Backend | None = None,
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.url_map.strict_slashes = False
     backend = backend or build_backend(config, defer_open)
-    manager = manager or ConsumerManager(backend, session_cap(config), node_id=config.node_id)
+    manager = manager or ConsumerManager(backend, session_cap(config), node_id=config.node_id,
+                                         join_wait_s=config.join_wait_ms / 1000)
     refusals = Refusals()
     buffered = ByteBudget(config.request_buffer_bytes)
     in_flight = ByteBudget(config.response_buffer_bytes)

@@ -61,6 +61,7 @@ class Config:
     response_buffer_bytes: int = 256 * MiB  # responses being sent, server-wide
     # consumers
     session_timeout_ms: int = 30_000
+    join_wait_ms: int = 10_000  # the most a subscribe waits for its group's first assignment
     max_sessions: int = 10_000
     default_assignor: str = "range"
     reserved_threads: int = 16  # threads waiting polls may never take (produce, health...)

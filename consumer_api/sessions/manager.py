@@ -59,8 +59,8 @@ log = logging.getLogger(__name__)
 #: how long (real seconds, at least) a consume waits for the turn on its session: the
 #: consume it supersedes gives it up at once unless it is in the middle of a read
 HANDOVER_S = 5.0
-#: how long (real seconds) a subscribe waits for a join that does not complete at once;
-#: past it the session is answered with no partitions and gets them on a later request
+#: how long (real seconds, by default) a subscribe waits for a join that does not complete
+#: at once; past it the session is answered "joining", with no partitions yet
 JOIN_WAIT_S = 10.0
 #: what a member that is not (yet, or any more) in its group owns
 NO_ASSIGNMENT = Assignment(-1, {})
@@ -76,7 +76,7 @@ class ConsumerManager:
 
     def __init__(self, backend: Backend, max_sessions: int = 10_000, clock=time.monotonic,
                  now_ms=wall_clock_ms, max_waiting_polls: int | None = None,
-                 node_id: str = ""):
+                 node_id: str = "", join_wait_s: float = JOIN_WAIT_S):
         self.backend = backend
         self.max_sessions = max_sessions
         self.max_waiting_polls = max_waiting_polls
@@ -93,6 +93,7 @@ class ConsumerManager:
         self._reaper: threading.Thread | None = None
         self.expired_total = 0
         self._id_prefix = f"{node_id}." if node_id else ""
+        self.join_wait_s = join_wait_s
 
     # -- session table ---------------------------------------------------------------------
 
@@ -164,10 +165,10 @@ class ConsumerManager:
         return self._assignment_body(session)
 
     def _await_join(self, session: Session) -> Assignment:
-        """Wait (at most JOIN_WAIT_S) for a join that completes later; the assignment, or
-        none yet (the session's requests pick it up once it comes)."""
+        """Wait (at most ``join_wait_s``) for a join that completes later; the assignment,
+        or none yet (the session's requests pick it up once it comes)."""
         waiter = session.waiter = Waiter()
-        deadline = time.monotonic() + JOIN_WAIT_S
+        deadline = time.monotonic() + self.join_wait_s
         try:
             while (found := session.member.assignment()) is None:
                 remaining = deadline - time.monotonic()
@@ -272,18 +273,29 @@ class ConsumerManager:
         return start if session.auto_offset_reset == "earliest" else end
 
     def _assignment_body(self, session: Session) -> dict:
-        return {"consumer_id": session.consumer_id, "group_id": session.group_id,
+        body = {"consumer_id": session.consumer_id, "group_id": session.group_id,
                 "topics": list(session.topics) if not session.manual else sorted(session.assignment),
                 "assignment": {t: list(ps) for t, ps in session.assignment.items()},
                 "generation": session.generation}
+        if self._joining(session):
+            body["state"] = "joining"
+        return body
+
+    @staticmethod
+    def _joining(session: Session) -> bool:
+        """Whether the session's join into its group is still in progress."""
+        return not session.manual and session.member.assignment() is None
 
     def get_assignment(self, consumer_id: str, owner=None) -> dict:
         session = self._get(consumer_id, owner)
         with session.lock:
             self.sync(session)
-            return {"group_id": session.group_id,
+            body = {"group_id": session.group_id,
                     "assignment": {t: list(ps) for t, ps in session.assignment.items()},
                     "generation": session.generation}
+        if self._joining(session):
+            body["state"] = "joining"
+        return body
 
     def assign(self, consumer_id: str, topics: dict, owner=None) -> dict:
         """Manual assignment: the session leaves group management and reads exactly the

@@ -11,7 +11,6 @@ import threading
 
 import pytest
 
-from consumer_api.sessions import manager as manager_module
 from consumer_api.sessions.manager import ConsumerManager
 from tests.sessions.conftest import BOUND, BackgroundConsume, offsets_of, produce
 
@@ -90,15 +89,18 @@ def test_a_subscribe_waits_for_a_join_that_completes_later(engine, slow, slow_ma
 
 
 def test_a_session_whose_join_outlasts_the_wait_gets_its_partitions_later(
-        engine, slow, slow_manager, monkeypatch):
-    monkeypatch.setattr(manager_module, "JOIN_WAIT_S", 0.0)
+        engine, slow, slow_manager):
+    slow_manager.join_wait_s = 0.0
     engine.create_topic("t", 1)
     body = slow_manager.subscribe("g", ["t"], auto_offset_reset="earliest")
     assert body["assignment"] == {} and body["generation"] == -1
+    assert body["state"] == "joining"
+    assert slow_manager.get_assignment(body["consumer_id"])["state"] == "joining"
     cid = body["consumer_id"]
     assert slow_manager.consume(cid, timeout_ms=0)[0] == []
     produce(engine, "t", 0, 3)
     waiting = BackgroundConsume(slow_manager, cid, timeout_ms=30_000).start()
     slow.complete(cid)  # the wake-up comes from the store's thread
     assert offsets_of(waiting.result()) == [("t", 0, 0), ("t", 0, 1), ("t", 0, 2)]
-    assert slow_manager.get_assignment(cid)["assignment"] == {"t": [0]}
+    done = slow_manager.get_assignment(cid)
+    assert done["assignment"] == {"t": [0]} and "state" not in done

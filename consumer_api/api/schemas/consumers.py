@@ -64,6 +64,11 @@ class AssignmentSchema(Schema):
     assignment = assignment_field(required=True)
     generation = fields.Integer(required=True, metadata={
         "description": "the group's generation (-1 for a manually assigned session)"})
+    state = fields.String(metadata={
+        "enum": ["joining"],
+        "description": "present while the session's join into its group is still in "
+                       "progress (a store whose joins take a while, like Kafka): it has no "
+                       "partitions yet and gets them on a later request"})
 
 
 class SubscriptionSchema(AssignmentSchema):
