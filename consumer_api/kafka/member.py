@@ -283,13 +283,18 @@ class KafkaMember:
                     done.set_exception(exc)
 
     def _resume_drained(self, consumer) -> None:
+        """Let partitions the session has half drained fetch again, from where their buffer
+        ends (what the consumer had fetched past it while paused was dropped)."""
         with self._lock:
             ready, self._resume = self._resume, set()
-            for tp in ready:
-                if tp in self._buffers:
-                    self._buffers[tp].paused = False
-        if ready:
-            consumer.resume([TopicPartition(t, p) for t, p in ready])
+            resume = {tp: self._buffers[tp].next for tp in ready if tp in self._buffers
+                      and not self._buffers[tp].pending}
+            for tp in resume:
+                self._buffers[tp].paused = False
+        for (topic, p), offset in resume.items():
+            consumer.seek(TopicPartition(topic, p, offset))
+        if resume:
+            consumer.resume([TopicPartition(t, p) for t, p in resume])
 
     def _take(self, consumer, message) -> None:
         error = message.error()
@@ -307,7 +312,8 @@ class KafkaMember:
         size = stored_size(message.key(), message.value(), message.headers())
         with self._lock:
             buffer = self._buffers.get(tp)
-            if buffer is None or buffer.pending or message.offset() < buffer.next:
+            if buffer is None or buffer.pending or buffer.paused \
+                    or message.offset() < buffer.next:
                 return
             buffer.next = message.offset() + 1
             buffer.records.append((*record, size))
