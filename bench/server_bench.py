@@ -1056,6 +1056,30 @@ def kill_servers() -> None:
     kill_every_server()
 
 
+#: the figures that mean something on the kafka store (4 and 5 need more sessions than
+#: a node holds there; 6 is the embedded end-to-end run)
+KAFKA_FIGURES = {1, 2, 3, 7}
+
+
+@contextlib.contextmanager
+def store_settings(backend: str, workdir: str):
+    """The server settings of the store: nothing for the embedded engine; for kafka, a
+    single-node broker started in ``workdir`` for the run (stopped on the way out)."""
+    if backend == "embedded":
+        yield {}
+        return
+    sys.path.insert(0, str(ROOT))
+    from pathlib import Path
+    from tests.kafka.broker import start_broker
+    progress("starting a Kafka broker ...")
+    broker = start_broker(Path(workdir) / "kafka")
+    try:
+        yield {"CONSUMER_API_BACKEND": "kafka",
+               "CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+    finally:
+        broker.stop()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -1063,9 +1087,15 @@ def main(argv=None) -> int:
     ap.add_argument("--only", metavar="N,...",
                     help="run only these figures (1-7); the 'records per trivial request' "
                          "ratio of figures 1-2 needs figure 7")
+    ap.add_argument("--backend", choices=("embedded", "kafka"), default="embedded",
+                    help="the store the server runs on; kafka starts a local single-node "
+                         "broker (the one the tests use: make test fetches its jars) and runs "
+                         f"figures {sorted(KAFKA_FIGURES)}")
     add_output_args(ap, "server")
     args = ap.parse_args(argv)
     only = parse_only(args.only, set(range(1, 8)), "figure")
+    if args.backend == "kafka":
+        only &= KAFKA_FIGURES
     sizes = QUICK if args.quick else FULL
 
     prepared = prepare_base_dir(args.dir, sizes["min_free"], fmt=lambda n: f"{n / MiB:,.0f} MiB",
@@ -1084,19 +1114,23 @@ def main(argv=None) -> int:
                 f"once with orjson ({N_BODIES} distinct bodies cycled); responses parsed with "
                 "orjson.loads(resp.content); time.perf_counter"),
     )
+    meta["backend"] = args.backend
     rows: list[Row] = []
     oddities: list[str] = []
     ceiling: dict = {}
     rng = random.Random(20261126)
     stat0 = cpu_times()
     try:
-        with temp_workdir(base, "server-bench-", release=kill_servers) as workdir:
-            progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures {sorted(only)}")
+        with temp_workdir(base, "server-bench-", release=kill_servers) as workdir, \
+                store_settings(args.backend, workdir) as store_env:
+            progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures {sorted(only)}; "
+                     f"backend {args.backend}")
             for name, figs in GROUPS:
                 figs = [f for f in figs if f in only]
                 if not figs:
                     continue
                 env, extra = server_settings(name, sizes)
+                env = {**env, **store_env}
                 current = figs[0]
                 try:
                     with running_server(name, workdir, env, extra, oddities) as srv:
@@ -1129,9 +1163,9 @@ def main(argv=None) -> int:
     meta["loadavg_end"] = loadavg()
     meta["cpu_steal_share"] = steal_share(stat0, cpu_times())
     rows.sort(key=lambda r: r.figure)  # figure 7 runs first but is listed last
-    if args.quick:
-        for r in rows:
-            r.benchmark += " (quick)"
+    for r in rows:
+        r.benchmark += (" (quick)" if args.quick else "") + (
+            " [kafka]" if args.backend == "kafka" else "")
     mode_txt = ("QUICK (smoke run: 1 s runs, 200k backlog, 50 samples, 200 waiting consumers, "
                 "2,000 sessions, 10 s end-to-end; targets are meant for full runs)"
                 if args.quick else "full")

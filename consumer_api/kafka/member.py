@@ -43,6 +43,12 @@ from consumer_api.kafka.reader import stored_size, to_record
 
 log = logging.getLogger(__name__)
 
+#: messages the pump takes from its consumer at a time; the most it waits for one
+#: (seconds) before it serves the commands again -- shorter while a partition waits to be
+#: resumed (the session drained its buffer), so reading goes on at once
+BATCH = 1000
+POLL_S = 0.05
+BUSY_POLL_S = 0.002
 #: Kafka errors that mean "a rebalance took the partition": a commit is refused with 409
 FENCED = frozenset((KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
                     KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID))
@@ -244,9 +250,10 @@ class KafkaMember:
                                    on_lost=self._revoked)
             while self._serve_commands(consumer):
                 self._resume_drained(consumer)
-                message = consumer.poll(0.05)
-                if message is not None:
-                    self._take(consumer, message)
+                message = consumer.poll(self._poll_timeout())
+                if message is not None:  # then what else is there, without waiting
+                    for each in [message, *consumer.consume(BATCH, 0)]:
+                        self._take(consumer, each)
                 for command in self._later:
                     self._commands.put(command)
                 self._later = []
@@ -281,6 +288,11 @@ class KafkaMember:
                                 exc)
                 else:
                     done.set_exception(exc)
+
+    def _poll_timeout(self) -> float:
+        with self._lock:
+            backpressured = any(b.paused and not b.pending for b in self._buffers.values())
+        return BUSY_POLL_S if backpressured else POLL_S
 
     def _resume_drained(self, consumer) -> None:
         """Let partitions the session has half drained fetch again, from where their buffer

@@ -53,8 +53,9 @@ class KafkaProducer:
     """``partition_count(topic)`` gives a topic's partitions (TopicNotFound)."""
 
     def __init__(self, client_config: dict, partition_count, timeout_s: float = 30.0):
-        self._producer = Producer({**client_config, "enable.idempotence": True,
-                                   "partitioner": "murmur2_random"})
+        # a request waits for its own deliveries: batch for a millisecond, not librdkafka's 5
+        self._producer = Producer({"linger.ms": 1, **client_config,
+                                   "enable.idempotence": True, "partitioner": "murmur2_random"})
         self._partition_count = partition_count
         self.timeout_s = timeout_s
         self._round_robin: dict[str, Partitioner] = {}
