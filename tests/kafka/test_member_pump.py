@@ -3,27 +3,12 @@ per-partition buffers with pause and resume, a revoked partition's buffer droppe
 closing store leaving its groups at once."""
 from __future__ import annotations
 
-import pytest
-
-from consumer_api.kafka.backend import KafkaBackend
 from consumer_api.records import NewRecord
 from tests.backend_contract.conftest import Wakes, await_assignment, joined
+from tests.kafka.conftest import BOUND_S
 from tests.waiting import wait_until
 
-BOUND_S = 20.0
 VALUE = b"v" * 1000
-
-
-@pytest.fixture
-def kafka(kafka_broker):
-    store = KafkaBackend({"bootstrap.servers": kafka_broker.bootstrap}, timeout_s=BOUND_S)
-    store.open()
-    yield store
-    store.close()
-    for group in store.groups.group_ids():
-        store.groups.delete(group)
-    for name in store.admin.topics():
-        store.admin.delete_topic(name)
 
 
 def small_member(kafka, name: str, buffer_bytes: int):

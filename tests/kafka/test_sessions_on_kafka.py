@@ -8,23 +8,10 @@ import threading
 import pytest
 
 from consumer_api.errors import PartitionNotAssigned
-from consumer_api.kafka.backend import KafkaBackend
 from consumer_api.records import NewRecord
 from consumer_api.sessions.manager import ConsumerManager
+from tests.kafka.conftest import BOUND_S
 
-BOUND_S = 20.0
-
-
-@pytest.fixture
-def kafka(kafka_broker):
-    store = KafkaBackend({"bootstrap.servers": kafka_broker.bootstrap}, timeout_s=BOUND_S)
-    store.open()
-    yield store
-    store.close()
-    for group in store.groups.group_ids():
-        store.groups.delete(group)
-    for name in store.admin.topics():
-        store.admin.delete_topic(name)
 
 
 @pytest.fixture
