@@ -17,7 +17,7 @@ import threading
 import time
 
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
-from confluent_kafka.admin import AdminClient, NewTopic, OffsetSpec
+from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
 from consumer_api.errors import (InvalidRequest, OffsetOutOfRange, PartitionNotFound,
                                  TopicExists, TopicNotFound, Unavailable)
@@ -91,8 +91,8 @@ class KafkaAdmin:
         finally:
             self._forget(name)
         deadline = time.monotonic() + self.timeout_s
-        while name in self._metadata(name).topics and \
-                self._metadata(name).topics[name].error is None:
+        while (found := self._metadata(name).topics.get(name)) is not None \
+                and found.error is None:
             if time.monotonic() > deadline:
                 raise Unavailable(f"topic {name!r} is still listed {self.timeout_s:g} s after "
                                   "its deletion")
@@ -131,7 +131,6 @@ class KafkaAdmin:
 
     def topic_config(self, name: str) -> dict:
         """Our settings of a topic, read back from the cluster's configs."""
-        from confluent_kafka.admin import ConfigResource
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
         try:
             entries = self._client.describe_configs([resource])[resource].result(self.timeout_s)

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import itertools
 import logging
+import threading
 import weakref
 
 from consumer_api.backend import BackendStats, PartitionStats
@@ -47,8 +48,8 @@ class KafkaBackend:
         self._open = False
         self._turn = itertools.count()
         self._members: "weakref.WeakSet[KafkaMember]" = weakref.WeakSet()
-        self._rebalances = itertools.count()
-        self.rebalances = 0
+        self._rebalance_lock = threading.Lock()
+        self.rebalances = 0  # this node's members' rebalances (under _rebalance_lock)
 
     # -- lifecycle ---------------------------------------------------------------------------
 
@@ -152,7 +153,8 @@ class KafkaBackend:
         return member
 
     def _count_rebalance(self) -> None:
-        self.rebalances = next(self._rebalances) + 1
+        with self._rebalance_lock:
+            self.rebalances += 1
 
     def list_groups(self) -> list[dict]:
         return self.groups.list_groups()

@@ -212,12 +212,17 @@ class KafkaMember:
     def commit(self, offsets: dict) -> None:
         with self._lock:
             owned = set(self._assignment.pairs()) if self._assignment else set()
+        by_topic: dict = {}
         for (topic, p), offset in offsets.items():
             if (topic, p) not in owned:
                 raise PartitionNotAssigned(
                     f"partition {p} of topic {topic!r} is not assigned to this consumer",
                     {"topic": topic, "partition": p})
-            check_commit(topic, p, offset, *self._admin.log_offsets(topic, p))
+            by_topic.setdefault(topic, {})[p] = offset
+        for topic, chosen in by_topic.items():  # one round trip per topic, not per partition
+            ranges = self._admin.offsets_of(topic, list(chosen))
+            for p, offset in chosen.items():
+                check_commit(topic, p, offset, *ranges[p])
         self._call(self._commit, offsets)
 
     def committed(self, partitions: Sequence[TP]) -> dict:
@@ -386,9 +391,9 @@ class KafkaMember:
         consumer.unsubscribe()
         self._reassign(consumer, [(t, p) for t, ps in chosen.items() for p in ps])
 
-    def _reassign(self, consumer, pairs: list) -> list:
+    def _reassign(self, consumer, pairs: list) -> None:
         """Assign ``pairs``: those with a buffer that reads on go on from where it is; the
-        others are paused until the session repositions them. Returns the kept ones."""
+        others are paused until the session repositions them."""
         with self._lock:
             kept = [tp for tp in pairs if tp in self._buffers
                     and not self._buffers[tp].pending and self._buffers[tp].next >= 0]
@@ -404,7 +409,6 @@ class KafkaMember:
         fresh = [TopicPartition(t, p) for t, p in pairs if (t, p) not in nexts]
         if fresh:
             consumer.pause(fresh)
-        return kept
 
     # -- rebalance callbacks (on the pump thread, inside poll) -----------------------------
 
@@ -413,11 +417,11 @@ class KafkaMember:
         are kept until the assignment says which those are."""
 
     def _assigned(self, consumer, partitions) -> None:
+        if self._manual:  # it left the group: what the group hands out is not its own
+            return
         new = sorted((tp.topic, tp.partition) for tp in partitions)
         self._reassign(consumer, new)
         with self._lock:
-            if self._manual:
-                return
             previous = self._assignment
             self._generation += 1
             since = {}

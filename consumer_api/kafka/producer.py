@@ -18,6 +18,7 @@ by the request's thread after its ``done`` event.
 from __future__ import annotations
 
 import threading
+from functools import partial
 
 from confluent_kafka import KafkaError, Producer
 
@@ -106,8 +107,7 @@ class KafkaProducer:
         return [{"partition": p, "offset": o, "timestamp": ts} for p, o, ts in batch.results]
 
     def _send(self, topic, i, key, value, headers, timestamp, partition, batch) -> None:
-        kwargs = {"partition": partition, "on_delivery": lambda err, msg, i=i:
-                  batch.delivered(i, err, msg)}
+        kwargs = {"partition": partition, "on_delivery": partial(batch.delivered, i)}
         if key is not None:
             kwargs["key"] = key
         if headers:
