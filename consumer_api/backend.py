@@ -46,7 +46,8 @@ class Assignment:
     left out). ``since`` maps every owned ``(topic, partition)`` to the generation from
     which this member has held it without a break: a member that slept through a
     rebalance which took a partition away and gave it back must not resume from its old
-    position. A manual assignment has generation -1 and ``since`` empty."""
+    position. A group member's generation is 0 or more; a manual assignment has
+    generation -1 and ``since`` empty."""
 
     generation: int
     partitions: dict[str, list[int]]

@@ -283,8 +283,9 @@ class ConsumerManager:
 
     @staticmethod
     def _joining(session: Session) -> bool:
-        """Whether the session's join into its group is still in progress."""
-        return not session.manual and session.member.assignment() is None
+        """Whether the session's join into its group is still in progress: a group member
+        that has seen no generation of its group yet (a store's generations start at 0)."""
+        return not session.manual and session.generation < 0
 
     def get_assignment(self, consumer_id: str, owner=None) -> dict:
         session = self._get(consumer_id, owner)
