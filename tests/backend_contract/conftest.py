@@ -18,7 +18,7 @@ from consumer_api.config import Config
 
 #: each store and what of the contract it implements so far; a test module says what it
 #: needs (``NEEDS``, default "groups") and runs against the stores that have it
-BACKENDS = {"embedded": {"topics", "records", "admin", "groups"},
+BACKENDS = {"embedded": {"topics", "records", "admin", "groups", "sizes"},
             "kafka": {"topics", "records", "admin", "groups"}}
 #: real seconds a test waits for a store's wake-up before failing
 BOUND = 10.0
@@ -29,6 +29,12 @@ def pytest_generate_tests(metafunc):
         need = getattr(metafunc.module, "NEEDS", "groups")
         names = [name for name, has in BACKENDS.items() if need in has]
         metafunc.parametrize("store", names, indirect=True)
+
+
+@pytest.fixture
+def knows_sizes(request) -> bool:
+    """Whether the store under test tells a partition's ``size_bytes`` (else None)."""
+    return "sizes" in BACKENDS[request.node.callspec.params["store"]]
 
 
 @pytest.fixture
