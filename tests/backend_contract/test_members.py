@@ -15,6 +15,17 @@ def member(store, name: str, group: str = "g"):
     return store.member(group, name, wakes), wakes
 
 
+def two_members(store, partitions: int):
+    """Topic ``t`` of ``partitions``; member ``a`` joins group ``g``, then ``b``. Returns
+    ``(a, a's wakes, a's first assignment, b, b's wakes)``."""
+    store.create_topic("t", partitions)
+    a, a_wakes = member(store, "a")
+    first = joined(a, ["t"], a_wakes)
+    b, b_wakes = member(store, "b")
+    joined(b, ["t"], b_wakes)
+    return a, a_wakes, first, b, b_wakes
+
+
 def test_a_lone_member_owns_every_partition(store):
     store.create_topic("t", 3)
     m, wakes = member(store, "a")
@@ -46,22 +57,14 @@ def test_a_second_member_wakes_the_first_and_they_split_the_partitions(store):
 
 
 def test_held_since_keeps_the_generation_of_partitions_kept_through_a_rebalance(store):
-    store.create_topic("t", 4)
-    a, a_wakes = member(store, "a")
-    first = joined(a, ["t"], a_wakes)
-    b, b_wakes = member(store, "b")
-    joined(b, ["t"], b_wakes)
+    a, a_wakes, first, b, b_wakes = two_members(store, 4)
     a_now = await_assignment(a, a_wakes, lambda x: x.generation > first.generation, "a")
     for tp in a_now.pairs():
         assert a_now.since[tp] == first.since[tp]
 
 
 def test_when_a_member_leaves_the_rest_take_its_partitions(store):
-    store.create_topic("t", 2)
-    a, a_wakes = member(store, "a")
-    joined(a, ["t"], a_wakes)
-    b, b_wakes = member(store, "b")
-    joined(b, ["t"], b_wakes)
+    a, a_wakes, first, b, b_wakes = two_members(store, 2)
     await_assignment(a, a_wakes, lambda x: len(x.pairs()) == 1, "a's half")
     b.leave()
     b.leave()  # idempotent
@@ -114,11 +117,7 @@ def test_a_member_commits_what_it_owns_and_reads_it_back(store):
 
 
 def test_committing_a_partition_another_member_owns_is_refused_and_commits_nothing(store):
-    store.create_topic("t", 2)
-    a, a_wakes = member(store, "a")
-    joined(a, ["t"], a_wakes)
-    b, b_wakes = member(store, "b")
-    joined(b, ["t"], b_wakes)
+    a, a_wakes, first, b, b_wakes = two_members(store, 2)
     mine = await_assignment(a, a_wakes, lambda x: len(x.pairs()) == 1, "a's half").pairs()[0]
     theirs = ("t", 1 - mine[1])
     with pytest.raises(PartitionNotAssigned):
@@ -135,11 +134,7 @@ def test_a_commit_past_the_high_watermark_is_offset_out_of_range(store):
 
 
 def test_a_manually_assigned_member_leaves_the_group_and_owns_what_it_named(store):
-    store.create_topic("t", 3)
-    a, a_wakes = member(store, "a")
-    joined(a, ["t"], a_wakes)
-    b, b_wakes = member(store, "b")
-    joined(b, ["t"], b_wakes)
+    a, a_wakes, first, b, b_wakes = two_members(store, 3)
     manual = b.assign({"t": [2, 0, 2]})
     assert manual.generation == -1 and manual.pairs() == [("t", 0), ("t", 2)]
     assert b.assignment() == manual
