@@ -37,7 +37,8 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog  # noqa: E402
-from consumer_api.embedded.storage.records import HEADER_SIZE, NewRecord  # noqa: E402
+from consumer_api.embedded.storage.records import HEADER_SIZE  # noqa: E402
+from consumer_api.records import NewRecord  # noqa: E402
 
 BIG_MAX_BYTES = 1 << 62  # "max_bytes large": never the limiting factor
 perf_counter = time.perf_counter

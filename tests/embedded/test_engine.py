@@ -1,6 +1,6 @@
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.records import NewRecord
 
 DAY_MS = 24 * 3600 * 1000
 

@@ -5,7 +5,7 @@ import os
 import pytest
 
 from consumer_api.embedded.storage.partition_log import LogConfig
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.records import NewRecord
 from consumer_api.embedded.topics import TopicRegistry
 from consumer_api.topic_rules import MAX_PARTITIONS
 from consumer_api.errors import (InvalidRequest, PartitionNotFound, StorageFull, TopicExists,

@@ -34,7 +34,7 @@ import threading
 from consumer_api.clock import wall_clock_ms
 from consumer_api.embedded.storage.durable import fsync_dir
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.records import NewRecord
 
 log = logging.getLogger(__name__)
 

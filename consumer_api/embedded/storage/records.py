@@ -30,7 +30,7 @@ import struct
 import zlib
 from typing import NamedTuple
 
-from consumer_api.records import NO_HEADERS, FrozenHeaders, NewRecord, Record  # noqa: F401
+from consumer_api.records import FrozenHeaders
 
 HEADER = struct.Struct("<IIqqBiii")
 HEADER_SIZE = HEADER.size  # 37

@@ -9,7 +9,7 @@ import pytest
 
 from consumer_api.config import Config
 from consumer_api.embedded.engine import Engine
-from consumer_api.embedded.storage.records import NewRecord
+from consumer_api.records import NewRecord
 from consumer_api.errors import (
     GroupNotEmpty, GroupNotFound, InvalidRequest, OffsetOutOfRange, PartitionNotAssigned,
     PartitionNotFound, TopicNotFound)

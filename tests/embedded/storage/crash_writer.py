@@ -52,7 +52,7 @@ def make_batch(seed: int, rnd: int, batch_no: int):
     """``(records, clock_ms)`` of batch ``batch_no`` of round ``rnd``: a list of
     ``NewRecord`` and the log clock value to use while appending it (for the records
     that carry no timestamp). Every value starts with ``b"rnd:batch_no:i:k:"``."""
-    from consumer_api.embedded.storage.records import NewRecord
+    from consumer_api.records import NewRecord
     rng = random.Random(f"{seed}/{rnd}/{batch_no}")
     k = rng.randint(1, 50)
     base_ts = TS0 + rnd * ROUND_TS_STRIDE + batch_no * BATCH_TS_STRIDE

@@ -18,7 +18,8 @@ import pytest
 from consumer_api.embedded.storage import records
 from consumer_api.embedded.storage.index import index_paths
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
-from consumer_api.embedded.storage.records import HEADER, NewRecord
+from consumer_api.embedded.storage.records import HEADER
+from consumer_api.records import NewRecord
 from consumer_api.errors import CorruptLog, OffsetOutOfRange
 
 KiB, MiB = 1 << 10, 1 << 20

@@ -20,7 +20,7 @@ import pytest
 import consumer_api
 from consumer_api.embedded.storage import mapped_file
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
-from consumer_api.embedded.storage.records import NewRecord, Record
+from consumer_api.records import NewRecord, Record
 from consumer_api.errors import StorageFull
 
 EVERYTHING = dict(max_records=1 << 30, max_bytes=1 << 40)
@@ -236,7 +236,7 @@ PROJECT_ROOT = str(Path(consumer_api.__file__).resolve().parents[1])
 FILLER = textwrap.dedent("""
     import json, sys
     from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
-    from consumer_api.embedded.storage.records import NewRecord
+    from consumer_api.records import NewRecord
     from consumer_api.errors import StorageFull
 
     directory, now, segment_bytes = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])

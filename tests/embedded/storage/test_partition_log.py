@@ -10,12 +10,8 @@ import threading
 import pytest
 
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
-from consumer_api.embedded.storage.records import (
-    HEADER_SIZE,
-    NewRecord,
-    Record,
-    encode_headers,
-)
+from consumer_api.embedded.storage.records import HEADER_SIZE, encode_headers
+from consumer_api.records import NewRecord, Record
 from consumer_api.errors import OffsetOutOfRange, Unavailable
 
 DAY_MS = 24 * 3600 * 1000

@@ -15,13 +15,12 @@ from consumer_api.embedded.storage.records import (
     HEADER_SIZE,
     LAST_IN_BATCH,
     CorruptRecordError,
-    NewRecord,
-    Record,
     decode_from,
     encode_batch,
     encode_headers,
     scan,
 )
+from consumer_api.records import NewRecord, Record
 
 
 def decode(*args, **kwargs):
