@@ -2,6 +2,7 @@
 
 * A commit (or a group's offset set by hand) lies in ``[0, high_watermark]``: committing
   past the end would skip records produced later.
+* A read starts in ``[log start, high_watermark]``.
 * A reset goes to ``earliest`` or ``latest``, of the topics named or else of every topic
   the group has committed; a group with no commits must name them.
 """
@@ -20,6 +21,17 @@ def check_commit(topic: str, partition: int, offset: int, start: int, end: int) 
             f"offset {offset} for partition {partition} of {topic!r} is outside [0, {end}]",
             {"topic": topic, "partition": partition, "log_start_offset": start,
              "high_watermark": end})
+
+
+def out_of_range(topic: str, partition: int, offset: int, start: int,
+                 end: int) -> OffsetOutOfRange:
+    """The error for reading ``offset`` outside ``[start, end]`` of a partition, alike on
+    every store (``details``: topic, partition, log_start_offset, high_watermark)."""
+    return OffsetOutOfRange(
+        f"offset {offset} is outside partition {partition} of {topic!r}: valid offsets are "
+        f"{start}..{end}",
+        {"topic": topic, "partition": partition, "log_start_offset": start,
+         "high_watermark": end})
 
 
 def reset_topics(reset: str, topics, committed: dict) -> list:

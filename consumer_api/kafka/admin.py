@@ -19,8 +19,9 @@ import time
 from confluent_kafka import KafkaError, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient, ConfigResource, NewTopic, OffsetSpec
 
-from consumer_api.errors import (InvalidRequest, OffsetOutOfRange, PartitionNotFound,
+from consumer_api.errors import (InvalidRequest, PartitionNotFound,
                                  TopicExists, TopicNotFound, Unavailable)
+from consumer_api.offset_rules import out_of_range
 from consumer_api.topic_rules import (MAX_PARTITIONS, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
                                       check_topic_name)
 
@@ -62,7 +63,7 @@ class KafkaAdmin:
         except KafkaException as exc:
             error = kafka_error(exc)
             if error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
-                raise TopicExists(f"topic {name!r} already exists", {"name": name}) from None
+                raise TopicExists(f"topic {name!r} already exists", {"topic": name}) from None
             raise _refused(exc, "create the topic") from None
         self._forget(name)
         self._await_leaders(name, partitions)
@@ -164,11 +165,7 @@ class KafkaAdmin:
         returns those two."""
         start, end = self.log_offsets(topic, partition)
         if not start <= offset <= end:
-            raise OffsetOutOfRange(
-                f"offset {offset} is outside partition {partition} of {topic!r}: valid "
-                f"offsets are {start}..{end}",
-                {"topic": topic, "partition": partition, "log_start_offset": start,
-                 "high_watermark": end})
+            raise out_of_range(topic, partition, offset, start, end)
         return start, end
 
     def _list_offsets(self, topic: str, partitions, spec) -> dict[int, int]:
@@ -239,6 +236,8 @@ def _refused(exc: KafkaException, doing: str, topic: str | None = None):
     if code in (KafkaError.INVALID_CONFIG, KafkaError.INVALID_PARTITIONS,
                 KafkaError.INVALID_REPLICATION_FACTOR, KafkaError.TOPIC_EXCEPTION,
                 KafkaError.POLICY_VIOLATION):
+        named = [ours for ours, theirs in TOPIC_CONFIGS.items() if theirs in error.str()]
         return InvalidRequest(f"the Kafka cluster refused to {doing}: {error.str()}",
-                              {"kafka": [error.name()]})
+                              {"config": {field: [error.str()] for field in named}}
+                              if named else {"kafka": [error.name()]})
     return Unavailable(f"the Kafka cluster could not {doing}: {exc}")

@@ -1,16 +1,12 @@
-"""KafkaBackend: the store over an Apache Kafka cluster (work in progress).
-
-What it does so far, each driven by ``tests/backend_contract`` against a real broker:
-topics (create, list, describe, delete, partition counts), produce, stateless reads,
-offsets and timestamps, ``stats()``, and the administration of group offsets
-(:mod:`consumer_api.kafka.groups`). Group members (``member``) are not here yet, so :func:`consumer_api.backends.build_backend` does not
-offer this store; until they are, it is built only by the tests.
+"""KafkaBackend: the store over an Apache Kafka cluster.
 
 Parts: :class:`~consumer_api.kafka.admin.KafkaAdmin` (topics, offsets),
 :class:`~consumer_api.kafka.producer.KafkaProducer` (one per node, placement as the
 embedded engine's), a few :class:`~consumer_api.kafka.reader.Reader` threads (stateless
-reads, one Consumer each). What Kafka does not say, the store leaves out: a partition's
-``size_bytes`` is None.
+reads, one Consumer each), :class:`~consumer_api.kafka.groups.KafkaGroups` (group
+administration) and a :class:`~consumer_api.kafka.member.KafkaMember` per consumer session
+(a Kafka consumer in its group, owned by a pump thread). What Kafka does not say, the store
+leaves out: a partition's ``size_bytes`` is None.
 
 Thread-safety: every method may be called from any request thread; the parts lock
 themselves, and each Consumer is owned by one thread.
@@ -29,6 +25,7 @@ from consumer_api.kafka.groups import KafkaGroups
 from consumer_api.kafka.member import KafkaMember
 from consumer_api.kafka.producer import KafkaProducer
 from consumer_api.kafka.reader import Reader
+from consumer_api.kafka.stored_ends import StoredEnds
 
 #: threads (each with its Consumer) serving stateless reads
 READERS = 2
@@ -47,6 +44,7 @@ class KafkaBackend:
         self._replication = replication_factor
         self._open = False
         self._turn = itertools.count()
+        self._stored = StoredEnds()
         self._members: "weakref.WeakSet[KafkaMember]" = weakref.WeakSet()
         self._rebalance_lock = threading.Lock()
         self.rebalances = 0  # this node's members' rebalances (under _rebalance_lock)
@@ -106,6 +104,7 @@ class KafkaBackend:
     def delete_topic(self, name: str) -> None:
         self.admin.partition_count(name)  # TopicNotFound
         self.admin.delete_topic(name)
+        self._stored.forget(name)
 
     def partition_count(self, topic: str) -> int:
         return self.admin.partition_count(topic)
@@ -119,7 +118,9 @@ class KafkaBackend:
     # -- records -----------------------------------------------------------------------------
 
     def produce(self, topic: str, records: list, partitions: list) -> list[dict]:
-        return self.producer.produce(topic, records, partitions)
+        results = self.producer.produce(topic, records, partitions)
+        self._stored.note(topic, results)
+        return results
 
     def read(self, topic: str, partition: int, offset: int | None, max_records: int,
              max_bytes: int) -> list:
@@ -148,7 +149,8 @@ class KafkaBackend:
 
     def member(self, group_id: str, member_id: str, wake) -> KafkaMember:
         member = KafkaMember(self._config, self.admin, group_id, member_id, wake,
-                             self._count_rebalance, self.timeout_s)
+                             self._count_rebalance, self.timeout_s,
+                             stored_end=self._stored.end)
         self._members.add(member)
         return member
 

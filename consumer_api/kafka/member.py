@@ -13,15 +13,18 @@ partition gets): the member never lets Kafka's ``auto.offset.reset`` choose lazi
 buffers at most ``buffer_bytes`` per partition (pausing the partition past it, resuming it
 when the session has taken half) and wakes the session on new records of a watched
 partition and on every rebalance. A rebalance that keeps a partition keeps its buffer; a
-partition lost is dropped with its buffer.
+partition lost is dropped with its buffer. Records this node's producer stored that the pump
+has not fetched yet are waited for briefly (:meth:`KafkaMember.high_watermark`), so a
+consume right after a produce through the same node sees them.
 
 ``generation`` counts this member's rebalances (an epoch of its own, not Kafka's group
 generation); ``since`` keeps, per partition, the generation from which it was held.
 Commits are checked against the member's current assignment and fenced by Kafka: a
 commit that meets a rebalance fails with PartitionNotAssigned.
 
-Thread-safety: ``_lock`` guards the assignment, the buffers and the watched set; the
-Consumer is touched only by the pump thread.
+Thread-safety: ``_lock`` guards the assignment, the buffers and the watched set
+(``_changed``, a condition on it, is notified whenever a buffer changes); the Consumer is
+touched only by the pump thread.
 """
 from __future__ import annotations
 
@@ -29,16 +32,17 @@ import collections
 import logging
 import queue
 import threading
+import time
 from concurrent.futures import Future
 from typing import Sequence
 
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer_api.backend import Assignment, TopicPartition as TP, Wake
-from consumer_api.errors import (OffsetOutOfRange, PartitionNotAssigned, TopicNotFound,
+from consumer_api.errors import (PartitionNotAssigned, TopicNotFound,
                                  Unavailable)
 from consumer_api.kafka.admin import KafkaAdmin, kafka_error
-from consumer_api.offset_rules import check_commit
+from consumer_api.offset_rules import check_commit, out_of_range
 from consumer_api.kafka.reader import stored_size, to_record
 
 log = logging.getLogger(__name__)
@@ -49,6 +53,15 @@ log = logging.getLogger(__name__)
 BATCH = 1000
 POLL_S = 0.05
 BUSY_POLL_S = 0.002
+#: the most (seconds) a read waits for the pump to fetch records this node stored
+CATCH_UP_S = 1.0
+#: librdkafka settings of a member that the server's client settings may override:
+#: a member hears of a rebalance at its next heartbeat (librdkafka: every 3 s), so a
+#: subscribe joins within about a second; a seek takes effect when the fetch in flight
+#: returns (librdkafka waits up to 500 ms for data); a partition resumed after its buffer
+#: drained fetches again at once (librdkafka backs off 1 s when its queue was full)
+MEMBER_DEFAULTS = {"heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100,
+                   "fetch.queue.backoff.ms": 10}
 #: Kafka errors that mean "a rebalance took the partition": a commit is refused with 409
 FENCED = frozenset((KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
                     KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID))
@@ -73,8 +86,9 @@ class _Buffer:
 class KafkaMember:
     def __init__(self, client_config: dict, admin: KafkaAdmin, group_id: str, member_id: str,
                  wake: Wake, on_rebalance=None, timeout_s: float = 30.0,
-                 buffer_bytes: int = 1 << 20):
-        self._config = {**client_config, "group.id": group_id, "client.id": member_id,
+                 buffer_bytes: int = 1 << 20, stored_end=lambda topic, partition: 0):
+        self._config = {**MEMBER_DEFAULTS,
+                        **client_config, "group.id": group_id, "client.id": member_id,
                         "enable.auto.commit": False, "enable.auto.offset.store": False,
                         "auto.offset.reset": "error",
                         # a deleted or re-created topic is noticed within a second
@@ -86,12 +100,15 @@ class KafkaMember:
         self._on_rebalance = on_rebalance
         self.timeout_s = timeout_s
         self._buffer_bytes = buffer_bytes
+        self._stored_end = stored_end
         self._lock = threading.Lock()
+        self._changed = threading.Condition(self._lock)
         self._assignment: Assignment | None = None
-        self._manual = False
+        self._manual: list | None = None  # the partitions named by hand (pump only)
+        self._revoking = False  # leaving the group, until its revoke callback (pump only)
         self._buffers: dict[TP, _Buffer] = {}
         self._watched: set = set()
-        self._generation = -1
+        self._generation = 0  # the first assignment is generation 1, as on the embedded store
         self._commands: queue.SimpleQueue = queue.SimpleQueue()
         self._later: list = []  # commands to try again after the next poll (pump only)
         self._resume: set = set()
@@ -121,7 +138,6 @@ class KafkaMember:
         self._start_pump(None)
         self._call(self._assign_manually, chosen)
         with self._lock:
-            self._manual = True
             self._buffers = {tp: b for tp, b in self._buffers.items()
                              if tp[1] in chosen.get(tp[0], ())}
             self._assignment = Assignment(-1, chosen)
@@ -132,6 +148,7 @@ class KafkaMember:
             if self._left:
                 return
             self._left = True
+            self._changed.notify_all()
         if self._thread is not None and self._thread.is_alive():
             try:
                 self._call(None)  # close the consumer: it leaves the group at once
@@ -151,11 +168,7 @@ class KafkaMember:
                 return out, taken
             if buffer.out_of_range:
                 start, end = self._admin.log_offsets(topic, partition)
-                raise OffsetOutOfRange(
-                    f"offset {offset} is outside partition {partition} of {topic!r}: valid "
-                    f"offsets are {start}..{end}",
-                    {"topic": topic, "partition": partition, "log_start_offset": start,
-                     "high_watermark": end})
+                raise out_of_range(topic, partition, offset, start, end)
             if buffer.pending:
                 return out, taken
             records = buffer.records
@@ -176,10 +189,24 @@ class KafkaMember:
     def high_watermark(self, topic: str, partition: int) -> int:
         """The offset after the last record this member holds for the partition -- what it
         could hand out now, not the partition's own high watermark; -1 while it holds
-        nothing to read from (a seek pending, the partition not assigned)."""
+        nothing to read from (a seek pending, the partition not assigned). While it holds
+        nothing and this node's producer stored records the pump has not fetched yet, it
+        waits for them (at most CATCH_UP_S)."""
+        tp = (topic, partition)
+        stored = self._stored_end(topic, partition)
+        deadline = time.monotonic() + CATCH_UP_S
         with self._lock:
-            buffer = self._buffers.get((topic, partition))
-            return -1 if buffer is None or buffer.pending else buffer.next
+            while True:
+                buffer = self._buffers.get(tp)
+                if buffer is None:
+                    return -1
+                behind = stored and not self._left and not buffer.out_of_range and (
+                    buffer.pending or (not buffer.records and not buffer.paused
+                                       and buffer.next < stored))
+                left = deadline - time.monotonic()
+                if not behind or left <= 0:
+                    return -1 if buffer.pending else buffer.next
+                self._changed.wait(left)
 
     def watch(self, topic: str, partition: int) -> None:
         with self._lock:
@@ -205,7 +232,7 @@ class KafkaMember:
             if not start <= offset <= end:
                 fresh.out_of_range = True
                 return
-        self._commands.put((self._seek, (tp, offset), None))
+            self._commands.put((self._seek, (tp, offset, fresh), None))
 
     # -- offsets ---------------------------------------------------------------------------
 
@@ -267,6 +294,7 @@ class KafkaMember:
         finally:
             with self._lock:
                 self._left = True
+                self._changed.notify_all()
             self._wake()
 
     def _serve_commands(self, consumer) -> bool:
@@ -319,8 +347,9 @@ class KafkaMember:
         if error is not None:
             if error.code() == KafkaError._AUTO_OFFSET_RESET:
                 with self._lock:
-                    if tp in self._buffers:
+                    if tp in self._buffers and not self._buffers[tp].pending:
                         self._buffers[tp].out_of_range = True
+                        self._changed.notify_all()
                 self._wake()
             elif error.code() != KafkaError._PARTITION_EOF:
                 log.warning("member %s: %s", self.member_id, error.str())
@@ -335,6 +364,7 @@ class KafkaMember:
             buffer.next = message.offset() + 1
             buffer.records.append((*record, size))
             buffer.bytes += size
+            self._changed.notify_all()
             full = buffer.bytes > self._buffer_bytes and not buffer.paused
             if full:
                 buffer.paused = True
@@ -344,27 +374,29 @@ class KafkaMember:
         if watched:
             self._wake()
 
-    def _seek(self, consumer, tp: TP, offset: int, tries: int = 200) -> None:
-        """Move the consumer's fetch of ``tp`` to ``offset`` and let it fetch. A partition
-        assigned a moment ago cannot be sought yet (librdkafka: erroneous state): the seek is
-        tried again after the next polls, at most ``tries`` times."""
+    def _seek(self, consumer, tp: TP, offset: int, buffer: _Buffer, tries: int = 200) -> None:
+        """Move the consumer's fetch of ``tp`` to ``offset`` and let it fetch into
+        ``buffer``. A partition assigned a moment ago cannot be sought yet (librdkafka:
+        erroneous state): the seek is tried again after the next polls, at most ``tries``
+        times. A seek whose buffer was replaced meanwhile (a later reposition, a lost
+        partition) is not made."""
         with self._lock:
-            buffer = self._buffers.get(tp)
-            if buffer is None:
-                return  # no longer assigned
+            if self._buffers.get(tp) is not buffer:
+                return
         try:
             consumer.seek(TopicPartition(tp[0], tp[1], offset))
         except KafkaException as exc:
             error = kafka_error(exc)
             if error is None or error.code() != KafkaError._STATE or tries <= 1:
                 raise
-            self._later.append((self._seek, (tp, offset, tries - 1), None))
+            self._later.append((self._seek, (tp, offset, buffer, tries - 1), None))
             return
         with self._lock:
             if self._buffers.get(tp) is buffer:
                 buffer.pending = False
                 buffer.paused = False
                 buffer.next = offset
+                self._changed.notify_all()
         consumer.resume([TopicPartition(*tp)])
 
     def _commit(self, consumer, offsets: dict) -> None:
@@ -388,8 +420,21 @@ class KafkaMember:
         return {(tp.topic, tp.partition): tp.offset for tp in found if tp.offset >= 0}
 
     def _assign_manually(self, consumer, chosen: dict) -> None:
-        consumer.unsubscribe()
-        self._reassign(consumer, [(t, p) for t, ps in chosen.items() for p in ps])
+        """Leave the group and read exactly ``chosen``. Leaving revokes what the group gave
+        in a callback a poll later, which unassigns everything: the manual partitions are
+        assigned once that has run."""
+        if self._manual is None and consumer.assignment():
+            self._revoking = True
+            consumer.unsubscribe()
+            deadline = time.monotonic() + self.timeout_s
+            while self._revoking and time.monotonic() < deadline:
+                message = consumer.poll(POLL_S)
+                if message is not None:
+                    self._take(consumer, message)
+        elif self._manual is None:
+            consumer.unsubscribe()
+        self._manual = [(t, p) for t, ps in chosen.items() for p in ps]
+        self._reassign(consumer, self._manual)
 
     def _reassign(self, consumer, pairs: list) -> None:
         """Assign ``pairs``: those with a buffer that reads on go on from where it is; the
@@ -401,23 +446,24 @@ class KafkaMember:
             self._buffers = {tp: self._buffers.get(tp) or _Buffer() for tp in pairs}
             for tp in kept:
                 self._buffers[tp].paused = False
-        # a partition the session has not placed yet is assigned at its end, paused: an
-        # offset to seek from (with none, librdkafka looks for a commit, fails on
-        # auto.offset.reset=error and refuses every seek)
+            self._changed.notify_all()
+        # a partition the session has not placed yet is assigned at its end (with no
+        # offset librdkafka would look for a commit and fail on auto.offset.reset=error),
+        # not paused: a fetch kept in flight is what makes the seek take effect at once
+        # (with every partition paused librdkafka checks again only about every second).
+        # What it fetches before the seek is dropped (the buffer is pending).
         consumer.assign([TopicPartition(t, p, nexts.get((t, p), OFFSET_END))
                          for t, p in pairs])
-        fresh = [TopicPartition(t, p) for t, p in pairs if (t, p) not in nexts]
-        if fresh:
-            consumer.pause(fresh)
 
     # -- rebalance callbacks (on the pump thread, inside poll) -----------------------------
 
     def _revoked(self, consumer, partitions) -> None:
         """Eager rebalances revoke everything first; the buffers of partitions that stay
         are kept until the assignment says which those are."""
+        self._revoking = False
 
     def _assigned(self, consumer, partitions) -> None:
-        if self._manual:  # it left the group: what the group hands out is not its own
+        if self._manual is not None:  # it left the group: what the group hands out is not its own
             return
         new = sorted((tp.topic, tp.partition) for tp in partitions)
         self._reassign(consumer, new)

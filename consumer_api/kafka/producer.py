@@ -18,11 +18,13 @@ by the request's thread after its ``done`` event.
 from __future__ import annotations
 
 import threading
+import time
 from functools import partial
 
-from confluent_kafka import KafkaError, Producer
+from confluent_kafka import KafkaError, KafkaException, Producer
 
-from consumer_api.errors import PartitionNotFound, TopicNotFound, Unavailable
+from consumer_api.errors import InvalidRequest, PartitionNotFound, TopicNotFound, Unavailable
+from consumer_api.kafka.admin import kafka_error
 from consumer_api.partitioner import Partitioner
 
 
@@ -103,7 +105,7 @@ class KafkaProducer:
             raise Unavailable(f"the Kafka cluster did not acknowledge the records within "
                               f"{self.timeout_s:g} s (some may be stored)")
         if batch.error is not None:
-            raise _delivery_error(batch.error, topic)
+            raise _delivery_error(batch.error, topic, batch.results)
         return [{"partition": p, "offset": o, "timestamp": ts} for p, o, ts in batch.results]
 
     def _send(self, topic, i, key, value, headers, timestamp, partition, batch) -> None:
@@ -114,12 +116,29 @@ class KafkaProducer:
             kwargs["headers"] = [(name, text.encode("utf-8")) for name, text in headers.items()]
         if timestamp is not None:
             kwargs["timestamp"] = timestamp
+        deadline = time.monotonic() + self.timeout_s
         while True:
             try:
                 self._producer.produce(topic, value, **kwargs)
                 return
             except BufferError:  # the local queue is full: let deliveries drain it
                 self._producer.poll(0.05)
+            except KafkaException as exc:
+                self._refresh_or_fail(topic, exc, deadline)
+
+    def _refresh_or_fail(self, topic: str, exc: KafkaException, deadline: float) -> None:
+        """The producer refused a record locally. A partition or topic it does not know
+        yet (the admin found them: the topic was created, re-created or grown since the
+        producer last looked) means stale metadata: refresh the topic's and try again
+        until ``deadline``; anything else is Unavailable."""
+        error = kafka_error(exc)
+        stale = error is not None and error.code() in (KafkaError._UNKNOWN_PARTITION,
+                                                       KafkaError._UNKNOWN_TOPIC)
+        left = deadline - time.monotonic()
+        if not stale or left <= 0:
+            raise Unavailable(f"the Kafka producer refused a record of {topic!r}: {exc}") \
+                from None
+        self._producer.list_topics(topic, timeout=min(left, 1.0))
 
     def close(self) -> None:
         """Deliver what is queued (bounded), then stop the delivery thread."""
@@ -128,7 +147,17 @@ class KafkaProducer:
         self._thread.join(5)
 
 
-def _delivery_error(error: KafkaError, topic: str):
+def _delivery_error(error: KafkaError, topic: str, results: list):
+    """The error a request whose records the cluster did not all store answers with. When
+    some were stored, ``details["stored"]`` lists, per record of the request, its
+    ``{"partition", "offset"}`` or None (not stored: safe to send again)."""
+    stored = [None if r is None else {"partition": r[0], "offset": r[1]} for r in results]
+    extra = {"stored": stored} if any(stored) else {}
     if error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
-        return TopicNotFound(f"topic {topic!r} does not exist", {"topic": topic})
-    return Unavailable(f"the Kafka cluster did not store the records: {error.str()}")
+        return TopicNotFound(f"topic {topic!r} does not exist", {"topic": topic, **extra})
+    if error.code() == KafkaError.INVALID_TIMESTAMP:
+        return InvalidRequest(
+            "the Kafka cluster refused a record's timestamp: it is further from its clock than "
+            "the topic's message.timestamp.before.max.ms / message.timestamp.after.max.ms "
+            "allow", {"timestamp": ["Refused by the Kafka cluster."], **extra})
+    return Unavailable(f"the Kafka cluster did not store the records: {error.str()}", extra)

@@ -311,6 +311,9 @@ class ConsumerManager:
                                             {"topic": topic, "partition": p})
             wanted[topic] = sorted(set(partitions))
         with session.lock:
+            # first catch up with the group: a partition the group moved away while the
+            # session was idle must not keep the session's old position
+            self.sync(session)
             assignment = session.member.assign(wanted)
             session.manual = True
             self._apply_assignment(session, assignment)

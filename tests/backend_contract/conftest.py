@@ -39,32 +39,15 @@ def knows_sizes(request) -> bool:
 
 @pytest.fixture
 def store(request, tmp_path):
-    if request.param == "embedded":
-        backend = build_backend(Config(data_dir=str(tmp_path / "data")))
-    else:
-        broker = request.getfixturevalue("kafka_broker")
-        from consumer_api.kafka.backend import KafkaBackend
-        backend = KafkaBackend({"bootstrap.servers": broker.bootstrap}, timeout_s=BOUND)
-    if not backend.is_open:
-        backend.open()
+    if request.param == "kafka":
+        from tests.kafka.store import kafka_store
+        with kafka_store(request.getfixturevalue("kafka_broker"), BOUND) as backend:
+            yield backend
+        return
+    backend = build_backend(Config(data_dir=str(tmp_path / "data")))
     backend.start()
     yield backend
-    backend.close()  # on Kafka: its members leave their groups
-    if request.param == "kafka":
-        _clean_up(backend)
-
-
-def _clean_up(backend) -> None:
-    """Leave the shared broker as the test found it: no groups or topics of ours."""
-    import time
-    for group in backend.groups.group_ids():
-        backend.groups.delete(group)
-    for name in backend.admin.topics():
-        backend.admin.delete_topic(name)
-    deadline = time.monotonic() + BOUND
-    while backend.admin.topics():
-        assert time.monotonic() < deadline, "the broker kept deleted topics"
-        time.sleep(0.05)  # deletion is asynchronous in Kafka: wait until it is done
+    backend.close()
 
 
 class Wakes:

@@ -484,7 +484,8 @@ def test_errors_are_typed_and_carry_the_server_code(client, name):
     with pytest.raises(errors.OffsetOutOfRange) as exc:
         client.read(topic, 0, offset=50)
     assert exc.value.code == "offset_out_of_range"
-    assert exc.value.details == {"log_start_offset": 0, "high_watermark": 2}
+    assert exc.value.details == {"topic": topic, "partition": 0, "log_start_offset": 0,
+                                 "high_watermark": 2}
 
     with pytest.raises(errors.PartitionNotFound):
         client.read(topic, 9)

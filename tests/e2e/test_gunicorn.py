@@ -217,7 +217,8 @@ def check_served(c: Client, model: Model) -> dict:
             err = c.call("GET", f"/api/topics/{topic}/partitions/{p}/records", 400,
                          params={"offset": hw + 1})
             assert err["code"] == "offset_out_of_range"
-            assert err["details"] == {"log_start_offset": 0, "high_watermark": hw}
+            assert err["details"] == {"topic": topic, "partition": p, "log_start_offset": 0,
+                                      "high_watermark": hw}
     return described
 
 

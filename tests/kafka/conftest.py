@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from consumer_api.kafka.backend import KafkaBackend
+from tests.kafka.store import kafka_store
 
 #: real seconds a call to the broker may take in these tests
 BOUND_S = 20.0
@@ -12,11 +12,5 @@ BOUND_S = 20.0
 
 @pytest.fixture
 def kafka(kafka_broker):
-    store = KafkaBackend({"bootstrap.servers": kafka_broker.bootstrap}, timeout_s=BOUND_S)
-    store.open()
-    yield store
-    store.close()
-    for group in store.groups.group_ids():
-        store.groups.delete(group)
-    for name in store.admin.topics():
-        store.admin.delete_topic(name)
+    with kafka_store(kafka_broker, BOUND_S) as store:
+        yield store
