@@ -3,7 +3,8 @@
 
 Run from the project root::
 
-    .venv/bin/python bench/server_bench.py [--quick] [--only N,...] [--json PATH] [--dir DIR]
+    .venv/bin/python bench/server_bench.py [--quick] [--only N,...] [--backend kafka]
+        [--json PATH] [--dir DIR]
 
 Each figure group starts its own server exactly as ``make run`` does (``python -m gunicorn
 -c gunicorn.conf.py --bind 127.0.0.1:<free port>`` from the repository root) on a fresh data
@@ -18,7 +19,12 @@ directory, waits for ``GET /api/health/ready``, measures, and stops it with SIGT
    to each partition: wake-up latency and correctness violations;
 5. memory: worker RSS with 0 and 10,000 idle sessions (KiB per session);
 6. end-to-end: 2 producers and 8 consumers in one group on 32 partitions for 60 s;
-7. the HTTP ceiling: GET /api/health requests/s with 1 and 4 clients.
+7. the HTTP ceiling: GET /api/health requests/s with 1 and 4 clients;
+8. subscribe to first record: a new group's member, from sending its subscribe until its
+   first consume returns a record (4 partitions with records; 20 samples).
+
+``--backend kafka`` runs figures 1, 2, 3, 7 and 8 on the Kafka store (a local single-node
+broker) and then the same figures on the embedded engine, in the same run and table.
 
 The table goes to stdout, progress to stderr, the same rows as JSON to
 bench/results/server-<timestamp>.json (or --json PATH). Servers are killed and data
@@ -67,6 +73,7 @@ FULL = dict(
     produce_s=5.0,
     backlog=1_000_000,
     wake_samples=200,
+    join_samples=20,
     waiting_consumers=1_000,
     idle_sessions=10_000,
     e2e_s=60.0,
@@ -77,6 +84,7 @@ QUICK = dict(
     produce_s=1.0,
     backlog=200_000,
     wake_samples=50,
+    join_samples=5,
     waiting_consumers=200,
     idle_sessions=2_000,
     e2e_s=10.0,
@@ -698,6 +706,41 @@ def fig3_wakeup(srv: Server, sizes: dict, rng: random.Random) -> list[Row]:
     ]
 
 
+# -- 8. subscribe to first record ---------------------------------------------------------------
+
+def fig8_first_record(srv: Server, sizes: dict) -> list[Row]:
+    """Each sample is a new group with one member: the time from sending its subscribe
+    (``earliest``) until a consume returns its first record."""
+    s = new_session()
+    topic, partitions = "first", 4
+    create_topic(s, srv, topic, partitions)
+    records = [{"value": b64(b"x" * VALUE_BYTES), "partition": p} for p in range(partitions)]
+    post(s, f"{srv.base}/api/topics/{topic}/records", orjson.dumps({"records": records}))
+    consume_body = orjson.dumps({"timeout_ms": LONG_POLL_MS, "max_records": 1})
+    samples, subscribes = [], []
+    for i in range(sizes["join_samples"]):
+        t0 = perf_counter()
+        doc = subscribe(s, srv, f"first-{i}", topic, auto_offset_reset="earliest")
+        subscribes.append(perf_counter() - t0)
+        cid = doc["consumer_id"]
+        got = []
+        while not got:
+            got = post(s, f"{srv.base}/api/consumers/{cid}/consume", consume_body,
+                       timeout=LONG_POLL_MS / 1000 + 30)["records"]
+            if perf_counter() - t0 > 60:
+                raise BenchError(f"no record {60} s after subscribing (sample {i})")
+        samples.append(perf_counter() - t0)
+        check(s.delete(f"{srv.base}/api/consumers/{cid}", timeout=30))
+    st, sub = latency_stats(samples), latency_stats(subscribes)
+    settings = (f"a new group per sample, 1 member, auto_offset_reset earliest; {partitions} "
+                f"partitions with a record each; {len(samples)} samples")
+    return [Row(key="first_record_p50", figure=8, benchmark="subscribe to first record p50",
+                settings=settings, result=fmt_ms(st["p50_ms"]), value=st["p50_ms"], unit="ms",
+                notes=(f"max {st['max_ms']:.1f} ms; the subscribe alone: p50 "
+                       f"{sub['p50_ms']:.1f} ms, max {sub['max_ms']:.1f} ms"),
+                params=dict(first_record=st, subscribe=sub))]
+
+
 # -- 4. many waiting consumers ----------------------------------------------------------------
 
 def fig4_many(srv: Server, sizes: dict, rng: random.Random) -> list[Row]:
@@ -1018,7 +1061,7 @@ def fig6_e2e(srv: Server, sizes: dict, rng: random.Random) -> list[Row]:
 GROUPS = [  # (name, figures, runner(env, extra args) chooser)
     ("http-produce", (7, 1)),
     ("consume", (2,)),
-    ("wakeup", (3,)),
+    ("wakeup", (3, 8)),
     ("waiting", (4,)),
     ("memory", (5,)),
     ("e2e", (6,)),
@@ -1057,8 +1100,9 @@ def kill_servers() -> None:
 
 
 #: the figures that mean something on the kafka store (4 and 5 need more sessions than
-#: a node holds there; 6 is the embedded end-to-end run)
-KAFKA_FIGURES = {1, 2, 3, 7}
+#: a node holds there; 6 is the embedded end-to-end run); a kafka run measures them on
+#: both stores, the embedded one second
+KAFKA_FIGURES = {1, 2, 3, 7, 8}
 
 
 @contextlib.contextmanager
@@ -1080,20 +1124,61 @@ def store_settings(backend: str, workdir: str):
         broker.stop()
 
 
+def run_figures(workdir: str, only: set, sizes: dict, rng: random.Random, store_env: dict,
+                oddities: list) -> list[Row]:
+    """The chosen figures on one store (``store_env``: its server settings), a server per
+    figure group; a figure that fails gives an error row."""
+    rows: list[Row] = []
+    ceiling: dict = {}
+    for name, figs in GROUPS:
+        figs = [f for f in figs if f in only]
+        if not figs:
+            continue
+        env, extra = server_settings(name, sizes)
+        env = {**env, **store_env}
+        current = figs[0]
+        try:
+            with running_server(name, workdir, env, extra, oddities) as srv:
+                for fig in figs:
+                    current = fig
+                    t0 = perf_counter()
+                    rows += FIGURES[fig](srv, sizes, ceiling, rng)
+                    progress(f"fig {fig} done in {perf_counter() - t0:.1f} s")
+        except (BenchError, requests.RequestException, OSError, KeyError, TypeError,
+                ValueError, threading.BrokenBarrierError) as exc:
+            progress(f"fig {current}: ERROR {exc!r}\n" + traceback.format_exc())
+            rows.append(error_row(current, exc))
+            oddities.append(f"figure {current} failed: {str(exc).splitlines()[0][:300]}")
+    return rows
+
+
+#: figure -> its runner(server, sizes, ceiling, rng)
+FIGURES = {
+    1: fig1_produce,
+    2: fig2_consume,
+    3: lambda srv, sizes, _ceiling, rng: fig3_wakeup(srv, sizes, rng),
+    4: lambda srv, sizes, _ceiling, rng: fig4_many(srv, sizes, rng),
+    5: lambda srv, sizes, _ceiling, _rng: fig5_memory(srv, sizes),
+    6: lambda srv, sizes, _ceiling, rng: fig6_e2e(srv, sizes, rng),
+    7: lambda srv, sizes, ceiling, _rng: fig7_health(srv, sizes, ceiling),
+    8: lambda srv, sizes, _ceiling, _rng: fig8_first_record(srv, sizes),
+}
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: shorter runs, smaller backlog and fewer sessions")
     ap.add_argument("--only", metavar="N,...",
-                    help="run only these figures (1-7); the 'records per trivial request' "
+                    help="run only these figures (1-8); the 'records per trivial request' "
                          "ratio of figures 1-2 needs figure 7")
     ap.add_argument("--backend", choices=("embedded", "kafka"), default="embedded",
-                    help="the store the server runs on; kafka starts a local single-node "
-                         "broker (the one the tests use: make test fetches its jars) and runs "
-                         f"figures {sorted(KAFKA_FIGURES)}")
+                    help=f"kafka: figures {sorted(KAFKA_FIGURES)} on the Kafka store (a local "
+                         "single-node broker, the one the tests use: make test fetches its "
+                         "jars), then the same on the embedded engine, in one run")
     add_output_args(ap, "server")
     args = ap.parse_args(argv)
-    only = parse_only(args.only, set(range(1, 8)), "figure")
+    only = parse_only(args.only, set(FIGURES), "figure")
     if args.backend == "kafka":
         only &= KAFKA_FIGURES
     sizes = QUICK if args.quick else FULL
@@ -1114,49 +1199,25 @@ def main(argv=None) -> int:
                 f"once with orjson ({N_BODIES} distinct bodies cycled); responses parsed with "
                 "orjson.loads(resp.content); time.perf_counter"),
     )
+    stores = ["kafka", "embedded"] if args.backend == "kafka" else ["embedded"]
     meta["backend"] = args.backend
+    meta["stores"] = stores
     rows: list[Row] = []
     oddities: list[str] = []
-    ceiling: dict = {}
     rng = random.Random(20261126)
     stat0 = cpu_times()
     try:
-        with temp_workdir(base, "server-bench-", release=kill_servers) as workdir, \
-                store_settings(args.backend, workdir) as store_env:
-            progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures {sorted(only)}; "
-                     f"backend {args.backend}")
-            for name, figs in GROUPS:
-                figs = [f for f in figs if f in only]
-                if not figs:
-                    continue
-                env, extra = server_settings(name, sizes)
-                env = {**env, **store_env}
-                current = figs[0]
-                try:
-                    with running_server(name, workdir, env, extra, oddities) as srv:
-                        for fig in figs:
-                            current = fig
-                            t0 = perf_counter()
-                            if fig == 7:
-                                rows += fig7_health(srv, sizes, ceiling)
-                            elif fig == 1:
-                                rows += fig1_produce(srv, sizes, ceiling, rng)
-                            elif fig == 2:
-                                rows += fig2_consume(srv, sizes, ceiling, rng)
-                            elif fig == 3:
-                                rows += fig3_wakeup(srv, sizes, rng)
-                            elif fig == 4:
-                                rows += fig4_many(srv, sizes, rng)
-                            elif fig == 5:
-                                rows += fig5_memory(srv, sizes)
-                            elif fig == 6:
-                                rows += fig6_e2e(srv, sizes, rng)
-                            progress(f"fig {fig} done in {perf_counter() - t0:.1f} s")
-                except (BenchError, requests.RequestException, OSError, KeyError, TypeError,
-                        ValueError, threading.BrokenBarrierError) as exc:
-                    progress(f"fig {current}: ERROR {exc!r}\n" + traceback.format_exc())
-                    rows.append(error_row(current, exc))
-                    oddities.append(f"figure {current} failed: {str(exc).splitlines()[0][:300]}")
+        with temp_workdir(base, "server-bench-", release=kill_servers) as workdir:
+            for store in stores:
+                with store_settings(store, workdir) as store_env:
+                    progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures "
+                             f"{sorted(only)}; store {store}")
+                    got = run_figures(workdir, only, sizes, rng, store_env, oddities)
+                if len(stores) > 1:
+                    for r in got:
+                        r.benchmark += f" [{store}]"
+                        r.key += f"_{store}"
+                rows += got
     except KeyboardInterrupt:  # temp_workdir has killed the servers and cleaned up
         return 130
 
@@ -1164,8 +1225,7 @@ def main(argv=None) -> int:
     meta["cpu_steal_share"] = steal_share(stat0, cpu_times())
     rows.sort(key=lambda r: r.figure)  # figure 7 runs first but is listed last
     for r in rows:
-        r.benchmark += (" (quick)" if args.quick else "") + (
-            " [kafka]" if args.backend == "kafka" else "")
+        r.benchmark += " (quick)" if args.quick else ""
     mode_txt = ("QUICK (smoke run: 1 s runs, 200k backlog, 50 samples, 200 waiting consumers, "
                 "2,000 sessions, 10 s end-to-end; targets are meant for full runs)"
                 if args.quick else "full")
@@ -1179,7 +1239,7 @@ def main(argv=None) -> int:
         f"{meta['loadavg_end']} at end; CPU steal during the run "
         + ("?" if meta["cpu_steal_share"] is None else f"{meta['cpu_steal_share']:.1%}"),
         f"clients: {meta['client']}; client threads share one GIL",
-        "server: a fresh one per figure group (7+1, 2, 3, 4, 5, 6), settings in the row when "
+        "server: a fresh one per figure group (7+1, 2, 3+8, 4, 5, 6), settings in the row when "
         "not the defaults; MB = 10^6 bytes of record values; records keyless, 100 B values",
     ] + [f"WARNING: {w}" for w in warnings]
     print(render_table(rows, header, COLUMNS))

@@ -69,6 +69,12 @@ class TooManyPolls(ConsumerApiError):
     code, message = "too_many_polls", "too many waiting polls"
 
 
+class RecordTooLarge(ConsumerApiError):
+    """A record is larger than the store takes (a Kafka cluster's ``max.message.bytes``)."""
+
+    code, message = "payload_too_large", "a record is too large for the store"
+
+
 class Unavailable(ConsumerApiError):
     code, message = "unavailable", "service unavailable"
 

@@ -65,7 +65,7 @@ def pytest_generate_tests(metafunc):
     if stores and "store_name" in metafunc.fixturenames:
         if metafunc.definition.get_closest_marker("embedded_only"):
             stores = ("embedded",)
-        metafunc.parametrize("store_name", stores)
+        metafunc.parametrize("store_name", stores, scope="module")  # a server per store
 
 
 @pytest.fixture

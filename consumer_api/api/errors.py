@@ -32,6 +32,7 @@ STATUS = {
     e.TopicExists: 409,
     e.PartitionNotAssigned: 409,
     e.GroupNotEmpty: 409,
+    e.RecordTooLarge: 413,
     e.TooManyConsumers: 429,
     e.TooManyPolls: 429,
     e.Unavailable: 503,

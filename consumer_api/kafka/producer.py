@@ -23,9 +23,16 @@ from functools import partial
 
 from confluent_kafka import KafkaError, KafkaException, Producer
 
-from consumer_api.errors import InvalidRequest, PartitionNotFound, TopicNotFound, Unavailable
+from consumer_api.errors import (InvalidRequest, PartitionNotFound, RecordTooLarge,
+                                 TopicNotFound, Unavailable)
 from consumer_api.kafka.admin import kafka_error
 from consumer_api.partitioner import Partitioner
+
+
+#: the largest message the producer sends (librdkafka's message.max.bytes)
+MAX_MESSAGE_BYTES = 64 << 20
+#: what a refused record's size says, on the broker's side or the producer's
+TOO_LARGE = frozenset((KafkaError.MSG_SIZE_TOO_LARGE,))
 
 
 class _Batch:
@@ -57,7 +64,10 @@ class KafkaProducer:
 
     def __init__(self, client_config: dict, partition_count, timeout_s: float = 30.0):
         # a request waits for its own deliveries: batch for a millisecond, not librdkafka's 5
-        self._producer = Producer({"linger.ms": 1, **client_config,
+        # the cluster says how large a record may be (a topic's max.message.bytes), not
+        # the client's own limit (librdkafka: 1 MB)
+        self._producer = Producer({"linger.ms": 1, "message.max.bytes": MAX_MESSAGE_BYTES,
+                                   **client_config,
                                    "enable.idempotence": True, "partitioner": "murmur2_random"})
         self._partition_count = partition_count
         self.timeout_s = timeout_s
@@ -135,6 +145,9 @@ class KafkaProducer:
         stale = error is not None and error.code() in (KafkaError._UNKNOWN_PARTITION,
                                                        KafkaError._UNKNOWN_TOPIC)
         left = deadline - time.monotonic()
+        if error is not None and error.code() in TOO_LARGE:
+            raise RecordTooLarge(f"a record of {topic!r} is larger than the Kafka producer "
+                                 f"sends ({MAX_MESSAGE_BYTES} bytes)") from None
         if not stale or left <= 0:
             raise Unavailable(f"the Kafka producer refused a record of {topic!r}: {exc}") \
                 from None
@@ -155,6 +168,10 @@ def _delivery_error(error: KafkaError, topic: str, results: list):
     extra = {"stored": stored} if any(stored) else {}
     if error.code() in (KafkaError.UNKNOWN_TOPIC_OR_PART, KafkaError._UNKNOWN_TOPIC):
         return TopicNotFound(f"topic {topic!r} does not exist", {"topic": topic, **extra})
+    if error.code() in TOO_LARGE:
+        return RecordTooLarge(
+            "the Kafka cluster refused a record as too large: the topic's max.message.bytes "
+            "(1 MiB by default) bounds a record with its key and headers", extra)
     if error.code() == KafkaError.INVALID_TIMESTAMP:
         return InvalidRequest(
             "the Kafka cluster refused a record's timestamp: it is further from its clock than "

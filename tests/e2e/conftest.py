@@ -180,6 +180,16 @@ def start_server(data_dir, *, ready_timeout: float = READY_TIMEOUT_S, **kwargs):
             srv.kill()
 
 
+def store_env(request, store_name: str) -> dict:
+    """The server settings of a store: none for the embedded one (the default); for
+    "kafka", the test run's broker."""
+    if store_name != "kafka":
+        return {}
+    broker = request.getfixturevalue("kafka_broker")
+    return {"CONSUMER_API_BACKEND": "kafka",
+            "CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+
+
 def metric(srv, sample: str) -> float:
     """One sample of the server's ``/metrics``, by its name and labels as printed
     (``consumer_api_waiting_polls``, ``consumer_api_refusals_total{reason="x"}``); 0 when

@@ -28,18 +28,22 @@ from click.testing import CliRunner
 
 from consumer_api.cli import main
 from consumer_api.client import Client
-from tests.e2e.conftest import free_port, metric, server_env, start_server
+from tests.e2e.conftest import free_port, metric, server_env, start_server, store_env
 from tests.waiting import wait_until
 
 API_KEY = "cli-e2e-secret-key"
 CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
 
 
+ON_STORES = ("embedded", "kafka")
+
+
 # -- fixtures and helpers ------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
-    with start_server(tmp_path_factory.mktemp("cli-data")) as server:
+def srv(request, tmp_path_factory, store_name):
+    with start_server(tmp_path_factory.mktemp("cli-data"),
+                      **store_env(request, store_name)) as server:
         yield server
 
 

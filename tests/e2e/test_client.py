@@ -24,11 +24,12 @@ import requests
 
 from consumer_api.client import Client, ClientError, ConnectionFailed, Record
 from consumer_api.client import errors
-from tests.e2e.conftest import free_port, metric, start_server
+from tests.e2e.conftest import free_port, metric, start_server, store_env
 from tests.waiting import wait_until
 
 #: the open server refuses more records per request than the client puts in one
 #: (consumer_api.client.BATCH_RECORDS = 5000): a produce that is not split fails
+ON_STORES = ("embedded", "kafka")
 SERVER_MAX_RECORDS = 5000
 ADMIN_KEY = "client-e2e-admin-key"
 READER_KEY = "client-e2e-reader-key"
@@ -37,9 +38,10 @@ READER_KEY = "client-e2e-reader-key"
 # -- fixtures ------------------------------------------------------------------------------
 
 @pytest.fixture(scope="module")
-def srv(tmp_path_factory):
+def srv(request, tmp_path_factory, store_name):
     with start_server(tmp_path_factory.mktemp("client-data"),
-                      CONSUMER_API_MAX_RECORDS_PER_PRODUCE=str(SERVER_MAX_RECORDS)) as server:
+                      CONSUMER_API_MAX_RECORDS_PER_PRODUCE=str(SERVER_MAX_RECORDS),
+                      **store_env(request, store_name)) as server:
         yield server
 
 
@@ -278,6 +280,7 @@ def test_large_produce_is_split_into_several_requests(client, name):
         assert (rec.offset, rec.value) == (offset, f"v{offset}")
 
 
+@pytest.mark.embedded_only  # Kafka takes records up to max.message.bytes (1 MiB)
 def test_large_values_are_split_by_size(client, name):
     """Three 5 MiB values exceed the server's 16 MiB request limit together, not alone."""
     topic = make_topic(client, name)
