@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test bench bench-abuse bench-storage clean
+.PHONY: run test bench bench-kafka bench-abuse bench-storage clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -47,6 +47,10 @@ test: $(VENV)/.installed-test $(KAFKA_LIBS)/.fetched
 bench: $(VENV)/.installed-test
 	$(BIN)/python bench/server_bench.py $(BENCH_ARGS)
 	$(BIN)/python bench/abuse.py $(BENCH_ARGS)
+
+# the Kafka figures on a local broker, then the same on the embedded store, in one run
+bench-kafka: $(VENV)/.installed-test $(KAFKA_LIBS)/.fetched
+	$(BIN)/python bench/server_bench.py --backend kafka $(BENCH_ARGS)
 
 bench-abuse: $(VENV)/.installed-test
 	$(BIN)/python bench/abuse.py $(BENCH_ARGS)

@@ -47,7 +47,8 @@ class Assignment:
     which this member has held it without a break: a member that slept through a
     rebalance which took a partition away and gave it back must not resume from its old
     position. A group member's generation is 0 or more; a manual assignment has
-    generation -1 and ``since`` empty."""
+    generation -1, and ``since`` names at most the partitions the session must place anew
+    (with a generation later than any it has seen); the others keep its positions."""
 
     generation: int
     partitions: dict[str, list[int]]

@@ -7,9 +7,10 @@ the member alive in its group while the HTTP client is idle), runs the rebalance
 buffers what it fetches, and runs the commands request threads hand it through a queue
 (seek, commit, committed, manual assignment, close), each waited for at most ``timeout_s``.
 
-Positions are the session's (:mod:`consumer_api.sessions`). A partition newly assigned is
-paused until the session says where to read it from (:meth:`reposition`, which every new
-partition gets): the member never lets Kafka's ``auto.offset.reset`` choose lazily. The pump
+Positions are the session's (:mod:`consumer_api.sessions`). What a partition newly assigned
+delivers is dropped until the session says where to read it from (:meth:`reposition`, which
+every new partition gets, a seek): the member never lets Kafka's ``auto.offset.reset``
+choose lazily. The pump
 buffers at most ``buffer_bytes`` per partition (pausing the partition past it, resuming it
 when the session has taken half) and wakes the session on new records of a watched
 partition and on every rebalance. A rebalance that keeps a partition keeps its buffer; a
@@ -17,8 +18,8 @@ partition lost is dropped with its buffer. Records this node's producer stored t
 has not fetched yet are waited for briefly (:meth:`KafkaMember.high_watermark`), so a
 consume right after a produce through the same node sees them.
 
-``generation`` counts this member's rebalances (an epoch of its own, not Kafka's group
-generation); ``since`` keeps, per partition, the generation from which it was held.
+``generation`` counts this member's assignments (an epoch of its own, 1 for the first, not
+Kafka's group generation); ``since`` keeps, per partition, the generation from which it was held.
 Commits are checked against the member's current assignment and fenced by Kafka: a
 commit that meets a rebalance fails with PartitionNotAssigned.
 
@@ -39,8 +40,7 @@ from typing import Sequence
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer_api.backend import Assignment, TopicPartition as TP, Wake
-from consumer_api.errors import (PartitionNotAssigned, TopicNotFound,
-                                 Unavailable)
+from consumer_api.errors import PartitionNotAssigned, TopicNotFound, Unavailable
 from consumer_api.kafka.admin import KafkaAdmin, kafka_error
 from consumer_api.offset_rules import check_commit, out_of_range
 from consumer_api.kafka.reader import stored_size, to_record
@@ -62,6 +62,9 @@ CATCH_UP_S = 1.0
 #: drained fetches again at once (librdkafka backs off 1 s when its queue was full)
 MEMBER_DEFAULTS = {"heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100,
                    "fetch.queue.backoff.ms": 10}
+#: the ``since`` of a manually assigned partition the session must place anew: later
+#: than any generation it has seen
+NEW = 1 << 62
 #: Kafka errors that mean "a rebalance took the partition": a commit is refused with 409
 FENCED = frozenset((KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
                     KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID))
@@ -70,17 +73,20 @@ FENCED = frozenset((KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGR
 class _Buffer:
     """Records of one partition fetched ahead, oldest first, each with its stored size;
     ``next`` is the offset the consumer delivers next (-1 until a seek set it);
-    ``pending`` while a seek asked for has not been made (what arrives then is dropped)."""
+    ``pending`` while a seek asked for has not been made (what arrives then is dropped);
+    ``placed`` once the session said where to read (a buffer made for a partition just
+    assigned is not)."""
 
-    __slots__ = ("records", "bytes", "pending", "paused", "out_of_range", "next")
+    __slots__ = ("records", "bytes", "pending", "paused", "out_of_range", "next", "placed")
 
     def __init__(self):
         self.records: collections.deque = collections.deque()
         self.bytes = 0
         self.pending = True
-        self.paused = True
+        self.paused = False
         self.out_of_range = False
         self.next = -1
+        self.placed = False
 
 
 class KafkaMember:
@@ -140,7 +146,10 @@ class KafkaMember:
         with self._lock:
             self._buffers = {tp: b for tp, b in self._buffers.items()
                              if tp[1] in chosen.get(tp[0], ())}
-            self._assignment = Assignment(-1, chosen)
+            # a partition the session has not placed (a rebalance it has not seen took it
+            # and gave it back) is new to it: it must be placed again
+            since = {tp: 0 if b.placed else NEW for tp, b in self._buffers.items()}
+            self._assignment = Assignment(-1, chosen, since)
             return self._assignment
 
     def leave(self) -> None:
@@ -229,6 +238,7 @@ class KafkaMember:
         start, end = self._admin.log_offsets(topic, partition)
         with self._lock:
             fresh = self._buffers[tp] = _Buffer()
+            fresh.placed = True
             if not start <= offset <= end:
                 fresh.out_of_range = True
                 return

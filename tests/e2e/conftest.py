@@ -180,14 +180,22 @@ def start_server(data_dir, *, ready_timeout: float = READY_TIMEOUT_S, **kwargs):
             srv.kill()
 
 
-def store_env(request, store_name: str) -> dict:
+@contextlib.contextmanager
+def on_store(request, store_name: str):
     """The server settings of a store: none for the embedded one (the default); for
-    "kafka", the test run's broker."""
+    "kafka", the test run's broker, left without topics or groups on the way out (the
+    broker is shared by the whole run)."""
     if store_name != "kafka":
-        return {}
+        yield {}
+        return
+    from tests.kafka.store import kafka_store
     broker = request.getfixturevalue("kafka_broker")
-    return {"CONSUMER_API_BACKEND": "kafka",
-            "CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+    try:
+        yield {"CONSUMER_API_BACKEND": "kafka",
+               "CONSUMER_API_KAFKA_BOOTSTRAP_SERVERS": broker.bootstrap}
+    finally:
+        with kafka_store(broker, READY_TIMEOUT_S):
+            pass  # a store that cleans the broker when it closes
 
 
 def metric(srv, sample: str) -> float:

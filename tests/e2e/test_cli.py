@@ -28,7 +28,7 @@ from click.testing import CliRunner
 
 from consumer_api.cli import main
 from consumer_api.client import Client
-from tests.e2e.conftest import free_port, metric, server_env, start_server, store_env
+from tests.e2e.conftest import free_port, metric, on_store, server_env, start_server
 from tests.waiting import wait_until
 
 API_KEY = "cli-e2e-secret-key"
@@ -42,8 +42,8 @@ ON_STORES = ("embedded", "kafka")
 
 @pytest.fixture(scope="module")
 def srv(request, tmp_path_factory, store_name):
-    with start_server(tmp_path_factory.mktemp("cli-data"),
-                      **store_env(request, store_name)) as server:
+    with on_store(request, store_name) as env, \
+            start_server(tmp_path_factory.mktemp("cli-data"), **env) as server:
         yield server
 
 

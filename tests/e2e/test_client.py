@@ -24,7 +24,7 @@ import requests
 
 from consumer_api.client import Client, ClientError, ConnectionFailed, Record
 from consumer_api.client import errors
-from tests.e2e.conftest import free_port, metric, start_server, store_env
+from tests.e2e.conftest import free_port, metric, on_store, start_server
 from tests.waiting import wait_until
 
 #: the open server refuses more records per request than the client puts in one
@@ -39,9 +39,10 @@ READER_KEY = "client-e2e-reader-key"
 
 @pytest.fixture(scope="module")
 def srv(request, tmp_path_factory, store_name):
-    with start_server(tmp_path_factory.mktemp("client-data"),
-                      CONSUMER_API_MAX_RECORDS_PER_PRODUCE=str(SERVER_MAX_RECORDS),
-                      **store_env(request, store_name)) as server:
+    with on_store(request, store_name) as env, \
+            start_server(tmp_path_factory.mktemp("client-data"),
+                         CONSUMER_API_MAX_RECORDS_PER_PRODUCE=str(SERVER_MAX_RECORDS),
+                         **env) as server:
         yield server
 
 

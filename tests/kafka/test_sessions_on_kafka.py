@@ -11,6 +11,7 @@ from consumer_api.errors import PartitionNotAssigned
 from consumer_api.records import NewRecord
 from consumer_api.sessions.manager import ConsumerManager
 from tests.kafka.conftest import BOUND_S
+from tests.waiting import wait_until
 
 
 
@@ -69,6 +70,25 @@ def test_a_waiting_consume_is_woken_by_a_produce(kafka, sessions):
     waiting.join(BOUND_S)
     assert not waiting.is_alive()
     assert values_of(result["chunks"]) == [b"late"]
+
+
+def test_a_rebalance_wakes_a_waiting_consume_onto_the_smaller_assignment(kafka, sessions):
+    kafka.create_topic("orders", 2)
+    a = sessions.subscribe("g", ["orders"])["consumer_id"]
+    assert sessions.get_assignment(a)["assignment"] == {"orders": [0, 1]}
+    result = {}
+    waiting = threading.Thread(target=lambda: result.update(
+        chunks=sessions.consume(a, timeout_ms=int(BOUND_S * 1000))[0]))
+    waiting.start()
+    b = sessions.subscribe("g", ["orders"])  # the group rebalances: a gives up a partition
+    [theirs] = b["assignment"]["orders"]
+    wait_until(lambda: len(sessions.get_assignment(a)["assignment"]["orders"]) == 1,
+               "a lost a partition")
+    produce(kafka, "orders", theirs, [b"for b"])  # no longer watched by a's consume
+    produce(kafka, "orders", 1 - theirs, [b"for a"])
+    waiting.join(BOUND_S)
+    assert not waiting.is_alive()
+    assert values_of(result["chunks"]) == [b"for a"]
 
 
 def test_a_new_member_starts_at_the_groups_commit(kafka, sessions):
