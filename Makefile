@@ -24,6 +24,7 @@ run: $(VENV)/.installed
 	@mkdir -p data
 	@echo "consumer-api on http://$(HOST):$(PORT)  (data in ./data)"
 	@echo "Swagger UI:  http://$(HOST):$(PORT)/swagger/"
+	@echo "Console:     http://$(HOST):$(PORT)/console/"
 	CONSUMER_API_DATA_DIR=$${CONSUMER_API_DATA_DIR:-./data} CONSUMER_API_BIND=$(HOST):$(PORT) \
 		$(BIN)/gunicorn -c gunicorn.conf.py
 

@@ -18,6 +18,7 @@ import threading
 from flask import Flask
 from flask_cors import CORS
 
+from consumer_api import console
 from consumer_api.api import consumers, errors, groups, health, metrics, records, topics
 from consumer_api.api.json_io import OrjsonProvider
 from consumer_api.api.lifecycle import DRAINING, READY, STARTING, Lifecycle
@@ -30,6 +31,7 @@ from consumer_api.backend import Backend
 from consumer_api.backends import build_backend, check_store_settings, session_cap
 from consumer_api.budget import ByteBudget
 from consumer_api.config import Config
+from consumer_api.history import History
 from consumer_api.metrics import Metrics
 from consumer_api.refusals import Refusals
 from consumer_api.sessions.manager import ConsumerManager
@@ -52,15 +54,18 @@ def create_app(config: Config | None = None, backend: Backend | None = None,
     refusals = Refusals()
     buffered = ByteBudget(config.request_buffer_bytes)
     in_flight = ByteBudget(config.response_buffer_bytes)
+    meters = Metrics(backend, manager, refusals, (buffered, in_flight))
     init_state(app, AppState(
         config=config, backend=backend, manager=manager,
         lifecycle=Lifecycle(READY if backend.is_open else STARTING),
-        metrics=Metrics(backend, manager, refusals, (buffered, in_flight)),
+        metrics=meters, history=History(backend, manager, meters.consumed_by_topic,
+                                        config.history_interval_ms),
         refusals=refusals, request_budget=buffered, response_budget=in_flight,
         keyring=keyring, trusted_proxies=tuple(trusted_proxies)))
     warn_if_open(app, keyring)
     init_pipeline(app)
-    for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp, metrics.bp):
+    for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp, metrics.bp,
+                      console.bp):
         app.register_blueprint(blueprint)
     errors.register(app)
     _cors(app, config.cors_origins)
@@ -127,6 +132,7 @@ def _run(app: Flask) -> None:
     backend_of(app).start()
     app_state = state_of(app)
     app_state.manager.start()
+    app_state.history.start()
     lifecycle = app_state.lifecycle
     if lifecycle.state == STARTING:
         lifecycle.state = READY
@@ -152,6 +158,7 @@ def begin_shutdown(app: Flask) -> None:
 def shutdown(app: Flask) -> None:
     """Answer waiting polls, stop the reaper, then flush and close the logs."""
     state_of(app).lifecycle.state = DRAINING
+    state_of(app).history.stop()
     try:
         state_of(app).manager.shutdown()
     finally:

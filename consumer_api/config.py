@@ -62,6 +62,7 @@ class Config:
     # consumers
     session_timeout_ms: int = 30_000
     join_wait_ms: int = 10_000  # the most a subscribe waits for its group's first assignment
+    history_interval_ms: int = 10_000  # time between two samples of GET /api/metrics/history
     max_sessions: int = 10_000
     default_assignor: str = "range"
     reserved_threads: int = 16  # threads waiting polls may never take (produce, health...)
@@ -85,7 +86,7 @@ class Config:
             raise ValueError("segment_bytes must be at least 1024")
         for name in ("header_timeout_ms", "body_timeout_ms", "send_timeout_ms",
                      "request_buffer_bytes", "response_buffer_bytes", "max_sessions_per_client",
-                     "max_polls_per_client"):
+                     "max_polls_per_client", "history_interval_ms"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.backend == "kafka" and not self.kafka_bootstrap_servers.strip():

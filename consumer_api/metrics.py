@@ -56,6 +56,11 @@ class Metrics:
         self.registry.register(_StateCollector(backend, manager, refusals, budgets))
         self._children: dict = {}
 
+    def consumed_by_topic(self) -> dict[str, float]:
+        """Records delivered to consumers so far, ``{topic: count}``."""
+        return {sample.labels["topic"]: sample.value for family in self.consumed.collect()
+                for sample in family.samples if sample.name.endswith("_total")}
+
     def observe_request(self, method: str, route: str, status: int, seconds: float) -> None:
         key = (method, route, status)
         children = self._children.get(key)

@@ -28,3 +28,4 @@ need() {  # need COMMAND PACKAGE...
 }
 
 need nginx nginx-light nginx
+need chromium chromium  # the browser tests (Playwright drives this one)

@@ -1,12 +1,16 @@
-"""GET /metrics: Prometheus text format."""
+"""GET /metrics: Prometheus text format; GET /api/metrics/history: the last hour, for
+charts."""
 from __future__ import annotations
 
-from flask import Blueprint, Response
+from flask import Blueprint, Response, jsonify
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
+from consumer_api.api.json_io import query_args
+from consumer_api.api.schemas.history import HistoryQuerySchema
 from consumer_api.api.state import state
 
 bp = Blueprint("metrics", __name__)
+_history_query = HistoryQuerySchema()
 
 
 @bp.get("/metrics")
@@ -31,3 +35,35 @@ def scrape():
     """
     return Response(generate_latest(state().metrics.registry),
                     headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+
+@bp.get("/api/metrics/history")
+def history():
+    """History.
+    ---
+    get:
+      summary: The last hour of activity, one sample every 10 s
+      description: >
+        Records in and out per second (server-wide and per topic), live sessions, waiting
+        polls and the lag of every group, sampled by the server every ``interval_ms``
+        (``CONSUMER_API_HISTORY_INTERVAL_MS``, 10 s) and kept for the last 360 samples, in
+        memory: a restart starts it again. Records in count every producer; records out,
+        what this node's consumes delivered. What the web console draws its charts from.
+      operationId: metricsHistory
+      tags: [operations]
+      parameters:
+      - in: query
+        schema: HistoryQuerySchema
+      responses:
+        200:
+          description: the samples
+          content:
+            application/json:
+              schema: HistorySchema
+        400:
+          $ref: '#/components/responses/InvalidRequest'
+    """
+    args = query_args(_history_query)
+    found = state().history
+    return jsonify({"interval_ms": found.interval_ms,
+                    "samples": found.samples(args["since_ms"])})

@@ -15,6 +15,7 @@ from consumer_api.auth import KeyRing
 from consumer_api.backend import Backend
 from consumer_api.budget import ByteBudget
 from consumer_api.config import Config
+from consumer_api.history import History
 from consumer_api.metrics import Metrics
 from consumer_api.refusals import Refusals
 from consumer_api.sessions.manager import ConsumerManager
@@ -33,6 +34,7 @@ class AppState:
     manager: ConsumerManager
     lifecycle: Lifecycle
     metrics: Metrics
+    history: History
     refusals: Refusals
     request_budget: ByteBudget
     response_budget: ByteBudget
