@@ -9,20 +9,11 @@ import pytest
 from confluent_kafka import Producer
 
 from tests.api.conftest import assert_error, b64
+from tests.api.test_metrics import ok, subscribe
 from tests.waiting import wait_until
 
 ON_STORES = ("kafka",)
 pytestmark = pytest.mark.usefixtures("openapi_built_once")
-
-
-def ok(resp, status=200):
-    assert resp.status_code == status, resp.get_data(as_text=True)
-    return resp.get_json()
-
-
-def subscribe(client, group, topics, **extra):
-    return ok(client.post("/api/consumers/subscribe",
-                          json={"group_id": group, "topics": topics, **extra}))
 
 
 def produce_elsewhere(broker, topic, partition, value, headers=None):
