@@ -4,12 +4,14 @@ A sample (JSON-ready, numbers per second over the interval before it)::
 
     {"time_ms": 1733400000000, "records_in": 120.5, "records_out": 98.0,
      "sessions": 3, "waiting_polls": 1,
-     "topics": {"orders": {"records_in": 120.5, "records_out": 98.0, "high_watermark": 9120}},
+     "topics": {"orders": {"records_in": 120.5, "records_out": 98.0, "high_watermark": 9120,
+                           "size_bytes": 912000}},
      "groups": {"billing": {"lag": 12}}}
 
 ``records_in`` comes from the topics' high watermarks (every producer, through any node or
 client); ``records_out`` from the records this node's consumes delivered. ``lag`` is the
-high watermark minus the group's committed offset, summed over its partitions. The first
+high watermark minus the group's committed offset, summed over its partitions;
+``size_bytes`` the topic's record bytes (None where the store does not tell). The first
 sample has no rates yet (0). Only the store's public ``stats()`` is read: the same on
 every store.
 
@@ -64,14 +66,18 @@ class History:
         now = self._now_ms()
         stats = self._backend.stats()
         ends: dict = {}
+        sizes: dict = {}
         watermarks = {}
         for part in stats.partitions:
             ends[part.topic] = ends.get(part.topic, 0) + part.high_watermark
             watermarks[(part.topic, part.partition)] = part.high_watermark
+            known = sizes.get(part.topic, 0)
+            sizes[part.topic] = None if known is None or part.size_bytes is None \
+                else known + part.size_bytes
         consumed = dict(self._consumed())
         sample = {"time_ms": now, "sessions": self._manager.count(),
                   "waiting_polls": self._manager.waiting(),
-                  "topics": self._topics(now, ends, consumed),
+                  "topics": self._topics(now, ends, sizes, consumed),
                   "groups": _groups(stats.committed, watermarks)}
         sample["records_in"] = sum(t["records_in"] for t in sample["topics"].values())
         sample["records_out"] = sum(t["records_out"] for t in sample["topics"].values())
@@ -80,14 +86,14 @@ class History:
             self._samples.append(sample)
         return sample
 
-    def _topics(self, now: int, ends: dict, consumed: dict) -> dict:
+    def _topics(self, now: int, ends: dict, sizes: dict, consumed: dict) -> dict:
         before_ms, before_ends, before_consumed = self._last or (now, ends, consumed)
         seconds = (now - before_ms) / 1000
 
         def rate(new: float, old: float) -> float:
             return round(max(new - old, 0) / seconds, 3) if seconds > 0 else 0.0
 
-        return {topic: {"high_watermark": end,
+        return {topic: {"high_watermark": end, "size_bytes": sizes[topic],
                         "records_in": rate(end, before_ends.get(topic, end)),
                         "records_out": rate(consumed.get(topic, 0),
                                             before_consumed.get(topic, 0))}

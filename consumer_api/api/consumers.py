@@ -13,7 +13,7 @@ from consumer_api.api.offsets_wire import offsets_from_wire, offsets_to_wire
 from consumer_api.api.state import state
 from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
                                       query_args)
-from consumer_api.api.security import client, owner, require
+from consumer_api.api.security import client, owner, require, visible
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
                                                 SubscribeSchema)
@@ -218,6 +218,27 @@ def seek(consumer_id):
                            body.get("offset"), body.get("position"), body.get("timestamp"),
                            owner())
     return {"success": True, "message": "offset updated", "offsets": offsets_to_wire(moved)}
+
+
+@bp.get("")
+def list_sessions():
+    """Sessions.
+    ---
+    get:
+      summary: The live consumer sessions of this node
+      description: >
+        Every session whose group the API key may see, by consumer id, as of its last
+        request: group, topics, assignment, owner (the key's name), time since its last
+        request and whether a consume is waiting. Sessions of other nodes are not listed.
+      tags: [consumers]
+      operationId: listSessions
+      responses:
+        200:
+          description: the sessions
+          content: {application/json: {schema: SessionListSchema}}
+    """
+    found = state().manager.describe_sessions(lambda group: visible("groups", group))
+    return {"sessions": found}
 
 
 @bp.get("/<consumer_id>/assignment")

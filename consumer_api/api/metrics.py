@@ -7,6 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 
 from consumer_api.api.json_io import query_args
 from consumer_api.api.schemas.history import HistoryQuerySchema
+from consumer_api.api.security import visible
 from consumer_api.api.state import state
 
 bp = Blueprint("metrics", __name__)
@@ -48,7 +49,8 @@ def history():
         polls and the lag of every group, sampled by the server every ``interval_ms``
         (``CONSUMER_API_HISTORY_INTERVAL_MS``, 10 s) and kept for the last 360 samples, in
         memory: a restart starts it again. Records in count every producer; records out,
-        what this node's consumes delivered. What the web console draws its charts from.
+        what this node's consumes delivered. Only the topics and groups the API key may
+        see are in it. What the web console draws its charts from.
       operationId: metricsHistory
       tags: [operations]
       parameters:
@@ -66,4 +68,16 @@ def history():
     args = query_args(_history_query)
     found = state().history
     return jsonify({"interval_ms": found.interval_ms,
-                    "samples": found.samples(args["since_ms"])})
+                    "samples": [_visible_part(s) for s in found.samples(args["since_ms"])]})
+
+
+def _visible_part(sample: dict) -> dict:
+    """The sample with only the topics and groups the API key may see (and the rates of
+    those topics only)."""
+    topics = {t: v for t, v in sample["topics"].items() if visible("topics", t)}
+    if len(topics) == len(sample["topics"]):
+        topics = sample["topics"]
+    return {**sample, "topics": topics,
+            "records_in": sum(v["records_in"] for v in topics.values()),
+            "records_out": sum(v["records_out"] for v in topics.values()),
+            "groups": {g: v for g, v in sample["groups"].items() if visible("groups", g)}}

@@ -92,25 +92,31 @@ def read(topic, partition):
     """
     args = query_args(_read)
     partition = partition_number(topic, partition)
+    store = state().backend
+    offset = args.get("offset")
+    if "timestamp" in args:
+        offset = store.offset_for_timestamp(topic, partition, args["timestamp"])
     body = RecordBody(args["encoding"])
     try:
-        _fill(body, topic, partition, args.get("offset"), args["max_records"],
-              args["max_bytes_total"])
+        after = _fill(body, topic, partition, offset, args["max_records"],
+                      args["max_bytes_total"])
         if body.refused:
             raise response_room.too_busy()
+        end = store.log_offsets(topic, partition)[1]
     except BaseException:
         body.release()
         raise
-    return delivery_tracked_json_response([b'{"records":[', *body.pieces, b"]}"],
+    tail = b'],"next_offset":%d,"high_watermark":%d}' % (after, end)
+    return delivery_tracked_json_response([b'{"records":[', *body.pieces, tail],
                                           body.release, body.release)
 
 
 def _fill(body: RecordBody, topic: str, partition: int, offset, max_records: int,
-          max_bytes: int) -> None:
+          max_bytes: int) -> int:
     """Read into ``body`` a window of about WINDOW_BYTES at a time: the same records as
     one ``read(offset, max_records, max_bytes)`` (the first record comes even when larger
     than ``max_bytes``; no later one passes it), or fewer when the response budget runs
-    short."""
+    short. Returns the offset after the last record taken (where it started if none)."""
     store = state().backend
     if offset is None:
         offset = store.log_offsets(topic, partition)[0]
@@ -120,17 +126,18 @@ def _fill(body: RecordBody, topic: str, partition: int, offset, max_records: int
         for ask in dict.fromkeys((min(WINDOW_BYTES, remaining), remaining)):
             allowed = body.room(ask)
             if not allowed:
-                return
+                return offset
             records, now_taken = store.fetch(topic, partition, offset,
                                              max_records - body.count, taken + allowed, taken)
             if records:
                 break
             body.unused()
             if not taken:
-                return
+                return offset
         else:
-            return  # the next record passes max_bytes, or there is none
+            return offset  # the next record passes max_bytes, or there is none
         taken = now_taken
-        offset = records[-1][0] + 1
         if not body.add(topic, partition, records):
-            return
+            return offset
+        offset = records[-1][0] + 1
+    return offset

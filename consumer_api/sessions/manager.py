@@ -504,6 +504,27 @@ class ConsumerManager:
             mine = list(session.partitions)
         return session.member.committed(mine)
 
+    def describe_sessions(self, visible=lambda group_id: True) -> list[dict]:
+        """The live sessions whose group ``visible(group_id)`` allows, by consumer id:
+        ``{consumer_id, group_id, topics, assignment, generation, manual, owner,
+        last_heartbeat_ms_ago, waiting}`` -- ``waiting`` while a consume waits for records.
+        Each as of its last request (it is not brought up to its group's generation)."""
+        with self._lock:
+            sessions = sorted(self._sessions.values(), key=lambda s: s.consumer_id)
+        now = self.clock()
+        out = []
+        for session in sessions:
+            if session.closed or not visible(session.group_id):
+                continue
+            with session.lock:
+                body = self._assignment_body(session)
+                body.update(manual=session.manual, owner=session.owner,
+                            waiting=session.waiter is not None,
+                            last_heartbeat_ms_ago=max(0, int((now - session.last_heartbeat)
+                                                             * 1000)))
+            out.append(body)
+        return out
+
     def heartbeat_ages_ms(self, consumer_ids) -> dict[str, int]:
         """Milliseconds since each live session's last request (0 for an id this server
         holds no session of)."""

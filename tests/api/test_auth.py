@@ -533,6 +533,15 @@ def test_env_key_can_do_everything(server):
 
 # -- sessions belong to their key ----------------------------------------------------------------
 
+def test_a_key_lists_the_sessions_of_the_groups_it_may_see(server):
+    mine = ok(subscribe(server.as_("reader"), "billing-1", ["orders"]))["consumer_id"]
+    ok(subscribe(server.as_("env"), "other-group", ["orders"]))
+    [row] = ok(server.as_("reader").client.get("/api/consumers"))["sessions"]
+    assert row["consumer_id"] == mine and row["owner"] == "reader"
+    assert len(ok(server.as_("env").client.get("/api/consumers"))["sessions"]) == 2
+    assert ok(server.as_("nobody").client.get("/api/consumers"))["sessions"] == []
+
+
 @pytest.mark.parametrize("other", ["other-reader", "env"])
 def test_a_session_is_invisible_to_other_keys(server, other):
     owner, intruder = server.as_("reader").client, server.as_(other).client

@@ -615,6 +615,29 @@ def test_put_assignment_errors(client, topic3):
     assert assignment(client, cid)["generation"] >= 1
 
 
+# -- listing the sessions --------------------------------------------------------------------
+
+SESSION_KEYS = SUBSCRIPTION_KEYS | {"manual", "owner", "last_heartbeat_ms_ago", "waiting"}
+
+
+def test_live_sessions_are_listed_with_group_assignment_and_owner(client, topic3):
+    a = subscribe(client, "g", [topic3])
+    b = subscribe(client, "h", [topic3])
+    listed = ok(client.get("/api/consumers"))["sessions"]
+    assert [s["consumer_id"] for s in listed] == sorted([a["consumer_id"], b["consumer_id"]])
+    by_id = {s["consumer_id"]: s for s in listed}
+    for sub in (a, b):
+        row = by_id[sub["consumer_id"]]
+        assert set(row) == SESSION_KEYS, row
+        assert row["group_id"] == sub["group_id"] and row["topics"] == [topic3]
+        assert row["assignment"] == {topic3: [0, 1, 2]}
+        assert row["owner"] is None and row["manual"] is False and row["waiting"] is False
+        assert row["last_heartbeat_ms_ago"] >= 0
+    ok(client.delete(f"/api/consumers/{a['consumer_id']}"))
+    assert [s["consumer_id"] for s in ok(client.get("/api/consumers"))["sessions"]] == [
+        b["consumer_id"]]
+
+
 # -- position and committed -----------------------------------------------------------------
 
 def test_position_and_committed(client, api, topic3):

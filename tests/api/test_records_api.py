@@ -227,6 +227,34 @@ def ten(api, topic):
     return topic
 
 
+def test_a_read_says_where_to_go_on_and_where_the_partition_ends(api, ten):
+    def page(**params):
+        resp = api.read(ten, 0, **params)
+        assert resp.status_code == 200, resp.get_data(as_text=True)
+        body = resp.get_json()
+        assert set(body) == {"records", "next_offset", "high_watermark"}
+        return [r["offset"] for r in body["records"]], body["next_offset"], body["high_watermark"]
+
+    assert page(max_records=4) == ([0, 1, 2, 3], 4, 10)
+    assert page(offset=4, max_records=4) == ([4, 5, 6, 7], 8, 10)
+    assert page(offset=8, max_records=4) == ([8, 9], 10, 10)
+    assert page(offset=10) == ([], 10, 10)  # at the end: next_offset reaches the watermark
+
+
+def test_a_read_from_a_timestamp_starts_at_the_first_record_at_or_after_it(api, topic):
+    offsets_of(api.produce(topic, [{"value": b64(f"v{ts}"), "partition": 1, "timestamp": ts}
+                                   for ts in (1000, 2000, 3000)]))
+    assert [r["offset"] for r in api.records(topic, 1, timestamp=1500)] == [1, 2]
+    assert [r["offset"] for r in api.records(topic, 1, timestamp=0)] == [0, 1, 2]
+    resp = api.read(topic, 1, timestamp=3001)
+    assert resp.get_json()["records"] == [] and resp.get_json()["next_offset"] == 3
+    details = assert_error(api.read(topic, 1, timestamp=1500, offset=0), 400,
+                           "invalid_request")
+    assert list(details) == ["timestamp"]
+    assert list(assert_error(api.read(topic, 1, timestamp=-1), 400, "invalid_request")) == [
+        "timestamp"]
+
+
 def test_read_defaults_to_the_log_start_and_honours_offset_and_max_records(api, ten):
     got = api.records(ten, 0)
     assert [r["offset"] for r in got] == list(range(10))

@@ -1,16 +1,22 @@
 """The web console in a real browser (Playwright driving Debian's Chromium, which the test
 set-up installs) against the real server: every page loads without a console error and
-shows what the API says; a topic is created and deleted through the page. Each page's
+shows what the API says; topics are created and deleted, records produced and browsed
+(text, JSON, binary), new records followed, a group's lag charted and its offsets reset,
+and with API keys the page asks for one and shows what it may not do. Each page's
 screenshot goes to ``.screenshots/`` (ignored) for a person to look at."""
 from __future__ import annotations
 
+import base64
+import json
 import shutil
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
 
 from tests.e2e.conftest import REPO_ROOT
+from tests.waiting import wait_until
 
 SHOTS = REPO_ROOT / ".screenshots"
 
@@ -29,13 +35,15 @@ def browser():
 
 @pytest.fixture
 def page(browser):
-    """A page at 1280x800 whose console errors and failed requests are collected (the test
-    asserts there are none)."""
+    """A page at 1280x800 whose console errors, script errors and requests to any host but
+    the server's are collected in ``problems`` (the tests assert there are none)."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     found = context.new_page()
     found.problems = []
     found.on("console", lambda msg: msg.type == "error" and found.problems.append(msg.text))
     found.on("pageerror", lambda exc: found.problems.append(str(exc)))
+    found.on("request", lambda req: urlsplit(req.url).hostname not in ("127.0.0.1", None)
+             and req.url.startswith("http") and found.problems.append(f"asked {req.url}"))
     yield found
     context.close()
 
@@ -58,6 +66,8 @@ def test_overview_topics_and_groups_show_what_the_api_says(server, page):
     cards.filter(has_text="topics").get_by_text("1", exact=True).wait_for()
     assert cards.filter(has_text="partitions").locator(".value").inner_text() == "3"
     assert cards.filter(has_text="records kept").locator(".value").inner_text() == "3"
+    assert cards.filter(has_text="live sessions").locator(".value").inner_text() == "1"
+    assert cards.filter(has_text="on disk").locator(".value").inner_text().endswith(" B")
     page.get_by_role("cell", name="billing").wait_for()
     shot(page, "overview")
 
@@ -65,7 +75,8 @@ def test_overview_topics_and_groups_show_what_the_api_says(server, page):
     row = page.get_by_role("row", name="orders")
     row.wait_for()
     assert row.locator("td").nth(1).inner_text() == "3"  # partitions
-    assert row.locator("td").nth(2).inner_text() == "3"  # records
+    assert row.locator("td").nth(2).inner_text().endswith(" B")  # size on disk
+    assert row.locator("td").nth(3).inner_text() == "3"  # records
     shot(page, "topics")
 
     page.get_by_role("link", name="Consumer groups").click()
@@ -102,3 +113,188 @@ def test_a_failing_create_shows_the_servers_error(server, page):
     alert.wait_for()
     assert "topic_exists" in alert.inner_text() and "409" in alert.inner_text()
     assert [p for p in page.problems if "409" not in p] == []  # the browser logs the 409
+
+
+def call(srv, method, path, status=200, key=None, **kwargs):
+    headers = {"Authorization": f"Bearer {key}"} if key else {}
+    resp = requests.request(method, srv.url(path), timeout=5, headers=headers, **kwargs)
+    assert resp.status_code == status, resp.text
+    return resp.json()
+
+
+def b64(data: bytes) -> str:
+    return base64.b64encode(data).decode()
+
+
+def test_records_are_produced_through_the_form_and_browsed_as_text_json_and_hex(server, page):
+    call(server, "POST", "/api/topics", 201, json={"name": "orders", "partitions": 1})
+    page.goto(server.url("/console/#/produce/orders"))
+    page.get_by_label("value type").select_option("json")
+    page.get_by_label("value", exact=True).fill('{"id": 7, "items": [1, 2]}')
+    page.get_by_role("textbox", name="key", exact=True).fill("user-7")
+    page.get_by_label("headers").fill("trace: abc")
+    page.get_by_role("button", name="Produce").click()
+    page.get_by_text("Stored in partition 0 at offset 0").wait_for()
+    page.get_by_label("value", exact=True).fill("not json")
+    page.get_by_role("button", name="Produce").click()
+    assert "not JSON" in page.get_by_role("alert").inner_text()
+    shot(page, "produce")
+    call(server, "POST", "/api/topics/orders/records", json={"records": [
+        {"value": b64("plain text ✓".encode()), "partition": 0},
+        {"value": b64(b"\xff\x00\xfe binary"), "partition": 0}]})
+
+    page.goto(server.url("/console/#/topics/orders/records"))
+    rows = page.locator("table.records tbody tr")
+    rows.nth(2).wait_for()
+    assert rows.count() == 3
+    first = rows.nth(0).inner_text()
+    assert '{"id":7,"items":[1,2]}' in first and "trace: abc" in first and '"user-7"' in first
+    assert "plain text ✓" in rows.nth(1).inner_text()
+    assert "ff 00 fe 20 62 69 6e" in rows.nth(2).inner_text()  # not UTF-8: hex, not garbled
+    page.get_by_label("show values as").select_option("json")
+    assert json.loads(rows.nth(0).locator("pre.value").nth(1).inner_text()) == {
+        "id": 7, "items": [1, 2]}
+    page.get_by_label("search the loaded records").fill("plain")
+    assert rows.count() == 1 and "plain text" in rows.nth(0).inner_text()
+    shot(page, "records")
+    assert page.problems == []
+
+
+def test_follow_mode_shows_a_record_another_client_produced(server, page):
+    call(server, "POST", "/api/topics", 201, json={"name": "live", "partitions": 2})
+    page.goto(server.url("/console/#/topics/live/records"))
+    page.get_by_text("No records here").wait_for()
+    page.get_by_label("partition").select_option("all")
+    page.get_by_label("follow new records").check()
+    call(server, "POST", "/api/topics/live/records", json={"records": [
+        {"value": b64(b"tailed"), "partition": 1}]})
+    page.get_by_text("tailed").wait_for(timeout=3000)  # polled every 0.5 s
+    assert page.problems == []
+
+
+def test_a_groups_lag_is_shown_and_charted_and_its_offsets_reset_once_empty(server_factory, page):
+    server = server_factory(CONSUMER_API_HISTORY_INTERVAL_MS="100")
+    call(server, "POST", "/api/topics", 201, json={"name": "orders", "partitions": 2})
+    call(server, "POST", "/api/topics/orders/records", json={"records": [
+        {"value": b64(b"v"), "partition": p % 2} for p in range(10)]})
+    call(server, "POST", "/api/consumer-groups/billing/offsets",
+         json={"offsets": {"orders": {"0": 1, "1": 5}}})
+    cid = call(server, "POST", "/api/consumers/subscribe",
+               json={"group_id": "billing", "topics": ["orders"]})["consumer_id"]
+    wait_until(lambda: len(call(server, "GET", "/api/metrics/history")["samples"]) >= 3,
+               "three history samples")
+
+    page.goto(server.url("/console/#/groups/billing"))
+    lags = page.locator("td.lag")
+    lags.nth(1).wait_for()
+    assert [lags.nth(i).inner_text() for i in range(2)] == ["4", "0"]
+    assert page.locator("svg polyline.series").count() == 1  # the lag chart is drawn
+    assert "only while the group has no members" in page.inner_text("main")
+    shot(page, "group")
+
+    page.goto(server.url("/console/#/sessions"))
+    page.get_by_role("cell", name=cid).wait_for()
+    shot(page, "sessions")
+
+    call(server, "DELETE", f"/api/consumers/{cid}")
+    page.goto(server.url("/console/#/groups/billing"))
+    page.get_by_label("reset to").select_option("latest")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Reset").click()
+    wait_until(lambda: page.locator("td.lag").nth(0).inner_text() == "0", "the lag went to 0")
+    assert committed(server, "billing") == [5, 5]
+
+    page.get_by_label("reset to").select_option("explicit")
+    page.get_by_label("new offset of orders partition 1").fill("2")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Reset").click()
+    wait_until(lambda: page.locator("td.lag").nth(1).inner_text() == "3", "partition 1 lags 3")
+    assert committed(server, "billing") == [5, 2]
+
+    # a member joins after the page was drawn: the server refuses, the page says why
+    call(server, "POST", "/api/consumers/subscribe", json={"group_id": "billing",
+                                                          "topics": ["orders"]})
+    page.get_by_label("reset to").select_option("earliest")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Reset").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "group_not_empty" in alert.inner_text() and "409" in alert.inner_text()
+    assert committed(server, "billing") == [5, 2]
+    for n in (20, 60, 30):  # some traffic for the overview's chart
+        seen = len(call(server, "GET", "/api/metrics/history")["samples"])
+        call(server, "POST", "/api/topics/orders/records", json={"records": [
+            {"value": b64(b"v"), "partition": 0}] * n})
+        wait_until(lambda: len(call(server, "GET", "/api/metrics/history")["samples"]) > seen,
+                   "a sample after the produce")
+    page.goto(server.url("/console/"))
+    page.locator("svg polyline.series.in").wait_for(state="attached")
+    shot(page, "overview-with-history")
+    assert [p for p in page.problems if "409" not in p] == []
+
+
+def committed(server, group) -> list:
+    return [o["committed_offset"] for o in call(server, "GET", f"/api/consumer-groups/{group}")[
+        "offsets"]]
+
+
+def test_with_api_keys_the_page_asks_for_one_and_shows_only_what_it_may_see(
+        server_factory, tmp_path, page):
+    keys = tmp_path / "keys.yml"
+    keys.write_text("keys:\n"
+                    "  - name: admin\n    key: admin-secret-1\n"
+                    "    grants: [{topics: '*', rights: [admin]}, {groups: '*', rights: [admin]}]\n"
+                    "  - name: reader\n    key: reader-secret-2\n"
+                    "    grants: [{topics: 'public.*', rights: [read]}]\n", encoding="utf-8")
+    server = server_factory(CONSUMER_API_API_KEYS_FILE=str(keys))
+    for name in ("public.news", "private.pay"):
+        call(server, "POST", "/api/topics", 201, key="admin-secret-1",
+             json={"name": name, "partitions": 1})
+
+    page.goto(server.url("/console/#/topics"))
+    page.get_by_label("Key", exact=True).fill("reader-secret-2")
+    page.get_by_role("button", name="Use key").click()
+    page.get_by_role("row", name="public.news").wait_for()
+    assert page.get_by_role("row", name="private.pay").count() == 0
+    page.get_by_label("topic name").fill("public.new")
+    page.get_by_role("button", name="Create").click()
+    alert = page.get_by_role("alert")
+    alert.wait_for()
+    assert "may not do that" in alert.inner_text() and "403" in alert.inner_text()
+    assert page.evaluate("sessionStorage.getItem('consumer-api-key')") == "reader-secret-2"
+    assert page.evaluate("localStorage.length") == 0
+    shot(page, "forbidden")
+    assert [p for p in page.problems if "401" not in p and "403" not in p] == []
+
+
+@pytest.mark.parametrize("route", ["", "topics", "topics/orders", "topics/orders/records",
+                                   "produce", "groups", "groups/billing", "sessions"])
+def test_every_page_fits_a_narrow_window(server, browser, route):
+    if not call(server, "GET", "/api/topics")["topics"]:
+        call(server, "POST", "/api/topics", 201, json={"name": "orders", "partitions": 1})
+        call(server, "POST", "/api/consumer-groups/billing/offsets",
+             json={"offsets": {"orders": {"0": 0}}})
+    context = browser.new_context(viewport={"width": 390, "height": 800})
+    narrow = context.new_page()
+    errors = []
+    narrow.on("pageerror", lambda exc: errors.append(str(exc)))
+    narrow.goto(server.url(f"/console/#/{route}"))
+    narrow.locator("main h1").wait_for()
+    assert narrow.locator("main h1").inner_text() not in ("Not found", "Something went wrong")
+    width = narrow.evaluate("document.documentElement.scrollWidth")
+    assert width <= 390, f"#/{route} is {width} px wide"
+    shot(narrow, f"narrow-{route.replace('/', '-') or 'overview'}")
+    context.close()
+    assert errors == []
+
+
+def test_the_pages_are_reached_with_the_keyboard(server, page):
+    page.goto(server.url("/console/"))
+    page.locator("main h1").wait_for()
+    for _ in range(10):
+        page.keyboard.press("Tab")
+        if page.evaluate("document.activeElement.textContent") == "Topics":
+            break
+    page.keyboard.press("Enter")
+    page.get_by_role("heading", name="Topics").wait_for()
+    assert page.url.endswith("#/topics")

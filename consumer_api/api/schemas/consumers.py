@@ -76,6 +76,21 @@ class SubscriptionSchema(AssignmentSchema):
     topics = fields.List(fields.String(), required=True)
 
 
+class SessionSchema(SubscriptionSchema):
+    manual = fields.Boolean(required=True, metadata={
+        "description": "assigned by hand (PUT .../assignment), not by its group"})
+    owner = fields.String(allow_none=True, required=True, metadata={
+        "description": "the name of the API key that made it (null on an open server)"})
+    last_heartbeat_ms_ago = fields.Integer(required=True, metadata={
+        "description": "since the session's last request"})
+    waiting = fields.Boolean(required=True, metadata={
+        "description": "a consume of this session is waiting for records"})
+
+
+class SessionListSchema(Schema):
+    sessions = fields.List(fields.Nested(SessionSchema), required=True)
+
+
 class ConsumeSchema(Schema):
     max_records = strict_int(1, 10000, load_default=500)
     timeout_ms = strict_int(0, 300000, load_default=30000, metadata={

@@ -102,12 +102,26 @@ class RecordSchema(Schema):
 
 class RecordListSchema(Schema):
     records = fields.List(fields.Nested(RecordSchema), required=True)
+    next_offset = fields.Integer(required=True, metadata={
+        "description": "the offset to ask for next: after the last record returned, else "
+                       "where the read started"})
+    high_watermark = fields.Integer(required=True, metadata={
+        "description": "the partition's high watermark after the read: the read is at the "
+                       "end when next_offset reaches it"})
 
 
 class ReadQuerySchema(Schema):
     offset = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX), metadata={
         "description": "first offset to read; default: the log start"})
+    timestamp = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX), metadata={
+        "description": "instead of offset: read from the first record stored at or after "
+                       "this time (epoch ms); the end when there is none"})
     max_records = fields.Integer(validate=validate.Range(min=1, max=10000), load_default=500)
     max_bytes_total = fields.Integer(validate=validate.Range(min=1024, max=104857600),
                                      load_default=1048576)
     encoding = encoding_field()
+
+    @validates_schema
+    def one_start(self, data, **_kwargs):
+        if "offset" in data and "timestamp" in data:
+            raise ValidationError("Give offset or timestamp, not both.", "timestamp")
