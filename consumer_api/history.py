@@ -5,13 +5,14 @@ A sample (JSON-ready, numbers per second over the interval before it)::
     {"time_ms": 1733400000000, "records_in": 120.5, "records_out": 98.0,
      "sessions": 3, "waiting_polls": 1,
      "topics": {"orders": {"records_in": 120.5, "records_out": 98.0, "high_watermark": 9120,
-                           "size_bytes": 912000}},
+                           "size_bytes": 912000, "partitions": [4560, 4560]}},
      "groups": {"billing": {"lag": 12}}}
 
 ``records_in`` comes from the topics' high watermarks (every producer, through any node or
 client); ``records_out`` from the records this node's consumes delivered. ``lag`` is the
 high watermark minus the group's committed offset, summed over its partitions;
-``size_bytes`` the topic's record bytes (None where the store does not tell). The first
+``size_bytes`` the topic's record bytes (None where the store does not tell);
+``partitions`` each partition's high watermark, by partition number. The first
 sample has no rates yet (0). Only the store's public ``stats()`` is read: the same on
 every store.
 
@@ -77,7 +78,7 @@ class History:
         consumed = dict(self._consumed())
         sample = {"time_ms": now, "sessions": self._manager.count(),
                   "waiting_polls": self._manager.waiting(),
-                  "topics": self._topics(now, ends, sizes, consumed),
+                  "topics": self._topics(now, ends, sizes, watermarks, consumed),
                   "groups": _groups(stats.committed, watermarks)}
         sample["records_in"] = sum(t["records_in"] for t in sample["topics"].values())
         sample["records_out"] = sum(t["records_out"] for t in sample["topics"].values())
@@ -86,7 +87,8 @@ class History:
             self._samples.append(sample)
         return sample
 
-    def _topics(self, now: int, ends: dict, sizes: dict, consumed: dict) -> dict:
+    def _topics(self, now: int, ends: dict, sizes: dict, watermarks: dict,
+                consumed: dict) -> dict:
         before_ms, before_ends, before_consumed = self._last or (now, ends, consumed)
         seconds = (now - before_ms) / 1000
 
@@ -94,6 +96,8 @@ class History:
             return round(max(new - old, 0) / seconds, 3) if seconds > 0 else 0.0
 
         return {topic: {"high_watermark": end, "size_bytes": sizes[topic],
+                        "partitions": [hw for (t, _p), hw in sorted(watermarks.items())
+                                       if t == topic],
                         "records_in": rate(end, before_ends.get(topic, end)),
                         "records_out": rate(consumed.get(topic, 0),
                                             before_consumed.get(topic, 0))}

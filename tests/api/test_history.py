@@ -43,13 +43,14 @@ def test_rates_lag_and_sessions_over_two_samples(client, api, history, clock):
     first, second = samples(client)
     assert first["records_in"] == first["records_out"] == 0
     assert first["topics"] == {"orders": {"records_in": 0, "records_out": 0,
-                                          "high_watermark": 0, "size_bytes": 0}}
+                                          "high_watermark": 0, "size_bytes": 0,
+                                          "partitions": [0, 0]}}
     assert second["time_ms"] - first["time_ms"] == 10_000
     assert second["records_in"] == 3.0 and second["records_out"] == 1.0  # per second
     orders = second["topics"]["orders"]
     assert orders["size_bytes"] > 30  # what the store keeps of 30 records
     assert {k: v for k, v in orders.items() if k != "size_bytes"} == {
-        "records_in": 3.0, "records_out": 1.0, "high_watermark": 30}
+        "records_in": 3.0, "records_out": 1.0, "high_watermark": 30, "partitions": [15, 15]}
     assert second["groups"] == {"billing": {"lag": 20}}
     assert second["sessions"] == 1 and second["waiting_polls"] == 0
     assert samples(client, since_ms=first["time_ms"]) == [second]

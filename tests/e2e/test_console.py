@@ -166,10 +166,37 @@ def test_follow_mode_shows_a_record_another_client_produced(server, page):
     page.get_by_text("No records here").wait_for()
     page.get_by_label("partition").select_option("all")
     page.get_by_label("follow new records").check()
+    # following is a consumer session of the page's own, waiting for records
+    wait_until(lambda: any(s["waiting"] for s in call(server, "GET", "/api/consumers")[
+        "sessions"]), "the page's consume waiting")
     call(server, "POST", "/api/topics/live/records", json={"records": [
         {"value": b64(b"tailed"), "partition": 1}]})
-    page.get_by_text("tailed").wait_for(timeout=3000)  # polled every 0.5 s
-    assert page.problems == []
+    page.get_by_text("tailed").wait_for(timeout=2000)  # woken by the produce, not polled
+    [session] = call(server, "GET", "/api/consumers")["sessions"]
+    assert session["group_id"].startswith("console-follow-") and session["manual"]
+    assert session["assignment"] == {"live": [0, 1]}
+
+    # a hidden tab stops following (its session is closed); shown again, it goes on
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: true, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    wait_until(lambda: call(server, "GET", "/api/consumers")["sessions"] == [],
+               "the session closed")
+    page.evaluate("""() => {
+        Object.defineProperty(document, "hidden", {value: false, configurable: true});
+        document.dispatchEvent(new Event("visibilitychange"));
+    }""")
+    wait_until(lambda: any(s["waiting"] for s in call(server, "GET", "/api/consumers")[
+        "sessions"]), "following again")
+    call(server, "POST", "/api/topics/live/records", json={"records": [
+        {"value": b64(b"again"), "partition": 0}]})
+    page.get_by_text("again").wait_for(timeout=2000)
+    page.get_by_label("follow new records").uncheck()
+    wait_until(lambda: call(server, "GET", "/api/consumers")["sessions"] == [],
+               "unchecked: the session closed")
+    assert page.get_by_text("tailed").count() == 1  # nothing shown twice
+    assert [p for p in page.problems if "404" not in p] == []  # the closed session's poll
 
 
 def test_a_groups_lag_is_shown_and_charted_and_its_offsets_reset_once_empty(server_factory, page):
@@ -230,6 +257,13 @@ def test_a_groups_lag_is_shown_and_charted_and_its_offsets_reset_once_empty(serv
     page.goto(server.url("/console/"))
     page.locator("svg polyline.series.in").wait_for(state="attached")
     shot(page, "overview-with-history")
+    page.goto(server.url("/console/#/topics/orders"))
+    page.get_by_role("heading", name="Groups reading it").wait_for()
+    assert page.locator("svg.spark polyline").count() == 2  # one per partition
+    assert page.get_by_role("cell", name="billing").count() == 1
+    settings = page.locator("main table").nth(1).inner_text()
+    assert "7 days" in settings and "no limit" in settings and "67.1 MB" in settings
+    shot(page, "topic")
     assert [p for p in page.problems if "409" not in p] == []
 
 

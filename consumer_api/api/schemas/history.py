@@ -17,6 +17,8 @@ class TopicRatesSchema(Schema):
     records_out = fields.Float(metadata={
         "description": "records this node delivered to consumers per second"})
     high_watermark = fields.Integer(metadata={"description": "summed over the partitions"})
+    partitions = fields.List(fields.Integer(), metadata={
+        "description": "each partition's high watermark, by partition number"})
     size_bytes = fields.Integer(allow_none=True, metadata={
         "description": "record bytes stored (null where the store does not tell)"})
 

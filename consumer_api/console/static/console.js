@@ -25,6 +25,16 @@ const fmt = {
     while (n >= 1000 && i < units.length - 1) { n /= 1000; i += 1; }
     return (i ? n.toFixed(1) : String(n)) + " " + units[i];
   },
+  setting(name, value) {  // a topic setting by its unit: *_ms a duration, *_bytes a size
+    if (value === -1) return "no limit";
+    if (name.endsWith("_bytes")) return fmt.bytes(value);
+    if (name.endsWith("_ms")) {
+      const units = [[86400000, "days"], [3600000, "hours"], [60000, "minutes"], [1000, "seconds"]];
+      const [size, unit] = units.find(([u]) => value >= u) || [1, "ms"];
+      return `${Number((value / size).toFixed(1))} ${unit}`;
+    }
+    return fmt.count(value);
+  },
   time(ms) {  // the browser's time zone; UTC on hover
     const d = new Date(ms);
     return el("time", { datetime: d.toISOString(), title: d.toISOString().replace("T", " ").replace(".000Z", " UTC") },
@@ -274,6 +284,37 @@ async function groupsReading(topic) {
     .filter((g) => g.reads);
 }
 
+function partitionRates(samples, topic, partition) {
+  // records per second into one partition between consecutive samples
+  const out = [];
+  for (let i = 1; i < samples.length; i += 1) {
+    const [a, b] = [samples[i - 1], samples[i]];
+    const seconds = (b.time_ms - a.time_ms) / 1000;
+    const before = a.topics[topic].partitions[partition], after = b.topics[topic].partitions[partition];
+    if (seconds > 0 && before != null && after != null) out.push(Math.max(0, after - before) / seconds);
+  }
+  return out;
+}
+
+function sparkline(values, label) {
+  const ns = "http://www.w3.org/2000/svg";
+  const svg = document.createElementNS(ns, "svg");
+  svg.setAttribute("viewBox", "0 0 100 20");
+  svg.setAttribute("preserveAspectRatio", "none");
+  svg.setAttribute("class", "spark");
+  svg.setAttribute("role", "img");
+  svg.setAttribute("aria-label", label);
+  if (values.length > 1) {
+    const top = Math.max(1, ...values);
+    const line = document.createElementNS(ns, "polyline");
+    line.setAttribute("points", values.map((v, i) => `${(i * 100) / (values.length - 1)},${19 - (v / top) * 18}`).join(" "));
+    line.setAttribute("fill", "none");
+    line.setAttribute("stroke", "#2456c7");
+    svg.append(line);
+  }
+  return svg;
+}
+
 async function topicPage(name) {
   const [topic, history, readers] = await Promise.all([
     api("GET", `/api/topics/${enc(name)}`), api("GET", "/api/metrics/history"), groupsReading(name)]);
@@ -282,15 +323,22 @@ async function topicPage(name) {
     el("p", {}, el("a", { href: `#/topics/${enc(name)}/records` }, "Browse records"), " · ",
       el("a", { href: `#/produce/${enc(name)}` }, "Produce a record")),
     el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "partition"), el("th", { class: "num" }, "log start"),
-      el("th", { class: "num" }, "high watermark"), el("th", { class: "num" }, "records"), el("th", { class: "num" }, "size"))),
-      el("tbody", {}, topic.partitions.map((p) => el("tr", {}, el("td", {}, p.partition),
-        el("td", { class: "num" }, fmt.count(p.log_start_offset)), el("td", { class: "num" }, fmt.count(p.high_watermark)),
-        el("td", { class: "num" }, fmt.count(p.high_watermark - p.log_start_offset)), el("td", { class: "num" }, fmt.bytes(p.size_bytes)))))),
+      el("th", { class: "num" }, "high watermark"), el("th", { class: "num" }, "records"), el("th", { class: "num" }, "size"),
+      el("th", { class: "num" }, "records in"), el("th", {}, "last hour"))),
+      el("tbody", {}, topic.partitions.map((p) => {
+        const rates = partitionRates(samples, name, p.partition);
+        return el("tr", {}, el("td", {}, p.partition),
+          el("td", { class: "num" }, fmt.count(p.log_start_offset)), el("td", { class: "num" }, fmt.count(p.high_watermark)),
+          el("td", { class: "num" }, fmt.count(p.high_watermark - p.log_start_offset)), el("td", { class: "num" }, fmt.bytes(p.size_bytes)),
+          el("td", { class: "num" }, fmt.rate(rates.length ? rates[rates.length - 1] : null)),
+          el("td", {}, sparkline(rates, `records per second into partition ${p.partition}, last hour`)));
+      }))),
     lineChart(`Records per second in ${name}, last hour`, samples, [
       { name: "produced", cls: "in", value: (s) => s.topics[name].records_in },
       { name: "consumed", cls: "out", value: (s) => s.topics[name].records_out }]),
     el("h2", {}, "Configuration"),
-    el("table", {}, el("tbody", {}, Object.entries(topic.config).map(([k, v]) => el("tr", {}, el("th", {}, k), el("td", { class: "num" }, fmt.count(v)))))),
+    el("table", {}, el("tbody", {}, Object.entries(topic.config).map(([k, v]) => el("tr", {}, el("th", {}, k),
+      el("td", { class: "num", title: String(v) }, fmt.setting(k, v)))))),
     el("h2", {}, "Groups reading it"),
     readers.length ? el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "group"), el("th", {}, "state"), el("th", { class: "num" }, "lag"))),
       el("tbody", {}, readers.map((g) => el("tr", {}, el("td", {}, el("a", { href: `#/groups/${enc(g.group_id)}` }, g.group_id)),
@@ -395,15 +443,12 @@ async function recordsPage(name) {
       : [el("tr", {}, el("td", { colspan: 6, class: "muted" }, state.records.length ? "No loaded record matches." : "No records here."))]));
     status.textContent = `${shown.length} of ${state.records.length} loaded records shown`;
   }
-  async function tail() {
-    if (document.hidden || !follow.checked) return;
-    const pages = await Promise.all(parts().map(async (p) => [p, await readFrom(p, { offset: state.next[p] })]));
-    let added = false;
-    for (const [p, got] of pages) {
-      state.next[p] = got.next_offset;
-      if (got.records.length) { state.records.push(...got.records); added = true; }
+  function take(records) {
+    for (const r of records) state.next[r.partition] = Math.max(state.next[r.partition] || 0, r.offset + 1);
+    if (records.length) {
+      state.records = state.records.concat(records).slice(-5 * PAGE);
+      draw();
     }
-    if (added) { state.records = state.records.slice(-5 * PAGE); draw(); }
   }
   const go = () => load(startOf).catch((e) => status.replaceChildren(errorBox(e)));
   const older = () => load(async (p) => ({ offset: Math.max(0, Math.min(...state.records.filter((r) => r.partition === p).map((r) => r.offset), state.next[p]) - PAGE) }))
@@ -412,11 +457,18 @@ async function recordsPage(name) {
   for (const control of [partition, start, offset, time]) control.addEventListener("change", go);
   view.addEventListener("change", draw);
   search.addEventListener("input", draw);
-  follow.addEventListener("change", () => {
-    clearInterval(state.follow);
-    if (follow.checked) state.follow = setInterval(() => tail().catch((e) => status.replaceChildren(errorBox(e))), 500);
-  });
-  leaving = () => clearInterval(state.follow);
+  const following = () => follow.checked && !document.hidden;
+  const restart = () => {
+    if (state.follow) state.follow.stop();
+    state.follow = following() ? tailer(name, parts(), state.next, take, (e) => status.replaceChildren(errorBox(e))) : null;
+  };
+  follow.addEventListener("change", restart);
+  partition.addEventListener("change", () => follow.checked && restart());
+  document.addEventListener("visibilitychange", restart);
+  leaving = () => {
+    document.removeEventListener("visibilitychange", restart);
+    if (state.follow) state.follow.stop();
+  };
   show(el("h1", {}, "Records of ", el("a", { href: `#/topics/${enc(name)}` }, el("code", {}, name))),
     el("div", { class: "toolbar" }, el("label", {}, "Partition", partition), el("label", {}, "Start at", start),
       el("label", {}, "Offset", offset), el("label", {}, "Time", time), el("label", {}, "Values as", view),
@@ -426,6 +478,26 @@ async function recordsPage(name) {
     el("table", { class: "records" }, el("thead", {}, el("tr", {}, el("th", { class: "num" }, "partition"), el("th", { class: "num" }, "offset"),
       el("th", {}, "time"), el("th", {}, "key"), el("th", {}, "value"), el("th", {}, "headers"))), tbody));
   await go();
+}
+
+function tailer(topic, partitions, from, take, failed) {
+  // Follow: a consumer session of its own (a fresh group, the partitions assigned by hand,
+  // each sought to where the page ends) long-polls for new records; stop() closes it,
+  // which also answers the consume waiting at that moment.
+  let cid = null;
+  let stopped = false;
+  const close = () => cid && fetch(`/api/consumers/${cid}`, { method: "DELETE", keepalive: true,
+    headers: sessionStorage.getItem(KEY_STORE) ? { Authorization: `Bearer ${sessionStorage.getItem(KEY_STORE)}` } : {} });
+  (async () => {
+    const group = `console-follow-${Date.now().toString(36)}-${Math.random().toString(36).slice(2, 10)}`;
+    cid = (await api("POST", "/api/consumers/subscribe", { group_id: group, topics: [topic] })).consumer_id;
+    if (stopped) return close();
+    await api("PUT", `/api/consumers/${cid}/assignment`, { topics: { [topic]: partitions } });
+    for (const p of partitions) await api("POST", `/api/consumers/${cid}/seek`, { topic, partition: p, offset: from[p] || 0 });
+    while (!stopped) take((await api("POST", `/api/consumers/${cid}/consume`, { timeout_ms: 25000, max_records: 500 })).records);
+  })().catch((error) => { if (!stopped) failed(error); });
+  window.addEventListener("pagehide", close, { once: true });
+  return { stop() { stopped = true; close(); window.removeEventListener("pagehide", close); } };
 }
 
 // -- produce ----------------------------------------------------------------------------------
