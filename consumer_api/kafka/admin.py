@@ -67,6 +67,8 @@ class KafkaAdmin:
             raise _refused(exc, "create the topic") from None
         self._forget(name)
         self._await_leaders(name, partitions)
+        with self._lock:  # what was just created, whatever an older metadata answer says
+            self._counts = {**self._counts, name: (partitions, time.monotonic())}
         return {"name": name, "partitions": partitions, "config": self.topic_config(name)}
 
     def _await_leaders(self, name: str, partitions: int) -> None:

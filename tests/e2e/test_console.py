@@ -156,6 +156,10 @@ def test_records_are_produced_through_the_form_and_browsed_as_text_json_and_hex(
         "id": 7, "items": [1, 2]}
     page.get_by_label("search the loaded records").fill("plain")
     assert rows.count() == 1 and "plain text" in rows.nth(0).inner_text()
+    page.get_by_label("search the loaded records").fill("")
+    page.get_by_label("records per page (N)").select_option("20")
+    page.get_by_label("start at").select_option("newest")
+    wait_until(lambda: rows.count() == 3, "the newest 20: all three")
     shot(page, "records")
     assert page.problems == []
 
@@ -256,6 +260,8 @@ def test_a_groups_lag_is_shown_and_charted_and_its_offsets_reset_once_empty(serv
                    "a sample after the produce")
     page.goto(server.url("/console/"))
     page.locator("svg polyline.series.in").wait_for(state="attached")
+    assert page.get_by_role("img", name="Lag per group, last hour").locator(
+        "polyline.series").count() == 1  # billing's line
     shot(page, "overview-with-history")
     page.goto(server.url("/console/#/topics/orders"))
     page.get_by_role("heading", name="Groups reading it").wait_for()

@@ -497,8 +497,9 @@ def _get_from(address: str, port: int, path: str):
         conn.close()
 
 
-@pytest.mark.parametrize("path", ["/metrics", "/swagger/", "/swagger.json"])
-def test_metrics_and_swagger_only_from_allowed_networks(stack, path):
+@pytest.mark.parametrize("path", ["/metrics", "/swagger/", "/swagger.json", "/console/",
+                                  "/console/static/console.js"])
+def test_metrics_swagger_and_console_only_from_allowed_networks(stack, path):
     status, _ctype, body = _get_from("127.0.0.1", stack.nginx.port, path)
     assert status == 200, (path, status, body[:300])
     status, ctype, body = _get_from("127.0.0.2", stack.nginx.port, path)  # another address

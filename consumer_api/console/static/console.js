@@ -143,11 +143,11 @@ function lineChart(title, samples, series) {
     const line = document.createElementNS(ns, "polyline");
     line.setAttribute("points", samples.map((p) => `${x(p.time_ms).toFixed(1)},${y(s.value(p)).toFixed(1)}`).join(" "));
     line.setAttribute("fill", "none");
-    line.setAttribute("stroke", s.cls === "out" ? "#1b8a4b" : "#2456c7");
+    line.setAttribute("stroke", s.color || (s.cls === "out" ? "#1b8a4b" : "#2456c7"));
     line.setAttribute("stroke-width", "2");
     line.setAttribute("class", `series ${s.cls}`);
     svg.append(line);
-    legend.append(el("span", { class: s.cls }, "■ ", s.name));
+    legend.append(el("span", { class: s.cls, style: s.color ? `color: ${s.color}` : null }, "■ ", s.name));
   }
   box.append(legend);
   return box;
@@ -182,6 +182,9 @@ async function overviewPage() {
     lineChart("Records per second, last hour", samples, [
       { name: "produced", cls: "in", value: (s) => s.records_in },
       { name: "consumed", cls: "out", value: (s) => s.records_out }]),
+    lineChart("Lag per group, last hour", samples, groups.groups.slice(0, PALETTE.length).map((g, i) => ({
+      name: g.group_id, cls: "lag", color: PALETTE[i],
+      value: (x) => (x.groups[g.group_id] ? x.groups[g.group_id].lag : 0) }))),
     el("h2", {}, "Consumer groups"),
     groups.groups.length ? el("table", {},
       el("thead", {}, el("tr", {}, el("th", {}, "group"), el("th", {}, "state"), el("th", { class: "num" }, "members"), el("th", { class: "num" }, "lag"))),
@@ -191,6 +194,9 @@ async function overviewPage() {
       : el("p", { class: "muted" }, "No consumer groups yet."),
     samples.length ? el("p", { class: "muted" }, "Last sample at ", fmt.time(last.time_ms), ".") : null);
 }
+
+//: colours of the series of one chart (the first groups get a line each)
+const PALETTE = ["#2456c7", "#b3261e", "#1b8a4b", "#8a5a00", "#6b3fa0", "#00798c", "#c2185b", "#455a64"];
 
 const topicSort = { column: "name", descending: false };
 
@@ -348,7 +354,7 @@ async function topicPage(name) {
 
 // -- records ----------------------------------------------------------------------------------
 
-const PAGE = 50;
+let PAGE = 50;  // records per page, and the N of "the newest N"
 const SHOW_CHARS = 1000;
 
 function bytesOf(b64) {
@@ -398,10 +404,13 @@ async function recordsPage(name) {
     topic.partitions.map((p) => el("option", { value: String(p.partition) }, `partition ${p.partition}`)),
     el("option", { value: "all" }, "all partitions"));
   const start = el("select", { "aria-label": "start at" },
-    el("option", { value: "beginning" }, "the beginning"), el("option", { value: "newest" }, `the newest ${PAGE}`),
+    el("option", { value: "beginning" }, "the beginning"), el("option", { value: "newest" }, "the newest N"),
     el("option", { value: "offset" }, "an offset"), el("option", { value: "time" }, "a time"));
   const offset = el("input", { type: "number", min: 0, value: 0, "aria-label": "offset" });
   const time = el("input", { type: "datetime-local", "aria-label": "time" });
+  const size = el("select", { "aria-label": "records per page (N)" },
+    [20, 50, 200, 1000].map((n) => el("option", { value: n, selected: n === PAGE }, String(n))));
+  size.addEventListener("change", () => { PAGE = Number(size.value); go(); });
   const view = el("select", { "aria-label": "show values as" },
     el("option", { value: "text" }, "text"), el("option", { value: "json" }, "JSON"), el("option", { value: "hex" }, "hex"));
   const search = el("input", { type: "search", placeholder: "search this page", "aria-label": "search the loaded records" });
@@ -471,7 +480,8 @@ async function recordsPage(name) {
   };
   show(el("h1", {}, "Records of ", el("a", { href: `#/topics/${enc(name)}` }, el("code", {}, name))),
     el("div", { class: "toolbar" }, el("label", {}, "Partition", partition), el("label", {}, "Start at", start),
-      el("label", {}, "Offset", offset), el("label", {}, "Time", time), el("label", {}, "Values as", view),
+      el("label", {}, "Offset", offset), el("label", {}, "Time", time), el("label", {}, "Per page (N)", size),
+      el("label", {}, "Values as", view),
       el("label", {}, "Search", search), el("label", { class: "inline" }, follow, "Follow new records")),
     el("div", { class: "toolbar" }, el("button", { type: "button", onclick: older }, "◀ Older"), el("button", { type: "button", onclick: newer }, "Newer ▶")),
     status,
