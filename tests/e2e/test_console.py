@@ -37,7 +37,7 @@ def browser():
 def page(browser):
     """A page at 1280x800 whose console errors, script errors and requests to any host but
     the server's are collected in ``problems`` (the tests assert there are none)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800})
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC")
     found = context.new_page()
     found.problems = []
     found.on("console", lambda msg: msg.type == "error" and found.problems.append(msg.text))
@@ -338,3 +338,35 @@ def test_the_pages_are_reached_with_the_keyboard(server, page):
     page.keyboard.press("Enter")
     page.get_by_role("heading", name="Topics").wait_for()
     assert page.url.endswith("#/topics")
+
+
+def test_a_long_value_is_cut_with_show_all_and_download(server, page):
+    call(server, "POST", "/api/topics", 201, json={"name": "big", "partitions": 1})
+    long_text = "x" * 4000 + "END"
+    call(server, "POST", "/api/topics/big/records", json={"records": [
+        {"value": b64(long_text.encode()), "partition": 0}]})
+    page.goto(server.url("/console/#/topics/big/records"))
+    value = page.locator("pre.value").nth(1)
+    value.wait_for()
+    assert value.inner_text().endswith("…") and "END" not in value.inner_text()
+    assert page.get_by_role("link", name="Download").get_attribute("download") == "value.bin"
+    page.get_by_role("button", name="Show all").click()
+    assert value.inner_text() == long_text
+    assert page.problems == []
+
+
+def test_a_group_is_reset_to_a_time(server, page):
+    call(server, "POST", "/api/topics", 201, json={"name": "events", "partitions": 1})
+    new_year = 1767225600000  # 2026-01-01T00:00:00Z (the page's browser runs in UTC)
+    call(server, "POST", "/api/topics/events/records", json={"records": [
+        {"value": b64(b"v"), "partition": 0, "timestamp": new_year + delta}
+        for delta in (-60_000, -1, 0, 60_000)]})
+    call(server, "POST", "/api/consumer-groups/audit/offsets",
+         json={"offsets": {"events": {"0": 4}}})
+    page.goto(server.url("/console/#/groups/audit"))
+    page.get_by_label("reset to").select_option("time")
+    page.get_by_label("reset time").fill("2026-01-01T00:00")
+    page.once("dialog", lambda dialog: dialog.accept())
+    page.get_by_role("button", name="Reset").click()
+    wait_until(lambda: committed(server, "audit") == [2], "the group reset to offset 2")
+    assert page.problems == []
