@@ -21,7 +21,7 @@ ENV_PREFIX = "CONSUMER_API_"
 KEYWORDS = {
     "backend": ("embedded", "kafka"),
     "flush_policy": ("always", "interval"),
-    "default_assignor": ("range", "roundrobin"),
+    "default_assignor": ("range", "roundrobin", "sticky"),
     "log_format": ("plain", "json"),
 }
 #: what a node id may be: it starts every consumer id the node makes (``<node>.<hex>``)

@@ -78,7 +78,7 @@ def test_a_value_of_the_wrong_type_in_the_file_names_the_setting(tmp_path, text,
         Config.from_env({"CONSUMER_API_CONFIG_FILE": str(path)})
 
 
-@pytest.mark.parametrize("name,value", [("CONSUMER_API_DEFAULT_ASSIGNOR", "sticky"),
+@pytest.mark.parametrize("name,value", [("CONSUMER_API_DEFAULT_ASSIGNOR", "cooperative"),
                                         ("CONSUMER_API_BACKEND", "kafka-ish"),
                                         ("CONSUMER_API_FLUSH_POLICY", "sometimes")])
 def test_a_word_that_is_not_one_of_its_settings_words_names_the_setting(name, value):

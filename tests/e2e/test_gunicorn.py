@@ -377,7 +377,7 @@ def test_json_encoding_round_trips_big_integers(server, session):
 
 
 @pytest.mark.parametrize("name,value", [
-    ("CONSUMER_API_DEFAULT_ASSIGNOR", "sticky"),
+    ("CONSUMER_API_DEFAULT_ASSIGNOR", "cooperative"),
     ("CONSUMER_API_ACCESS_LOG", "maybe"),
     ("CONSUMER_API_SEGMENT_BYTES", "big"),
     ("CONSUMER_API_TRUSTED_PROXIES", "not-an-address"),

@@ -1,8 +1,10 @@
 """Partition assignors: who in a group reads which partitions.
 
-An assignor is a pure function ``assign(members, partitions_of) -> {member: {topic: [p]}}``
-where ``members`` is an ordered mapping ``member_id -> subscribed topics`` (join order) and
-``partitions_of(topic)`` gives a topic's partition count (0 when it no longer exists).
+An assignor is a pure function ``assign(members, partitions_of, owners) -> {member: {topic:
+[p]}}`` where ``members`` is an ordered mapping ``member_id -> subscribed topics`` (join
+order), ``partitions_of(topic)`` gives a topic's partition count (0 when it no longer
+exists) and ``owners`` is the previous assignment, ``{(topic, partition): member_id}``
+(only ``sticky`` reads it).
 Every partition of every subscribed topic goes to exactly one member subscribed to that
 topic; members subscribed to nothing that exists get ``{}``. Deterministic for equal
 inputs.
@@ -11,9 +13,15 @@ inputs.
   into contiguous ranges; the first ``partitions % members`` members get one more.
 * ``roundrobin`` (Kafka's RoundRobinAssignor): all partitions of all topics, sorted, dealt
   in turn to the members (sorted by id) subscribed to each partition's topic.
+* ``sticky`` (as Kafka's StickyAssignor): every member keeps the partitions it owned that
+  still exist and that it still reads; the others go, one at a time, to the least loaded
+  member that reads their topic; then, while one member owns two or more partitions more
+  than another that could read one of them, one moves. So only what must move moves, and
+  with equal subscriptions the counts differ by at most one.
 
 Cost: ``range`` O(members + partitions) per topic; ``roundrobin`` the same when members share
-subscriptions, up to O(members x partitions) when they differ.
+subscriptions, up to O(members x partitions) when they differ; ``sticky`` O(partitions x
+members) at most.
 """
 from __future__ import annotations
 
@@ -32,7 +40,8 @@ def _subscribers(members: Mapping) -> dict:
     return by_topic
 
 
-def range_assign(members: Mapping, partitions_of: Callable[[str], int]) -> dict:
+def range_assign(members: Mapping, partitions_of: Callable[[str], int],
+                 owners: Mapping = {}) -> dict:
     out = _empty(members)
     for topic, subs in sorted(_subscribers(members).items()):
         count = partitions_of(topic)
@@ -46,7 +55,8 @@ def range_assign(members: Mapping, partitions_of: Callable[[str], int]) -> dict:
     return out
 
 
-def roundrobin_assign(members: Mapping, partitions_of: Callable[[str], int]) -> dict:
+def roundrobin_assign(members: Mapping, partitions_of: Callable[[str], int],
+                      owners: Mapping = {}) -> dict:
     out = _empty(members)
     subs = _subscribers(members)
     ring = sorted(members)
@@ -62,4 +72,53 @@ def roundrobin_assign(members: Mapping, partitions_of: Callable[[str], int]) -> 
     return out
 
 
-ASSIGNORS = {"range": range_assign, "roundrobin": roundrobin_assign}
+def sticky_assign(members: Mapping, partitions_of: Callable[[str], int],
+                  owners: Mapping = {}) -> dict:
+    subs = _subscribers(members)
+    held: dict[str, list] = {member: [] for member in members}
+    orphans = []
+    for topic in sorted(subs):
+        for partition in range(partitions_of(topic)):
+            owner = owners.get((topic, partition))
+            if owner in held and topic in members[owner]:
+                held[owner].append((topic, partition))
+            else:
+                orphans.append((topic, partition))
+    for topic, partition in orphans:
+        _least_loaded(subs[topic], held).append((topic, partition))
+    _even_out(members, held)
+    out = _empty(members)
+    for member, pairs in held.items():
+        for topic, partition in sorted(pairs):
+            out[member].setdefault(topic, []).append(partition)
+    return out
+
+
+def _least_loaded(candidates: list, held: dict) -> list:
+    return held[min(candidates, key=lambda m: (len(held[m]), m))]
+
+
+def _even_out(members: Mapping, held: dict) -> None:
+    """Move one partition at a time from the most loaded member to the least loaded one
+    that reads its topic, while that narrows a gap of two or more."""
+    while True:
+        by_load = sorted(held, key=lambda m: (len(held[m]), m))
+        for giver in reversed(by_load):
+            moved = False
+            for taker in by_load:
+                if len(held[giver]) - len(held[taker]) < 2:
+                    break
+                movable = [tp for tp in held[giver] if tp[0] in members[taker]]
+                if movable:
+                    tp = max(movable)
+                    held[giver].remove(tp)
+                    held[taker].append(tp)
+                    moved = True
+                    break
+            if moved:
+                break
+        else:
+            return
+
+
+ASSIGNORS = {"range": range_assign, "roundrobin": roundrobin_assign, "sticky": sticky_assign}

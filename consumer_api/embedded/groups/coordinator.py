@@ -130,7 +130,7 @@ class GroupCoordinator:
             self.rebalances += 1
             return
         subscriptions = {m.member_id: m.topics for m in group.members.values()}
-        plan = ASSIGNORS[group.assignor](subscriptions, self._safe_partitions_of)
+        plan = ASSIGNORS[group.assignor](subscriptions, self._safe_partitions_of, group.owners)
         group.transition(GroupState.STABLE)
         group.generation += 1
         self.rebalances += 1

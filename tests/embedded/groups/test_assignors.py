@@ -186,3 +186,51 @@ def test_range_more_members_than_partitions_leaves_the_last_ones_idle():
     members = {m: ["t"] for m in ("m1", "m2", "m3")}
     assert range_assign(members, {"t": 2}.get) == {
         "m1": {"t": [0]}, "m2": {"t": [1]}, "m3": {}}
+
+
+# -- sticky: only what must move moves -------------------------------------------------------
+
+def owners_of(plan) -> dict:
+    return {(t, p): m for m, assignment in plan.items() for t, ps in assignment.items()
+            for p in ps}
+
+
+@settings(max_examples=150, deadline=None)
+@given(counts_=st.dictionaries(st.sampled_from(TOPICS), st.integers(1, 30), min_size=1,
+                               max_size=3),
+       steps=st.lists(st.one_of(st.tuples(st.just("join"), member_ids),
+                                st.tuples(st.just("leave"), st.integers(0, 20))),
+                      min_size=1, max_size=25))
+def test_sticky_keeps_balance_and_moves_only_what_must_move(counts_, steps):
+    topics = sorted(counts_)
+    members: dict = {}
+    owners: dict = {}
+    for action, arg in steps:
+        if action == "join":
+            members.setdefault(arg, list(topics))
+        elif members:
+            members.pop(sorted(members)[arg % len(members)])
+        plan = ASSIGNORS["sticky"](members, partitions_of(counts_), owners)
+        new_owners = check_valid(members, counts_, plan)
+        loads = {m: sum(len(ps) for ps in plan[m].values()) for m in members}
+        if loads:
+            assert max(loads.values()) - min(loads.values()) <= 1, loads
+        for member in members:
+            had = {tp for tp, m in owners.items() if m == member}
+            has = {tp for tp, m in new_owners.items() if m == member}
+            lost, gained = had - has, has - had
+            assert not (lost and gained), f"{member} gave and took: {lost}, {gained}"
+            if lost:  # it gave only what put it above the others, never below them
+                assert loads[member] >= min(loads.values()), (member, loads)
+                assert len(had) - len(lost) == loads[member]
+        owners = new_owners
+
+
+def test_sticky_moves_no_partition_of_the_members_that_stay():
+    members = {"a": ["t"], "b": ["t"], "c": ["t"]}
+    three = ASSIGNORS["sticky"](members, lambda t: 12, {})
+    owners = owners_of(three)
+    two = ASSIGNORS["sticky"]({"a": ["t"], "c": ["t"]}, lambda t: 12, owners)
+    for member in ("a", "c"):
+        assert set(three[member]["t"]) <= set(two[member]["t"])  # b's 4 were dealt out
+    assert sorted(len(two[m]["t"]) for m in two) == [6, 6]

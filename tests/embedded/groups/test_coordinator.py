@@ -282,8 +282,8 @@ def test_a_new_group_is_empty_with_generation_zero():
 
 
 def test_unknown_default_assignor_is_refused():
-    with pytest.raises(ValueError, match="sticky"):
-        GroupCoordinator(lambda t: 1, "sticky")
+    with pytest.raises(ValueError, match="cooperative"):
+        GroupCoordinator(lambda t: 1, "cooperative")
 
 
 def test_group_lifecycle_empty_stable_empty(coord):
