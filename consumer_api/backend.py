@@ -95,10 +95,12 @@ class Member(Protocol):
     :meth:`commit` and :meth:`committed` may run on any request thread.
     """
 
-    def join(self, topics: Sequence[str]) -> Assignment | None:
+    def join(self, topics: Sequence[str], assignor: str | None = None) -> Assignment | None:
         """Join the group subscribed to ``topics`` (rebalancing it). The assignment if
         the join completed at once, None if it completes later (``wake`` is called
-        then). TopicNotFound for a topic that does not exist."""
+        then). TopicNotFound for a topic that does not exist. ``assignor`` (``range``,
+        ``roundrobin`` or ``sticky``) becomes the group's when it has no members yet
+        (None: the store's default); InvalidRequest for one the store does not offer."""
 
     def assignment(self) -> Assignment | None:
         """The current assignment; None while a join is pending, and after

@@ -295,12 +295,15 @@ def _line_record(line: bytes, fmt: str, key_separator: str | None):
               help="Stop when no record came for this long (default: wait forever).")
 @click.option("--format", "fmt", type=click.Choice(["text", "json", "base64"]), default="text",
               show_default=True, help="How to print keys and values.")
+@click.option("--assignor", type=click.Choice(["range", "roundrobin", "sticky"]), default=None,
+              help="The group's assignor, when this is its first member (default: the "
+                   "server's).")
 @json_option
 @click.pass_context
-def consume(ctx, topic, group, from_beginning, max_records, idle_exit_ms, fmt):
+def consume(ctx, topic, group, from_beginning, max_records, idle_exit_ms, fmt, assignor):
     """Print records of TOPIC as a member of GROUP; commits exactly what it printed."""
     client = _client(ctx)
-    consumer = client.consumer(group, [topic], value_format="bytes",
+    consumer = client.consumer(group, [topic], value_format="bytes", assignor=assignor,
                                auto_offset_reset="earliest" if from_beginning else "latest",
                                timeout_ms=30000 if idle_exit_ms is None else min(idle_exit_ms, 30000))
     printed = 0

@@ -79,7 +79,7 @@ def subscribe():
         require("topics", "read", topic)
     return state().manager.subscribe(body["group_id"], body["topics"], body["auto_offset_reset"],
                                body["session_timeout_ms"], body["auto_commit"],
-                               body["encoding"], owner(), client())
+                               body["encoding"], owner(), client(), body.get("assignor"))
 
 
 @bp.post("/<consumer_id>/consume")

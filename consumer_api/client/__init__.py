@@ -181,7 +181,7 @@ class Client:
         """A :class:`Consumer` (a context manager: subscribes on enter, unsubscribes on
         exit). Options: auto_offset_reset, value_format, key_format, session_timeout_ms,
         auto_commit, commit_each_batch, max_records, timeout_ms, max_bytes_total,
-        recreate_on_expiry."""
+        recreate_on_expiry, assignor (the group's, when this is its first member)."""
         return Consumer(self, group_id, [topics] if isinstance(topics, str) else list(topics),
                         **options)
 

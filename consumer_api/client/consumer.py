@@ -98,7 +98,7 @@ class Consumer:
                  session_timeout_ms: int | None = None, auto_commit: bool = False,
                  commit_each_batch: bool = False, max_records: int = 500,
                  timeout_ms: int = 30000, max_bytes_total: int | None = None,
-                 recreate_on_expiry: bool = False):
+                 recreate_on_expiry: bool = False, assignor: str | None = None):
         if value_format not in FORMATS or (key_format or "bytes") not in FORMATS:
             raise ValueError(f"formats are one of {', '.join(FORMATS)}")
         self.client = client
@@ -115,6 +115,8 @@ class Consumer:
                               "auto_offset_reset": auto_offset_reset, "auto_commit": auto_commit}
         if session_timeout_ms is not None:
             self._subscription["session_timeout_ms"] = session_timeout_ms
+        if assignor is not None:
+            self._subscription["assignor"] = assignor
         self.consumer_id: str | None = None
         self._handed_out: dict = {}  # (topic, partition) -> offset after the last record given
 

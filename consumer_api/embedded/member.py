@@ -34,9 +34,9 @@ class EmbeddedMember:
 
     # -- membership ------------------------------------------------------------------------
 
-    def join(self, topics: Sequence[str]) -> Assignment:
+    def join(self, topics: Sequence[str], assignor: str | None = None) -> Assignment:
         generation, partitions = self._groups.join(self.group_id, self.member_id, topics,
-                                                   self._wake)
+                                                   self._wake, assignor)
         since = {(t, p): generation for t, ps in partitions.items() for p in ps}
         return Assignment(generation, partitions, since)
 

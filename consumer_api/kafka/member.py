@@ -40,7 +40,7 @@ from typing import Sequence
 from confluent_kafka import OFFSET_END, Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer_api.backend import Assignment, TopicPartition as TP, Wake
-from consumer_api.errors import PartitionNotAssigned, TopicNotFound, Unavailable
+from consumer_api.errors import InvalidRequest, PartitionNotAssigned, TopicNotFound, Unavailable
 from consumer_api.kafka.admin import KafkaAdmin, kafka_error
 from consumer_api.offset_rules import check_commit, out_of_range
 from consumer_api.kafka.reader import stored_size, to_record
@@ -65,6 +65,8 @@ MEMBER_DEFAULTS = {"heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100,
 #: the ``since`` of a manually assigned partition the session must place anew: later
 #: than any generation it has seen
 NEW = 1 << 62
+#: our assignors and librdkafka's (the eager ones: the pump assigns whole sets)
+KAFKA_ASSIGNORS = {"range": "range", "roundrobin": "roundrobin"}
 #: Kafka errors that mean "a rebalance took the partition": a commit is refused with 409
 FENCED = frozenset((KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
                     KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID))
@@ -123,7 +125,13 @@ class KafkaMember:
 
     # -- membership ------------------------------------------------------------------------
 
-    def join(self, topics: Sequence[str]) -> Assignment | None:
+    def join(self, topics: Sequence[str], assignor: str | None = None) -> Assignment | None:
+        if assignor is not None:  # the group's members agree on one (Kafka: its protocol)
+            if assignor not in KAFKA_ASSIGNORS:
+                raise InvalidRequest(f"the {assignor} assignor is not offered on the Kafka "
+                                     "store yet", {"assignor": [
+                                         f"One of: {', '.join(KAFKA_ASSIGNORS)}."]})
+            self._config["partition.assignment.strategy"] = KAFKA_ASSIGNORS[assignor]
         for topic in topics:
             self._admin.partition_count(topic)  # TopicNotFound before anything starts
         self._start_pump(list(topics))

@@ -136,8 +136,9 @@ class ConsumerManager:
     def subscribe(self, group_id: str, topics: list, auto_offset_reset: str = "latest",
                   session_timeout_ms: int = 30_000, auto_commit: bool = False,
                   encoding: str = "base64", owner=None,
-                  client: ClientQuota | None = None) -> dict:
+                  client: ClientQuota | None = None, assignor: str | None = None) -> dict:
         """Create a session, join its group (rebalancing it) and return the assignment.
+        ``assignor`` is the group's when this is its first member (see Member.join).
         ``owner`` (an API key's name, or None) alone may use the session later; ``client``
         is whose share it counts in. TooManyConsumers when the server holds
         ``max_sessions`` sessions, or ``client`` already holds its ``max_sessions``."""
@@ -155,7 +156,7 @@ class ConsumerManager:
             self._push_deadline(session)
             self._cond.notify()  # the reaper may need an earlier wake-up
         try:
-            assignment = session.member.join(topics) or self._await_join(session)
+            assignment = session.member.join(topics, assignor) or self._await_join(session)
         except BaseException:
             with self._lock:
                 self._forget(session)

@@ -615,6 +615,44 @@ def test_put_assignment_errors(client, topic3):
     assert assignment(client, cid)["generation"] >= 1
 
 
+# -- the assignor a group's first member chooses -------------------------------------------
+
+def test_the_first_member_chooses_the_groups_assignor(client, topic3, store_name):
+    def assignor(group):
+        return ok(client.get(f"/api/consumer-groups/{group}"))["assignor"]
+
+    first = subscribe(client, "g", [topic3], assignor="roundrobin")
+    assert assignor("g") == "roundrobin"
+    if store_name == "embedded":  # Kafka: the members must agree on one (a later join waits)
+        second = subscribe(client, "g", [topic3], assignor="sticky")
+        assert assignor("g") == "roundrobin"  # a later member's choice is ignored
+        ok(client.delete(f"/api/consumers/{second['consumer_id']}"))
+    ok(client.delete(f"/api/consumers/{first['consumer_id']}"))
+    subscribe(client, "h", [topic3])
+    assert assignor("h") == "range"  # the server's default
+
+
+def test_an_unknown_assignor_is_400_naming_it(client, topic):
+    resp = client.post("/api/consumers/subscribe",
+                       json={"group_id": "g", "topics": [topic], "assignor": "cooperative"})
+    assert list(assert_error(resp, 400, "invalid_request")) == ["assignor"]
+
+
+@pytest.mark.embedded_only
+def test_a_sticky_group_keeps_the_partitions_of_the_members_that_stay(client, api):
+    api.create_topic("s", 6)
+    a = subscribe(client, "g", ["s"], assignor="sticky")
+    b = subscribe(client, "g", ["s"])
+    c = subscribe(client, "g", ["s"])
+    ids = [m["consumer_id"] for m in (a, b, c)]
+    before = {cid: assignment(client, cid)["assignment"]["s"] for cid in ids}
+    assert sorted(len(ps) for ps in before.values()) == [2, 2, 2]
+    ok(client.delete(f"/api/consumers/{ids[1]}"))
+    for cid in (ids[0], ids[2]):
+        after = assignment(client, cid)["assignment"]["s"]
+        assert set(before[cid]) <= set(after) and len(after) == 3
+
+
 # -- listing the sessions --------------------------------------------------------------------
 
 SESSION_KEYS = SUBSCRIPTION_KEYS | {"manual", "owner", "last_heartbeat_ms_ago", "waiting"}

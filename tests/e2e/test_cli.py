@@ -303,6 +303,15 @@ def test_consume_max_prints_exactly_n_and_commits_exactly_those(srv, client, nam
     assert client.describe_group(name)["members"] == []  # it left the group
 
 
+@pytest.mark.embedded_only  # (Kafka forgets an empty group's assignor)
+def test_consume_chooses_the_groups_assignor(srv, client, name):
+    client.create_topic(name)
+    ok(run(srv.base_url, "produce", name, input="v\n"))
+    ok(run(srv.base_url, "consume", name, "--group", name, "--from-beginning", "--max", 1,
+           "--assignor", "sticky"))
+    assert client.describe_group(name)["assignor"] == "sticky"
+
+
 def test_consume_max_on_several_partitions_commits_what_it_printed(srv, client, name):
     client.create_topic(name, partitions=3)
     ok(run(srv.base_url, "produce", name, input="".join(f"v{i}\n" for i in range(30))))

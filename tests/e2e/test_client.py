@@ -305,6 +305,12 @@ def test_consumer_context_manager_joins_and_leaves(client, name):
     assert consumer.consumer_id is None
 
 
+def test_consumer_chooses_its_groups_assignor(client, name):
+    topic = make_topic(client, name, partitions=2)
+    with client.consumer(name, topic, assignor="roundrobin"):
+        assert client.describe_group(name)["assignor"] == "roundrobin"
+
+
 def test_consumer_leaves_on_exception(client, name):
     topic = make_topic(client, name)
     with pytest.raises(ValueError, match="boom"):

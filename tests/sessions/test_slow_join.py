@@ -23,7 +23,7 @@ class SlowMember:
         self.done = False
         self.asked = threading.Event()
 
-    def join(self, topics):
+    def join(self, topics, assignor=None):
         self.topics = list(topics)
         self.asked.set()
         return None

@@ -7,6 +7,7 @@ from consumer_api.api.schemas.common import (ENCODINGS, INT64_MAX, StrictBoolean
                                              encoding_field, strict_int)
 from consumer_api.api.schemas.records import RecordSchema
 from consumer_api.api.schemas.topics import topic_name_field
+from consumer_api.config import KEYWORDS
 
 GROUP_ID_PATTERN = r"^[^/\\\x00-\x1f\x7f]{1,249}$"
 
@@ -57,6 +58,11 @@ class SubscribeSchema(Schema):
     auto_commit = StrictBoolean(load_default=False, metadata={
         "description": "each consume first commits what the previous one returned"})
     encoding = encoding_field()
+    assignor = fields.String(validate=validate.OneOf(KEYWORDS["default_assignor"]), metadata={
+        "description": "how the group splits its partitions; the group's first member decides "
+                       "(later members' choice is ignored while it has members); default: "
+                       "the server's CONSUMER_API_DEFAULT_ASSIGNOR. sticky: not yet on the "
+                       "Kafka store"})
 
 
 class AssignmentSchema(Schema):

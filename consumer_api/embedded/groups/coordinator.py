@@ -91,14 +91,20 @@ class GroupCoordinator:
 
     # -- membership ------------------------------------------------------------------------
 
-    def join(self, group_id: str, member_id: str, topics, wake: Callable[[], None]) -> tuple:
+    def join(self, group_id: str, member_id: str, topics, wake: Callable[[], None],
+             assignor: str | None = None) -> tuple:
         """Add a member (or change its subscription) and rebalance. Returns the member's
-        ``(generation, assignment)``."""
+        ``(generation, assignment)``. ``assignor``, when given, becomes the group's if it
+        has no members yet."""
         topics = tuple(dict.fromkeys(topics))
+        if assignor is not None and assignor not in ASSIGNORS:
+            raise ValueError(f"unknown assignor {assignor!r}; known: {sorted(ASSIGNORS)}")
         with self._lock:
             group = self._groups.get(group_id)
             if group is None:
                 group = self._groups[group_id] = Group(group_id, self.default_assignor)
+            if assignor is not None and not group.members:
+                group.assignor = assignor
             group.members[member_id] = Member(member_id, topics, wake)
             self._rebalance(group)
             return group.generation, _copy(group.members[member_id].assignment)

@@ -39,11 +39,12 @@ class GroupService:
 
     # -- members ---------------------------------------------------------------------------
 
-    def join(self, group_id: str, member_id: str, topics, wake) -> tuple:
+    def join(self, group_id: str, member_id: str, topics, wake,
+             assignor: str | None = None) -> tuple:
         """Join (or re-subscribe) and rebalance; TopicNotFound for an unknown topic."""
         for topic in topics:
             self.registry.get(topic)
-        return self.coordinator.join(group_id, member_id, topics, wake)
+        return self.coordinator.join(group_id, member_id, topics, wake, assignor)
 
     def leave(self, group_id: str, member_id: str) -> bool:
         return self.coordinator.leave(group_id, member_id)
