@@ -18,6 +18,9 @@ from consumer_api.errors import GroupNotEmpty, GroupNotFound, Unavailable
 from consumer_api.kafka.admin import KafkaAdmin, kafka_error
 from consumer_api.offset_rules import check_commit, reset_topics
 
+#: librdkafka's assignor names that are not ours
+OUR_NAMES = {"cooperative-sticky": "sticky"}
+
 STATES = {"EMPTY": "Empty", "STABLE": "Stable", "PREPARING_REBALANCING": "PreparingRebalance",
           "COMPLETING_REBALANCING": "CompletingRebalance", "DEAD": "Dead", "UNKNOWN": "Unknown"}
 
@@ -101,6 +104,7 @@ class KafkaGroups:
                              "lag": None if done is None else max(end - done, 0)})
         state = STATES.get(found.state.name, "Unknown") if found is not None else "Empty"
         assignor = (found.partition_assignor or None) if found is not None else None
+        assignor = OUR_NAMES.get(assignor, assignor)
         return {"group_id": group_id, "state": state, "generation": 0,
                 "assignor": assignor or "range", "members": members, "offsets": rows}
 

@@ -14,7 +14,9 @@ choose lazily. The pump
 buffers at most ``buffer_bytes`` per partition (pausing the partition past it, resuming it
 when the session has taken half) and wakes the session on new records of a watched
 partition and on every rebalance. A rebalance that keeps a partition keeps its buffer; a
-partition lost is dropped with its buffer. Records this node's producer stored that the pump
+partition lost is dropped with its buffer. Eager assignors (range, roundrobin) revoke and
+hand out whole sets; cooperative-sticky (our ``sticky``) revokes and adds only what moves,
+and the partitions that stay are read on without a pause. Records this node's producer stored that the pump
 has not fetched yet are waited for briefly (:meth:`KafkaMember.high_watermark`), so a
 consume right after a produce through the same node sees them.
 
@@ -65,8 +67,9 @@ MEMBER_DEFAULTS = {"heartbeat.interval.ms": 1000, "fetch.wait.max.ms": 100,
 #: the ``since`` of a manually assigned partition the session must place anew: later
 #: than any generation it has seen
 NEW = 1 << 62
-#: our assignors and librdkafka's (the eager ones: the pump assigns whole sets)
-KAFKA_ASSIGNORS = {"range": "range", "roundrobin": "roundrobin"}
+#: our assignors and librdkafka's (cooperative-sticky rebalances incrementally)
+KAFKA_ASSIGNORS = {"range": "range", "roundrobin": "roundrobin",
+                   "sticky": "cooperative-sticky"}
 #: Kafka errors that mean "a rebalance took the partition": a commit is refused with 409
 FENCED = frozenset((KafkaError.ILLEGAL_GENERATION, KafkaError.REBALANCE_IN_PROGRESS,
                     KafkaError.UNKNOWN_MEMBER_ID, KafkaError.FENCED_INSTANCE_ID))
@@ -114,6 +117,7 @@ class KafkaMember:
         self._assignment: Assignment | None = None
         self._manual: list | None = None  # the partitions named by hand (pump only)
         self._revoking = False  # leaving the group, until its revoke callback (pump only)
+        self._cooperative = False  # its group rebalances incrementally (set by join)
         self._buffers: dict[TP, _Buffer] = {}
         self._watched: set = set()
         self._generation = 0  # the first assignment is generation 1, as on the embedded store
@@ -132,6 +136,8 @@ class KafkaMember:
                                      "store yet", {"assignor": [
                                          f"One of: {', '.join(KAFKA_ASSIGNORS)}."]})
             self._config["partition.assignment.strategy"] = KAFKA_ASSIGNORS[assignor]
+        self._cooperative = self._config.get("partition.assignment.strategy") \
+            == "cooperative-sticky"
         for topic in topics:
             self._admin.partition_count(topic)  # TopicNotFound before anything starts
         self._start_pump(list(topics))
@@ -477,20 +483,47 @@ class KafkaMember:
 
     def _revoked(self, consumer, partitions) -> None:
         """Eager rebalances revoke everything first; the buffers of partitions that stay
-        are kept until the assignment says which those are."""
+        are kept until the assignment says which those are. Cooperative ones revoke only
+        what moves: those partitions go now, with their buffers."""
         self._revoking = False
+        if not self._cooperative or self._manual is not None:
+            return
+        gone = {(tp.topic, tp.partition) for tp in partitions}
+        with self._lock:
+            for tp in gone:
+                self._buffers.pop(tp, None)
+            current = self._assignment.pairs() if self._assignment else []
+        consumer.incremental_unassign(partitions)
+        self._publish([tp for tp in current if tp not in gone])
 
     def _assigned(self, consumer, partitions) -> None:
+        """Eager rebalances hand out the whole new set; cooperative ones what is added."""
         if self._manual is not None:  # it left the group: what the group hands out is not its own
             return
-        new = sorted((tp.topic, tp.partition) for tp in partitions)
-        self._reassign(consumer, new)
+        given = sorted((tp.topic, tp.partition) for tp in partitions)
+        if not self._cooperative:
+            self._reassign(consumer, given)
+            self._publish(given)
+            return
+        with self._lock:
+            current = self._assignment.pairs() if self._assignment else []
+            for tp in given:
+                self._buffers[tp] = _Buffer()
+            self._changed.notify_all()
+        # placed at the end until the session's seek (see _reassign); a fetch in flight
+        # makes the seek take effect at once
+        consumer.incremental_assign([TopicPartition(t, p, OFFSET_END) for t, p in given])
+        self._publish(sorted(set(current) | set(given)))
+
+    def _publish(self, pairs: list) -> None:
+        """The member's new assignment (a generation of its own); partitions it held
+        before keep the generation they were held since. Wakes the session."""
         with self._lock:
             previous = self._assignment
             self._generation += 1
             since = {}
             grouped: dict = {}
-            for tp in new:
+            for tp in pairs:
                 kept = previous is not None and tp in previous.since
                 since[tp] = previous.since[tp] if kept else self._generation
                 grouped.setdefault(tp[0], []).append(tp[1])

@@ -89,8 +89,3 @@ def test_records_another_client_stored_reach_a_waiting_consume(client, kafka_bro
     got = ok(client.post(f"/api/consumers/{cid}/consume", json={"timeout_ms": 10_000}))
     assert [base64.b64decode(r["value"]) for r in got["records"]] == [b"from elsewhere"]
 
-
-def test_the_sticky_assignor_is_not_offered_yet(client, orders):
-    resp = client.post("/api/consumers/subscribe",
-                       json={"group_id": "g", "topics": [orders], "assignor": "sticky"})
-    assert list(assert_error(resp, 400, "invalid_request")) == ["assignor"]

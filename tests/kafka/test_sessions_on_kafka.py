@@ -118,3 +118,34 @@ def test_two_sessions_split_the_group_and_commits_are_fenced(kafka, sessions):
     theirs = owned[b][0]
     with pytest.raises(PartitionNotAssigned):
         sessions.commit(a, {("orders", theirs): 0})
+
+
+def test_a_sticky_group_rebalances_without_taking_what_stays(kafka, sessions):
+    """cooperative-sticky: a member keeps reading the partitions it keeps through a join
+    and a leave; only what moves is revoked."""
+    kafka.create_topic("orders", 4)
+    a = sessions.subscribe("g", ["orders"], assignor="sticky",
+                           auto_offset_reset="earliest")["consumer_id"]
+    assert sessions.get_assignment(a)["assignment"] == {"orders": [0, 1, 2, 3]}
+    for p in range(4):
+        produce(kafka, "orders", p, [b"before-%d" % p])
+    assert sorted(drain(sessions, a, 4)) == [b"before-%d" % p for p in range(4)]
+
+    b = sessions.subscribe("g", ["orders"], assignor="sticky",
+                           auto_offset_reset="earliest")["consumer_id"]
+    mine = wait_until(lambda: (lambda got: len(got) == 2 and got)(
+        sessions.get_assignment(a)["assignment"].get("orders", [])), "a kept two")
+    theirs = wait_until(lambda: (lambda got: len(got) == 2 and got)(
+        sessions.get_assignment(b)["assignment"].get("orders", [])), "b got two")
+    assert sorted(mine + theirs) == [0, 1, 2, 3]
+    sessions.commit(a)
+    for p in range(4):
+        produce(kafka, "orders", p, [b"after-%d" % p])
+    assert sorted(drain(sessions, a, 2)) == sorted(b"after-%d" % p for p in mine)
+
+    sessions.close(b)
+    wait_until(lambda: sessions.get_assignment(a)["assignment"] == {"orders": [0, 1, 2, 3]},
+               "a got everything back")
+    got = drain(sessions, a, 4)  # b's two: from the group's commit (none), so from the start
+    assert sorted(got) == sorted([b"before-%d" % p for p in theirs]
+                                 + [b"after-%d" % p for p in theirs])

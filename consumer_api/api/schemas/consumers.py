@@ -61,8 +61,8 @@ class SubscribeSchema(Schema):
     assignor = fields.String(validate=validate.OneOf(KEYWORDS["default_assignor"]), metadata={
         "description": "how the group splits its partitions; the group's first member decides "
                        "(later members' choice is ignored while it has members); default: "
-                       "the server's CONSUMER_API_DEFAULT_ASSIGNOR. sticky: not yet on the "
-                       "Kafka store"})
+                       "the server's CONSUMER_API_DEFAULT_ASSIGNOR (on Kafka: range; sticky "
+                       "is Kafka's cooperative-sticky there)"})
 
 
 class AssignmentSchema(Schema):
