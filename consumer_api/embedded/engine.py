@@ -20,8 +20,6 @@ from consumer_api.embedded.member import EmbeddedMember
 from consumer_api.clock import wall_clock_ms
 from consumer_api.embedded.storage.partition_log import LogConfig, append_all
 from consumer_api.embedded.topics import TopicRegistry
-from consumer_api.errors import OffsetOutOfRange
-from consumer_api.offset_rules import out_of_range
 
 log = logging.getLogger(__name__)
 
@@ -165,19 +163,13 @@ class Engine:
         plog = self.topics.get(topic).partition(partition)
         if offset is None:
             offset = plog.log_start_offset
-        try:
-            return plog.read(offset, max_records, max_bytes)
-        except OffsetOutOfRange as exc:
-            raise named(exc, topic, partition, offset) from None
+        return plog.read(offset, max_records, max_bytes)
 
     def fetch(self, topic: str, partition: int, offset: int, max_records: int, max_bytes: int,
               taken: int):
         """``(records, taken)``: see PartitionLog.fetch."""
-        try:
-            return self.topics.get(topic).partition(partition).fetch(offset, max_records,
-                                                                      max_bytes, taken)
-        except OffsetOutOfRange as exc:
-            raise named(exc, topic, partition, offset) from None
+        return self.topics.get(topic).partition(partition).fetch(offset, max_records, max_bytes,
+                                                                  taken)
 
     def partition_count(self, topic: str) -> int:
         return len(self.topics.get(topic).partitions)
@@ -274,10 +266,3 @@ class Engine:
         finally:
             self.topics.close()
             self._dir_lock.release()
-
-
-def named(exc: OffsetOutOfRange, topic: str, partition: int,
-          offset: int) -> OffsetOutOfRange:
-    """A partition log's OffsetOutOfRange, naming its topic and partition."""
-    return out_of_range(topic, partition, offset, exc.details["log_start_offset"],
-                        exc.details["high_watermark"])

@@ -158,7 +158,8 @@ class TopicRegistry:
         logs = []
         try:
             for p in range(partitions):
-                plog = PartitionLog(os.path.join(directory, str(p)), log_config, self._now_ms)
+                plog = PartitionLog(os.path.join(directory, str(p)), log_config, self._now_ms,
+                                    name=(name, p))
                 self.recovered_bytes_dropped += plog.recovery.dropped_bytes
                 logs.append(plog)
         except BaseException:

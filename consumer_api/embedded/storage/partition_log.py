@@ -30,6 +30,7 @@ from typing import Callable, Sequence
 from consumer_api.clock import wall_clock_ms
 from consumer_api.config import Config, MiB
 from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
+from consumer_api.offset_rules import out_of_range
 from consumer_api.embedded.storage import records, segment_loader
 from consumer_api.embedded.storage.durable import fsync_dir
 from consumer_api.embedded.storage.segment import Segment
@@ -90,8 +91,10 @@ def _segment_bases(directory: str) -> list[int]:
 
 class PartitionLog:
     def __init__(self, directory: str, config: LogConfig = LogConfig(),
-                 now_ms: Callable[[], int] = wall_clock_ms):
+                 now_ms: Callable[[], int] = wall_clock_ms, name: tuple | None = None):
+        """``name``: ``(topic, partition)``, which an offset out of range names."""
         self.directory = directory
+        self.name = name
         self.config = config
         self._now_ms = now_ms
         self.lock = threading.Lock()
@@ -286,6 +289,8 @@ class PartitionLog:
     def _check_range(self, offset: int) -> None:
         start, end = self.segments[0].base_offset, self.segments[-1].next_offset
         if not start <= offset <= end:
+            if self.name is not None:
+                raise out_of_range(*self.name, offset, start, end)
             raise OffsetOutOfRange(
                 f"offset {offset} is outside the log [{start}, {end}]",
                 {"log_start_offset": start, "high_watermark": end})
