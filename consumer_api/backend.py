@@ -81,6 +81,19 @@ class BackendStats:
     committed: dict[str, dict[TopicPartition, int]]
     rebalances: int
 
+    def watermarks(self) -> dict[TopicPartition, int]:
+        """Every partition's high watermark."""
+        return {(p.topic, p.partition): p.high_watermark for p in self.partitions}
+
+    def lags(self) -> dict[str, dict[TopicPartition, int]]:
+        """Per group, each committed partition's lag: its high watermark minus the
+        commit (never below 0), sorted by group and partition; partitions that no longer
+        exist are left out."""
+        ends = self.watermarks()
+        return {group: {tp: max(ends[tp] - offset, 0)
+                        for tp, offset in sorted(offsets.items()) if tp in ends}
+                for group, offsets in sorted(self.committed.items())}
+
 
 class Member(Protocol):
     """One consumer session's place in its group, owned by that session.

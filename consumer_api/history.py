@@ -66,20 +66,16 @@ class History:
             return None
         now = self._now_ms()
         stats = self._backend.stats()
-        ends: dict = {}
-        sizes: dict = {}
-        watermarks = {}
-        for part in stats.partitions:
-            ends[part.topic] = ends.get(part.topic, 0) + part.high_watermark
-            watermarks[(part.topic, part.partition)] = part.high_watermark
-            known = sizes.get(part.topic, 0)
-            sizes[part.topic] = None if known is None or part.size_bytes is None \
-                else known + part.size_bytes
+        by_topic: dict[str, list] = {}
+        for part in sorted(stats.partitions, key=lambda p: (p.topic, p.partition)):
+            by_topic.setdefault(part.topic, []).append(part)
+        ends = {topic: sum(p.high_watermark for p in parts) for topic, parts in by_topic.items()}
         consumed = dict(self._consumed())
         sample = {"time_ms": now, "sessions": self._manager.count(),
                   "waiting_polls": self._manager.waiting(),
-                  "topics": self._topics(now, ends, sizes, watermarks, consumed),
-                  "groups": _groups(stats.committed, watermarks)}
+                  "topics": self._topics(now, by_topic, ends, consumed),
+                  "groups": {group: {"lag": sum(lags.values())}
+                             for group, lags in stats.lags().items()}}
         sample["records_in"] = sum(t["records_in"] for t in sample["topics"].values())
         sample["records_out"] = sum(t["records_out"] for t in sample["topics"].values())
         self._last = (now, ends, consumed)
@@ -87,21 +83,23 @@ class History:
             self._samples.append(sample)
         return sample
 
-    def _topics(self, now: int, ends: dict, sizes: dict, watermarks: dict,
-                consumed: dict) -> dict:
+    def _topics(self, now: int, by_topic: dict, ends: dict, consumed: dict) -> dict:
         before_ms, before_ends, before_consumed = self._last or (now, ends, consumed)
         seconds = (now - before_ms) / 1000
 
         def rate(new: float, old: float) -> float:
             return round(max(new - old, 0) / seconds, 3) if seconds > 0 else 0.0
 
-        return {topic: {"high_watermark": end, "size_bytes": sizes[topic],
-                        "partitions": [hw for (t, _p), hw in sorted(watermarks.items())
-                                       if t == topic],
-                        "records_in": rate(end, before_ends.get(topic, end)),
-                        "records_out": rate(consumed.get(topic, 0),
-                                            before_consumed.get(topic, 0))}
-                for topic, end in sorted(ends.items())}
+        out = {}
+        for topic, parts in by_topic.items():
+            sizes = [p.size_bytes for p in parts]
+            out[topic] = {"high_watermark": ends[topic],
+                          "size_bytes": None if None in sizes else sum(sizes),
+                          "partitions": [p.high_watermark for p in parts],
+                          "records_in": rate(ends[topic], before_ends.get(topic, ends[topic])),
+                          "records_out": rate(consumed.get(topic, 0),
+                                              before_consumed.get(topic, 0))}
+        return out
 
     # -- the sampler thread ----------------------------------------------------------------
 
@@ -121,15 +119,3 @@ class History:
             except Exception:  # a store that failed a moment must not end the history
                 log.exception("could not take a history sample")
             self._stop.wait(self.interval_ms / 1000)
-
-
-def _groups(committed: dict, watermarks: dict) -> dict:
-    out = {}
-    for group, offsets in sorted(committed.items()):
-        lag = 0
-        for tp, offset in offsets.items():
-            end = watermarks.get(tp)
-            if end is not None:
-                lag += max(end - offset, 0)
-        out[group] = {"lag": lag}
-    return out

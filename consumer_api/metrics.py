@@ -115,22 +115,18 @@ class _StateCollector:
         sizes = GaugeMetricFamily("consumer_api_log_size_bytes", "Record bytes on disk",
                                   labels=("topic",))
         totals: dict = {}
-        watermarks = {}
         for part in stats.partitions:
             if part.size_bytes is not None:
                 totals[part.topic] = totals.get(part.topic, 0) + part.size_bytes
-            watermarks[(part.topic, part.partition)] = part.high_watermark
         for topic, total in totals.items():
             sizes.add_metric((topic,), total)
         yield sizes
         lag = GaugeMetricFamily("consumer_api_consumer_lag",
                                 "High watermark minus the group's committed offset",
                                 labels=("group", "topic", "partition"))
-        for group, committed in stats.committed.items():
-            for (topic, partition), offset in sorted(committed.items()):
-                end = watermarks.get((topic, partition))
-                if end is not None:
-                    lag.add_metric((group, topic, str(partition)), max(end - offset, 0))
+        for group, lags in stats.lags().items():
+            for (topic, partition), behind in lags.items():
+                lag.add_metric((group, topic, str(partition)), behind)
         yield lag
 
 
