@@ -27,7 +27,6 @@ import threading
 from typing import Callable
 
 from consumer_api.backend import Backend
-from consumer_api.clock import wall_clock_ms
 from consumer_api.sessions.manager import ConsumerManager
 
 log = logging.getLogger(__name__)
@@ -38,16 +37,16 @@ KEEP = 360
 
 
 class History:
-    """``consumed()`` gives the records this node delivered so far, ``{topic: count}``."""
+    """``consumed()`` gives the records this node delivered so far, ``{topic: count}``;
+    samples are timed by the manager's clock (``manager.now_ms``)."""
 
     def __init__(self, backend: Backend, manager: ConsumerManager,
                  consumed: Callable[[], dict], interval_ms: int = INTERVAL_MS,
-                 keep: int = KEEP, now_ms=wall_clock_ms):
+                 keep: int = KEEP):
         self._backend = backend
         self._manager = manager
         self._consumed = consumed
         self.interval_ms = interval_ms
-        self._now_ms = now_ms
         self._lock = threading.Lock()
         self._samples: collections.deque = collections.deque(maxlen=keep)
         self._last: tuple | None = None  # (time_ms, {topic: hw sum}, {topic: consumed})
@@ -64,7 +63,7 @@ class History:
         not open."""
         if not self._backend.is_open:
             return None
-        now = self._now_ms()
+        now = self._manager.now_ms()
         stats = self._backend.stats()
         by_topic: dict[str, list] = {}
         for part in sorted(stats.partitions, key=lambda p: (p.topic, p.partition)):

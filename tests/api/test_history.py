@@ -1,5 +1,5 @@
-"""GET /api/metrics/history: samples taken on the fake clock (``state.history.take()``
-stands in for the sampler thread), read over HTTP."""
+"""GET /api/metrics/history: samples taken on the fake clock (the manager's; calling
+``state.history.take()`` stands in for the sampler thread), read over HTTP."""
 from __future__ import annotations
 
 import pytest
@@ -11,10 +11,8 @@ pytestmark = pytest.mark.usefixtures("openapi_built_once")
 
 
 @pytest.fixture
-def history(app, clock):
-    found = state_of(app).history
-    found._now_ms = clock.now_ms  # the samples' times come from the fake clock
-    return found
+def history(app):
+    return state_of(app).history
 
 
 def samples(client, **params):
