@@ -41,13 +41,10 @@ _MISSING = object()
 
 def compile_filter(spec) -> Match:
     """The predicate of a filter; InvalidRequest naming the problem."""
-    counted = [0]
-    match = _compile(spec, "filter", 0, counted)
-    cache: dict = {}
+    match = _compile(spec, "filter", 0, [0])
 
     def run(key, value, headers) -> bool:
-        cache.clear()  # the value parsed once per record, whatever the conditions
-        return match(key, value, headers, cache)
+        return match(key, value, headers, {})  # the value parsed at most once per record
     return run
 
 
