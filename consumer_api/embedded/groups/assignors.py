@@ -99,26 +99,26 @@ def _least_loaded(candidates: list, held: dict) -> list:
 
 
 def _even_out(members: Mapping, held: dict) -> None:
-    """Move one partition at a time from the most loaded member to the least loaded one
-    that reads its topic, while that narrows a gap of two or more."""
-    while True:
-        by_load = sorted(held, key=lambda m: (len(held[m]), m))
-        for giver in reversed(by_load):
-            moved = False
-            for taker in by_load:
-                if len(held[giver]) - len(held[taker]) < 2:
-                    break
-                movable = [tp for tp in held[giver] if tp[0] in members[taker]]
-                if movable:
-                    tp = max(movable)
-                    held[giver].remove(tp)
-                    held[taker].append(tp)
-                    moved = True
-                    break
-            if moved:
+    """Move partitions one at a time while a move narrows a gap of two or more."""
+    while _move_one(members, held):
+        pass
+
+
+def _move_one(members: Mapping, held: dict) -> bool:
+    """Move one partition from the most loaded member that can give one to the least
+    loaded one that reads its topic and has two or more fewer; False when none can."""
+    by_load = sorted(held, key=lambda m: (len(held[m]), m))
+    for giver in reversed(by_load):
+        for taker in by_load:
+            if len(held[giver]) - len(held[taker]) < 2:
                 break
-        else:
-            return
+            movable = [tp for tp in held[giver] if tp[0] in members[taker]]
+            if movable:
+                tp = max(movable)
+                held[giver].remove(tp)
+                held[taker].append(tp)
+                return True
+    return False
 
 
 ASSIGNORS = {"range": range_assign, "roundrobin": roundrobin_assign, "sticky": sticky_assign}
