@@ -117,7 +117,6 @@ class KafkaMember:
         self._assignment: Assignment | None = None
         self._manual: list | None = None  # the partitions named by hand (pump only)
         self._revoking = False  # leaving the group, until its revoke callback (pump only)
-        self._cooperative = False  # its group rebalances incrementally (set by join)
         self._buffers: dict[TP, _Buffer] = {}
         self._watched: set = set()
         self._generation = 0  # the first assignment is generation 1, as on the embedded store
@@ -129,6 +128,11 @@ class KafkaMember:
 
     # -- membership ------------------------------------------------------------------------
 
+    @property
+    def _cooperative(self) -> bool:
+        """Whether its group rebalances incrementally (cooperative-sticky)."""
+        return self._config.get("partition.assignment.strategy") == "cooperative-sticky"
+
     def join(self, topics: Sequence[str], assignor: str | None = None) -> Assignment | None:
         if assignor is not None:  # the group's members agree on one (Kafka: its protocol)
             if assignor not in KAFKA_ASSIGNORS:
@@ -136,8 +140,6 @@ class KafkaMember:
                                      "store yet", {"assignor": [
                                          f"One of: {', '.join(KAFKA_ASSIGNORS)}."]})
             self._config["partition.assignment.strategy"] = KAFKA_ASSIGNORS[assignor]
-        self._cooperative = self._config.get("partition.assignment.strategy") \
-            == "cooperative-sticky"
         for topic in topics:
             self._admin.partition_count(topic)  # TopicNotFound before anything starts
         self._start_pump(list(topics))

@@ -19,12 +19,14 @@ class StoredEnds:
         self._ends: dict[tuple[str, int], int] = {}
 
     def note(self, topic: str, results: list[dict]) -> None:
-        """Record a produce's results (``{"partition", "offset", ...}`` per record)."""
+        """Record a produce's results (``{"partition", "offset", ...}`` per record, each
+        partition's offsets rising in request order)."""
+        last = {row["partition"]: row["offset"] for row in results}
         with self._lock:
-            for row in results:
-                tp = (topic, row["partition"])
-                if row["offset"] >= self._ends.get(tp, 0):
-                    self._ends[tp] = row["offset"] + 1
+            for partition, offset in last.items():
+                tp = (topic, partition)
+                if offset >= self._ends.get(tp, 0):
+                    self._ends[tp] = offset + 1
 
     def end(self, topic: str, partition: int) -> int:
         """The offset after the last record this node stored there; 0 when none."""
