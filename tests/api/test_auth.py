@@ -533,6 +533,16 @@ def test_env_key_can_do_everything(server):
 
 # -- sessions belong to their key ----------------------------------------------------------------
 
+def test_the_history_shows_a_key_only_its_topics_and_groups(server):
+    from consumer_api.api.state import state_of
+    state_of(server.app).history.take()
+    [sample] = ok(server.as_("reader").client.get("/api/metrics/history"))["samples"]
+    assert sorted(sample["topics"]) == ["billing.a", "orders"]
+    assert sorted(sample["groups"]) == ["billing-1", "billing-2"]
+    [whole] = ok(server.as_("env").client.get("/api/metrics/history"))["samples"]
+    assert sorted(whole["topics"]) == TOPICS and sorted(whole["groups"]) == GROUPS
+
+
 def test_a_key_lists_the_sessions_of_the_groups_it_may_see(server):
     mine = ok(subscribe(server.as_("reader"), "billing-1", ["orders"]))["consumer_id"]
     ok(subscribe(server.as_("env"), "other-group", ["orders"]))
