@@ -284,6 +284,16 @@ def _line_record(line: bytes, fmt: str, key_separator: str | None):
 
 # -- consume ------------------------------------------------------------------------------
 
+def _json_filter(_ctx, _param, text):
+    """The --filter option: JSON text (the server checks the filter itself)."""
+    if text is None:
+        return None
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise click.BadParameter(f"not JSON ({exc})") from None
+
+
 @main.command()
 @click.argument("topic")
 @click.option("--group", "-g", required=True, help="Consumer group.")
@@ -298,28 +308,31 @@ def _line_record(line: bytes, fmt: str, key_separator: str | None):
 @click.option("--assignor", type=click.Choice(["range", "roundrobin", "sticky"]), default=None,
               help="The group's assignor, when this is its first member (default: the "
                    "server's).")
+@click.option("--filter", "record_filter", callback=_json_filter, default=None,
+              metavar="JSON", help='Only records this filter matches, e.g. \'{"key": {"prefix": '
+                                   '"user-"}}\' (see README); the others are skipped and '
+                                   'committed too.')
 @json_option
 @click.pass_context
-def consume(ctx, topic, group, from_beginning, max_records, idle_exit_ms, fmt, assignor):
-    """Print records of TOPIC as a member of GROUP; commits exactly what it printed."""
+def consume(ctx, topic, group, from_beginning, max_records, idle_exit_ms, fmt, assignor,
+            record_filter):
+    """Print records of TOPIC as a member of GROUP; commits exactly what it printed (and,
+    with --filter, what the server skipped)."""
     client = _client(ctx)
     consumer = client.consumer(group, [topic], value_format="bytes", assignor=assignor,
+                               filter=record_filter,
                                auto_offset_reset="earliest" if from_beginning else "latest",
                                timeout_ms=30000 if idle_exit_ms is None else min(idle_exit_ms, 30000))
     printed = 0
     with consumer:
         while max_records is None or printed < max_records:
             batch = consumer.poll(max_records=min(500, (max_records or 500) - printed) or 1)
-            if not batch:
-                if idle_exit_ms is not None:
-                    break
-                continue
-            done = {}
             for rec in batch:
                 click.echo(_render(rec, fmt, ctx.obj["json"]))
-                done[(rec.topic, rec.partition)] = rec.offset + 1
                 printed += 1
-            consumer.commit(done)
+            consumer.commit_handed_out()
+            if not batch and idle_exit_ms is not None and not consumer.scan_limit_reached:
+                break
     if not ctx.obj["json"]:
         click.echo(f"{printed} record(s) printed and committed for group {group}", err=True)
 

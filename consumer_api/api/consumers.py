@@ -5,10 +5,13 @@ import select
 import socket
 from functools import partial
 
+import orjson
+
 from flask import Blueprint, request
 
 from consumer_api.api import response_room
 from consumer_api.api.response_room import RecordBody
+from consumer_api.api.filtering import scan_fields, scan_of
 from consumer_api.api.offsets_wire import offsets_from_wire, offsets_to_wire
 from consumer_api.api.state import state
 from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
@@ -124,25 +127,36 @@ def consume(consumer_id):
         503: NoRoom
     """
     body = json_body(_consume, empty_ok=True)
+    scan = scan_of(body.get("filter"))
     records = RecordBody()
     try:
         spans, _encoding = state().manager.consume(
             consumer_id, body["max_records"], body["timeout_ms"], body["max_bytes_total"],
             body.get("encoding"), owner(), connection_closed(request.environ), client(),
-            records)
+            records, scan)
         if records.refused:
             raise response_room.too_busy()
+        tail = b'],"timestamp":%d%s}' % (state().manager.now_ms(),
+                                          _scan_report(consumer_id, scan))
     except BaseException:
         records.release()
         raise
-    pieces = [b'{"records":[', *records.pieces,
-              b'],"timestamp":%d}' % state().manager.now_ms()]
+    pieces = [b'{"records":[', *records.pieces, tail]
     if not spans:
         records.release()
         return json_response(b"".join(pieces))
     return delivery_tracked_json_response(
         pieces, partial(_delivered, state().metrics, spans, records.release),
         partial(_undelivered, state().manager, consumer_id, spans, records.release))
+
+
+def _scan_report(consumer_id: str, scan) -> bytes:
+    """What a filtered consume's response adds: the scan's figures and the positions it
+    reached (nothing without a filter)."""
+    if not scan.filtered:
+        return b""
+    positions = offsets_to_wire(state().manager.positions(consumer_id, owner()))
+    return scan_fields(scan) + b',"positions":' + orjson.dumps(positions)
 
 
 def _delivered(metrics_, spans, release) -> None:

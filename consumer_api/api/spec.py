@@ -55,6 +55,8 @@ def build_spec(app: Flask, secured: bool = False) -> dict:
         spec.components.parameter(name, value.pop("in"), value)
     for name, value in components.get("responses", {}).items():
         spec.components.response(name, value)
+    for name, value in components.get("schemas", {}).items():
+        spec.components.schema(name, value)
     with app.test_request_context():
         for endpoint in sorted({rule.endpoint for rule in documented_rules(app)}):
             spec.path(view=app.view_functions[endpoint], app=app)

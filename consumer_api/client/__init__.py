@@ -166,11 +166,15 @@ class Client:
             yield batch
 
     def read(self, topic: str, partition: int, offset: int | None = None,
-             max_records: int = 500, value_format: str = "bytes") -> list[ConsumedRecord]:
-        """Stateless read of one partition (no consumer group)."""
+             max_records: int = 500, value_format: str = "bytes",
+             filter: dict | None = None) -> list[ConsumedRecord]:
+        """Stateless read of one partition (no consumer group); with ``filter`` (see
+        README, "Filtering records") only the records it matches."""
         params = {"max_records": max_records}
         if offset is not None:
             params["offset"] = offset
+        if filter is not None:
+            params["filter"] = json.dumps(filter)
         body = self.request("GET", f"/api/topics/{_quote(topic)}/partitions/{partition}/records",
                             params=params)
         return [ConsumedRecord.from_wire(r, value_format, "bytes") for r in body["records"]]
@@ -181,7 +185,8 @@ class Client:
         """A :class:`Consumer` (a context manager: subscribes on enter, unsubscribes on
         exit). Options: auto_offset_reset, value_format, key_format, session_timeout_ms,
         auto_commit, commit_each_batch, max_records, timeout_ms, max_bytes_total,
-        recreate_on_expiry, assignor (the group's, when this is its first member)."""
+        recreate_on_expiry, assignor (the group's, when this is its first member), filter
+        (only the records it matches are returned; commits cover the skipped ones)."""
         return Consumer(self, group_id, [topics] if isinstance(topics, str) else list(topics),
                         **options)
 

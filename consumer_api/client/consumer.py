@@ -98,7 +98,8 @@ class Consumer:
                  session_timeout_ms: int | None = None, auto_commit: bool = False,
                  commit_each_batch: bool = False, max_records: int = 500,
                  timeout_ms: int = 30000, max_bytes_total: int | None = None,
-                 recreate_on_expiry: bool = False, assignor: str | None = None):
+                 recreate_on_expiry: bool = False, assignor: str | None = None,
+                 filter: dict | None = None):
         if value_format not in FORMATS or (key_format or "bytes") not in FORMATS:
             raise ValueError(f"formats are one of {', '.join(FORMATS)}")
         self.client = client
@@ -111,6 +112,7 @@ class Consumer:
         self.max_records = max_records
         self.timeout_ms = timeout_ms
         self.max_bytes_total = max_bytes_total
+        self.filter = filter
         self._subscription = {"group_id": group_id, "topics": topics,
                               "auto_offset_reset": auto_offset_reset, "auto_commit": auto_commit}
         if session_timeout_ms is not None:
@@ -119,6 +121,9 @@ class Consumer:
             self._subscription["assignor"] = assignor
         self.consumer_id: str | None = None
         self._handed_out: dict = {}  # (topic, partition) -> offset after the last record given
+        self._skipped_to: dict = {}  # with a filter: the positions past the last batch's skips
+        #: with a filter: the last poll stopped at the server's bound on records examined
+        self.scan_limit_reached = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -173,6 +178,7 @@ class Consumer:
         records = self._next_batch(timeout_ms, max_records)
         for rec in records:
             self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
+        self._handed_out.update(self._skipped_to)
         return records
 
     def __iter__(self):
@@ -184,15 +190,20 @@ class Consumer:
             for rec in self._next_batch(None, None):
                 self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
                 yield rec
+            self._handed_out.update(self._skipped_to)  # the batch's skipped records too
 
     def _next_batch(self, timeout_ms, max_records) -> list:
         if self.commit_each_batch and self._handed_out:
-            self._commit_handed_out()
+            self.commit_handed_out()
         timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
         body = {"timeout_ms": timeout_ms, "max_records": max_records or self.max_records}
         if self.max_bytes_total:
             body["max_bytes_total"] = self.max_bytes_total
+        if self.filter is not None:
+            body["filter"] = self.filter
         got = self._consume(body)
+        self._skipped_to = _offsets_from_wire(got.get("positions") or {})
+        self.scan_limit_reached = got.get("scan_limit_reached", False)
         return [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
                 for r in got["records"]]
 
@@ -216,9 +227,12 @@ class Consumer:
                 attempt += 1
                 body = {**body, "timeout_ms": max(0, int((deadline - self.clock()) * 1000))}
 
-    def _commit_handed_out(self) -> None:
-        """Commit the records handed out; those of partitions a rebalance moved away are
+    def commit_handed_out(self) -> None:
+        """Commit the records handed out (with a filter: and the records the server
+        skipped before and among them); those of partitions a rebalance moved away are
         left to their new owner (it resumes at the group's last commit: at least once)."""
+        if not self._handed_out:
+            return
         try:
             self.commit(self._handed_out)
         except PartitionNotAssigned:

@@ -303,6 +303,29 @@ def test_consume_max_prints_exactly_n_and_commits_exactly_those(srv, client, nam
     assert client.describe_group(name)["members"] == []  # it left the group
 
 
+def test_consume_filter_prints_the_matches_and_commits_past_the_rest(srv, client, name):
+    client.create_topic(name)
+    lines = "".join(f"{'user' if i % 4 == 0 else 'bot'}-{i}|v{i}\n" for i in range(10))
+    ok(run(srv.base_url, "produce", name, "--key-separator", "|", input=lines))
+    result = run(srv.base_url, "consume", name, "--group", name, "--from-beginning",
+                 "--idle-exit-ms", 0, "--filter", '{"key": {"prefix": "user-"}}')
+    assert ok(result).splitlines() == [f"{name}[0]@{i} user-{i}\tv{i}" for i in (0, 4, 8)]
+    assert group_offsets(srv, name) == {(name, 0): (10, 0)}  # the bots are committed too
+
+
+def test_consume_filter_that_is_not_json_is_a_usage_error(srv, client, name):
+    result = run(srv.base_url, "consume", name, "--group", name, "--filter", "{key")
+    assert result.exit_code == 2 and "not JSON" in result.output
+
+
+def test_consume_filter_the_server_refuses_is_one_clear_line(srv, client, name):
+    client.create_topic(name)
+    result = run(srv.base_url, "consume", name, "--group", name, "--idle-exit-ms", 0,
+                 "--filter", '{"key": {"starts": "x"}}')
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "filter.key" in result.output and "unknown field 'starts'" in result.output
+
+
 @pytest.mark.embedded_only  # (Kafka forgets an empty group's assignor)
 def test_consume_chooses_the_groups_assignor(srv, client, name):
     client.create_topic(name)

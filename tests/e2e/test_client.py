@@ -311,6 +311,18 @@ def test_consumer_chooses_its_groups_assignor(client, name):
         assert client.describe_group(name)["assignor"] == "roundrobin"
 
 
+def test_consumer_filter_hands_out_the_matches_and_commits_past_the_rest(client, name):
+    topic = make_topic(client, name)
+    client.produce(topic, [Record({"n": i}, key=f"k{i}") for i in range(6)])
+    spec = {"value": {"path": "n", "in": [1, 4]}}
+    with client.consumer(name, topic, auto_offset_reset="earliest", value_format="json",
+                         filter=spec, timeout_ms=0) as consumer:
+        assert [r.value for r in consumer.poll()] == [{"n": 1}, {"n": 4}]
+        consumer.commit_handed_out()
+        assert consumer.committed() == {(topic, 0): 6}
+    assert [r.offset for r in client.read(topic, 0, filter={"key": {"equals": "k3"}})] == [3]
+
+
 def test_consumer_leaves_on_exception(client, name):
     topic = make_topic(client, name)
     with pytest.raises(ValueError, match="boom"):

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from consumer_api.api.schemas.common import (ENCODINGS, INT64_MAX, StrictBoolean,
-                                             encoding_field, strict_int)
+from consumer_api.api.schemas.common import (ENCODINGS, INT64_MAX, ScanReportSchema,
+                                             StrictBoolean, encoding_field, filter_field,
+                                             strict_int)
 from consumer_api.api.schemas.records import RecordSchema
 from consumer_api.api.schemas.topics import topic_name_field
 from consumer_api.config import KEYWORDS
@@ -105,11 +106,14 @@ class ConsumeSchema(Schema):
         "description": "truncates the batch (a single larger record still comes alone)"})
     encoding = fields.String(validate=validate.OneOf(ENCODINGS), metadata={
         "description": "default: the session's encoding", "enum": list(ENCODINGS)})
+    filter = filter_field()
 
 
-class ConsumeResponseSchema(Schema):
+class ConsumeResponseSchema(ScanReportSchema):
     records = fields.List(fields.Nested(RecordSchema), required=True)
     timestamp = fields.Integer(required=True, metadata={"description": "server time, epoch ms"})
+    positions = offsets_map_field("with a filter: the session's positions after the consume "
+                                  "(past the records it skipped)")
 
 
 class CommitSchema(Schema):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from consumer_api.api.encodings import DECODERS, MAX_HEADER_NAME_BYTES, Invalid
-from consumer_api.api.schemas.common import INT64_MAX, encoding_field, strict_int
+from consumer_api.api.schemas.common import (INT64_MAX, ScanReportSchema, encoding_field,
+                                             filter_query_field, strict_int)
 
 
 class Utf8String(fields.String):
@@ -100,11 +101,12 @@ class RecordSchema(Schema):
                        "not be shown in the requested encoding"})
 
 
-class RecordListSchema(Schema):
+class RecordListSchema(ScanReportSchema):
     records = fields.List(fields.Nested(RecordSchema), required=True)
     next_offset = fields.Integer(required=True, metadata={
-        "description": "the offset to ask for next: after the last record returned, else "
-                       "where the read started"})
+        "description": "the offset to ask for next: after the last record returned (with a "
+                       "filter: after the last record examined), else where the read "
+                       "started"})
     high_watermark = fields.Integer(required=True, metadata={
         "description": "the partition's high watermark after the read: the read is at the "
                        "end when next_offset reaches it"})
@@ -120,6 +122,7 @@ class ReadQuerySchema(Schema):
     max_bytes_total = fields.Integer(validate=validate.Range(min=1024, max=104857600),
                                      load_default=1048576)
     encoding = encoding_field()
+    filter = filter_query_field()
 
     @validates_schema
     def one_start(self, data, **_kwargs):
