@@ -108,6 +108,12 @@ def consume(consumer_id):
         When none is free it is answered at once with 429 too_many_polls and a
         Retry-After header (seconds): nothing was taken; retry after that pause. A consume
         that returns records, or has timeout_ms 0, is never refused so.
+
+
+        With a filter (RecordFilter) only matching records are returned; the positions move
+        past the others too, so a commit covers records the consumer never saw. A filtered
+        consume examines at most the server's max_filter_scan_records records, then answers
+        with what matched (scan_limit_reached true); its answer adds scanned and positions.
       tags: [consumers]
       operationId: consume
       parameters: [consumer_id]
