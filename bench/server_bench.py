@@ -630,8 +630,8 @@ def filter_bodies(n_bodies: int = N_BODIES, batch: int = BATCH) -> list[bytes]:
             kind = "hit" if (b * batch + i) % FILTER_HIT_EVERY == 0 else "miss"
             value = {"kind": kind, "n": i, "order": {"total": i * 3, "items": [1, 2, 3]},
                      "note": "x" * 24}
-            records.append({"key": f"{kind}-{i}", "value": value})
-        bodies.append(orjson.dumps({"encoding": "json", "records": records}))
+            records.append({"key": f"{kind}-{i}", "value": orjson.dumps(value).decode()})
+        bodies.append(orjson.dumps({"encoding": "text", "records": records}))
     return bodies
 
 
