@@ -8,6 +8,7 @@ from functools import partial
 import orjson
 
 from flask import Blueprint, request
+from werkzeug.routing import BaseConverter
 
 from consumer_api.api import response_room
 from consumer_api.api.response_room import RecordBody
@@ -22,6 +23,17 @@ from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, 
                                                 SubscribeSchema)
 
 bp = Blueprint("consumers", __name__, url_prefix="/api/consumers")
+
+
+class ConsumerIdConverter(BaseConverter):
+    """A consumer id in a path: any segment but ``subscribe`` (that path is the subscribe
+    route's alone, for every method -- OPTIONS lists only its own)."""
+
+    regex = r"(?!subscribe(?![^/]))[^/]+"
+
+
+bp.record_once(lambda setup: setup.app.url_map.converters.setdefault(
+    "consumer_id", ConsumerIdConverter))  # before the routes below are added
 _subscribe, _consume, _commit = SubscribeSchema(), ConsumeSchema(), CommitSchema()
 _seek, _assign, _close = SeekSchema(), ManualAssignmentSchema(), CloseQuerySchema()
 
@@ -85,7 +97,7 @@ def subscribe():
                                body["encoding"], owner(), client(), body.get("assignor"))
 
 
-@bp.post("/<consumer_id>/consume")
+@bp.post("/<consumer_id:consumer_id>/consume")
 def consume(consumer_id):
     """Consume.
     ---
@@ -177,7 +189,7 @@ def _undelivered(manager_, consumer_id, spans, release) -> None:
     manager_.give_back(consumer_id, spans)
 
 
-@bp.post("/<consumer_id>/commit")
+@bp.post("/<consumer_id:consumer_id>/commit")
 def commit(consumer_id):
     """Commit.
     ---
@@ -191,7 +203,13 @@ def commit(consumer_id):
         content:
           application/json:
             schema: CommitSchema
-            example: {offsets: {orders: {"0": 42}}}
+            examples:
+              positions:
+                summary: the current positions (what was returned so far)
+                value: {}
+              offsets:
+                summary: chosen offsets (each owned, within [log start, high watermark])
+                value: {offsets: {orders: {"0": 1}}}
       responses:
         200:
           description: what was committed
@@ -206,7 +224,7 @@ def commit(consumer_id):
     return {"success": True, "message": "offsets committed", "offsets": offsets_to_wire(done)}
 
 
-@bp.post("/<consumer_id>/seek")
+@bp.post("/<consumer_id:consumer_id>/seek")
 def seek(consumer_id):
     """Seek.
     ---
@@ -261,7 +279,7 @@ def list_sessions():
     return {"sessions": found}
 
 
-@bp.get("/<consumer_id>/assignment")
+@bp.get("/<consumer_id:consumer_id>/assignment")
 def get_assignment(consumer_id):
     """Assignment.
     ---
@@ -279,7 +297,7 @@ def get_assignment(consumer_id):
     return state().manager.get_assignment(consumer_id, owner())
 
 
-@bp.put("/<consumer_id>/assignment")
+@bp.put("/<consumer_id:consumer_id>/assignment")
 def put_assignment(consumer_id):
     """Manual assignment.
     ---
@@ -307,7 +325,7 @@ def put_assignment(consumer_id):
     return state().manager.assign(consumer_id, body["topics"], owner())
 
 
-@bp.get("/<consumer_id>/position")
+@bp.get("/<consumer_id:consumer_id>/position")
 def position(consumer_id):
     """Position.
     ---
@@ -325,7 +343,7 @@ def position(consumer_id):
     return {"offsets": offsets_to_wire(state().manager.positions(consumer_id, owner()))}
 
 
-@bp.get("/<consumer_id>/committed")
+@bp.get("/<consumer_id:consumer_id>/committed")
 def committed(consumer_id):
     """Committed.
     ---
@@ -344,7 +362,7 @@ def committed(consumer_id):
     return {"offsets": offsets_to_wire(state().manager.committed(consumer_id, owner()))}
 
 
-@bp.delete("/<consumer_id>")
+@bp.delete("/<consumer_id:consumer_id>")
 def close(consumer_id):
     """Close.
     ---

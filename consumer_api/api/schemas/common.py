@@ -38,12 +38,13 @@ def filter_field() -> fields.Raw:
 
 
 def filter_query_field() -> fields.String:
-    """A read's ``filter``: the JSON text of a filter."""
+    """A read's ``filter``: the JSON text of a filter (documented as a JSON-serialised
+    RecordFilter: ``x-json-content``, see api/spec.py)."""
     return fields.String(metadata={
-        "description": "JSON text of a RecordFilter: return only the records it matches; "
+        "description": "a RecordFilter as JSON text: return only the records it matches; "
                        "next_offset moves past the others too. A read examines at most the "
                        "server's max_filter_scan_records records.",
-        "example": '{"key": {"prefix": "user-"}}'})
+        "x-json-content": FILTER_REF})
 
 
 class ScanReportSchema(Schema):

@@ -55,7 +55,26 @@ class ProduceRecordSchema(Schema):
         "description": "epoch ms; default: the server's time of append"})
 
 
+#: standard, padded base64 (what ``encoding: base64`` takes), or null
+BASE64_OR_NULL = {"type": "string", "nullable": True,
+                  "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"}
+
+
+def _keys_and_values(schema: dict) -> dict:
+    """A rule on every record's key and value."""
+    return {"records": {"items": {"properties": {"key": schema, "value": schema}}}}
+
+
 class ProduceRequestSchema(Schema):
+    #: keys and values as the encoding says: base64 strings (the default), any strings
+    #: (text), any JSON (json)
+    OPENAPI_RULES = {"anyOf": [
+        {"required": ["encoding"], "properties": {"encoding": {"enum": ["json"]}}},
+        {"required": ["encoding"], "properties": {
+            "encoding": {"enum": ["text"]},
+            **_keys_and_values({"type": "string", "nullable": True})}},
+        {"properties": {"encoding": {"enum": ["base64"]}, **_keys_and_values(BASE64_OR_NULL)}},
+    ]}
     records = fields.List(fields.Nested(ProduceRecordSchema), required=True,
                           validate=validate.Length(min=1), metadata={
                               "example": [{"key": "dXNlci0x", "value": "aGVsbG8=",
@@ -114,10 +133,12 @@ class RecordListSchema(ScanReportSchema):
 
 class ReadQuerySchema(Schema):
     offset = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX), metadata={
-        "description": "first offset to read; default: the log start"})
+        "description": "first offset to read (not with timestamp: 400); default: the log "
+                       "start; beyond the high watermark: 400 offset_out_of_range"})
     timestamp = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX), metadata={
         "description": "instead of offset: read from the first record stored at or after "
-                       "this time (epoch ms); the end when there is none"})
+                       "this time (epoch ms); the end when there is none. Not with offset: "
+                       "400"})
     max_records = fields.Integer(validate=validate.Range(min=1, max=10000), load_default=500)
     max_bytes_total = fields.Integer(validate=validate.Range(min=1024, max=104857600),
                                      load_default=1048576)
