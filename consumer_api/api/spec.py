@@ -22,6 +22,7 @@ from marshmallow.exceptions import RegistryError
 
 from consumer_api import __version__
 from consumer_api.api.schemas.common import ErrorSchema
+from consumer_api.api.schemas.records import VALUE_RULES
 from consumer_api.topic_rules import TOPIC_NAME_DOCUMENTED
 
 #: route prefixes that belong to the API (documented); others (static, Swagger UI) do not
@@ -65,6 +66,7 @@ def build_spec(app: Flask, secured: bool = False) -> dict:
             spec.path(view=app.view_functions[endpoint], app=app)
     document = spec.to_dict()
     _add_schema_rules(document)
+    _produce_body_by_encoding(document["components"]["schemas"])
     _json_query_parameters(document)
     _add_common_responses(document, secured)
     return document
@@ -83,6 +85,34 @@ def _json_query_parameters(document: dict) -> None:
                         "example": {"key": {"prefix": "user-"}}}}
                     param.setdefault("description", schema.get("description", ""))
                     del param["schema"]
+
+
+def _produce_body_by_encoding(schemas: dict) -> None:
+    """The produce body as one of three shapes, one per ``encoding`` (``Base64ProduceRequest``
+    and its ``Base64RecordIn``, ``Text...``, ``Json...``), each saying what its keys and
+    values may be (:data:`~consumer_api.api.schemas.records.VALUE_RULES`) -- so a base64
+    value given as a number, or not padded, is invalid by the document as by the server."""
+    request, record = schemas["ProduceRequest"], schemas["ProduceRecord"]
+    shapes = []
+    for encoding, rule in VALUE_RULES.items():
+        name = encoding.capitalize()
+        shaped = copy.deepcopy(record)
+        for field in ("key", "value") if rule else ():
+            shaped["properties"][field] = dict(
+                rule, description=record["properties"][field].get("description", ""))
+        schemas[f"{name}RecordIn"] = shaped
+        body = copy.deepcopy(request)
+        body["properties"]["records"]["items"] = {"$ref": f"#/components/schemas/{name}RecordIn"}
+        said = body["properties"]["encoding"]
+        said["enum"] = [encoding]
+        if encoding != "base64":  # the default needs no word; the others do
+            said.pop("default", None)
+            body["required"] = sorted({*body.get("required", ()), "encoding"})
+        schemas[f"{name}ProduceRequest"] = body
+        shapes.append({"$ref": f"#/components/schemas/{name}ProduceRequest"})
+    schemas["ProduceRequest"] = {"oneOf": shapes,
+                                 "description": "records, with keys and values as the encoding "
+                                                "says (base64 by default)"}
 
 
 def _add_schema_rules(document: dict) -> None:
