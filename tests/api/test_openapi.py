@@ -92,6 +92,16 @@ FIXED_BUGS = {
     "commit-arabic-indic-digit": (
         ("POST", "/api/consumers/{consumer_id}/commit", {"offsets": {"orders": {"\u0661": 0}}}),
         400),
+    # Werkzeug merged "//" and redirected (308) a topic named with a slash to another one
+    "read-topic-with-a-slash": (("GET", "/api/topics/orders//partitions/0/records", None), 404),
+    # the {consumer_id} routes took the word "subscribe" too (DELETE .../subscribe, ...)
+    "delete-subscribe": (("DELETE", "/api/consumers/subscribe", None), 405),
+    "seek-two-targets": (("POST", "/api/consumers/{consumer_id}/seek",
+                          {"position": "end", "offset": 5}), 400),
+    "group-offsets-and-reset": (("POST", "/api/consumer-groups/nobody/offsets",
+                                 {"offsets": {"orders": {"0": 0}}, "reset": "latest"}), 400),
+    "produce-base64-value-as-number": (("POST", "/api/topics/{topic}/records",
+                                        {"records": [{"value": 0}]}), 400),
     "group-offsets-superscript-digit": (
         ("POST", "/api/consumer-groups/nobody/offsets", {"offsets": {"orders": {"\u00b2": 1}}}),
         400),
@@ -883,8 +893,11 @@ def _send_and_check(st_schema, client, seeds, request_, expected):
     url = path.format(**{name: values[0] for name, values in seeds.items()})
     response = client.open(url, method=method, **({} if body is None else {"json": body}))
     operation = st_schema.find_operation_by_path(method, url)
+    assert response.status_code == expected, response.get_data(as_text=True)
+    if operation is None:  # a path no operation matches ("a//b"): the envelope still
+        assert set(response.get_json()) == {"error", "code", "details"}
+        return
     try:
-        assert response.status_code == expected, response.get_data(as_text=True)
         operation.validate_response(response)
     finally:
         created = CREATED.get(operation.definition.raw["operationId"])
