@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import json
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -340,4 +341,14 @@ def test_a_group_is_reset_to_a_time(server, page):
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Reset").click()
     wait_until(lambda: committed(server, "audit") == [2], "the group reset to offset 2")
+    assert page.problems == []
+
+
+def test_the_server_root_leads_to_the_console_and_it_to_swagger_ui(server, page):
+    page.goto(server.url("/"))
+    page.get_by_role("link", name="Topics").wait_for()
+    assert urlsplit(page.url).path == "/console/"
+    page.get_by_role("link", name="API (Swagger UI)").click()
+    page.locator(".opblock").first.wait_for()
+    assert urlsplit(page.url).path == "/swagger/"
     assert page.problems == []
