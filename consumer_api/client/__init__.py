@@ -34,10 +34,12 @@ import requests
 
 from consumer_api.client import errors
 from consumer_api.client.consumer import ConsumedRecord, Consumer
-from consumer_api.client.errors import ApiError, ClientError, ConnectionFailed
+from consumer_api.client.errors import (ApiError, ClientError, ConnectionFailed,
+                                        why_unreachable)
+from consumer_api.client.offsets import TopicPartition, offsets_from_wire, offsets_to_wire
 
 __all__ = ["Client", "Record", "Consumer", "ConsumedRecord", "errors", "ApiError",
-           "ClientError", "ConnectionFailed"]
+           "ClientError", "ConnectionFailed", "TopicPartition"]
 
 #: records per produce request, and payload bytes per request (the server takes 16 MiB)
 BATCH_RECORDS = 5000
@@ -104,7 +106,8 @@ class Client:
                 method, self.base_url + path, json=json_body, params=params,
                 timeout=(self.connect_timeout, read_timeout or self.timeout))
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"cannot reach {self.base_url}: {exc}") from exc
+            raise ConnectionFailed(f"cannot reach {self.base_url}: {why_unreachable(exc)}") \
+                from exc
         try:
             body = resp.json()
         except ValueError:
@@ -199,18 +202,21 @@ class Client:
         return self.request("GET", f"/api/consumer-groups/{_quote(group_id)}")
 
     def reset_group(self, group_id: str, to: str, topics=None) -> dict:
-        """Move an empty group's committed offsets to ``earliest`` or ``latest``."""
+        """Move an empty group's committed offsets to ``earliest`` or ``latest``; the
+        offsets now committed, ``{TopicPartition: offset}``."""
         body = {"reset": to}
         if topics:
             body["topics"] = list(topics)
-        return self.request("POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
-                            body)["offsets"]
+        return offsets_from_wire(self.request(
+            "POST", f"/api/consumer-groups/{_quote(group_id)}/offsets", body)["offsets"])
 
     def set_group_offsets(self, group_id: str, offsets: dict) -> dict:
-        """``offsets``: ``{topic: {partition: offset}}``."""
-        wire = {t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()}
-        return self.request("POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
-                            {"offsets": wire})["offsets"]
+        """Commit ``offsets`` for an empty group (``{(topic, partition): offset}`` or
+        ``{topic: {partition: offset}}``); the offsets now committed, as
+        :meth:`reset_group`."""
+        return offsets_from_wire(self.request(
+            "POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
+            {"offsets": offsets_to_wire(offsets)})["offsets"])
 
     def delete_group(self, group_id: str) -> None:
         self.request("DELETE", f"/api/consumer-groups/{_quote(group_id)}")

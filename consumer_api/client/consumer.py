@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 from consumer_api.client.errors import (ClientError, ConsumerNotFound, PartitionNotAssigned,
                                         TooManyPolls)
+from consumer_api.client.offsets import (TopicPartition, assignment_from_wire,
+                                         offsets_from_wire, offsets_to_wire)
 
 log = logging.getLogger(__name__)
 FORMATS = ("bytes", "text", "json")
@@ -71,21 +73,6 @@ def _decode(wire, fmt: str):
     except ValueError:
         log.debug("a %d-byte value is not %s: it is handed out as bytes", len(data), fmt)
         return data
-
-
-def _offsets_to_wire(offsets: dict) -> dict:
-    """``{topic: {partition: offset}}`` or ``{(topic, partition): offset}`` -> wire form."""
-    out: dict = {}
-    for k, v in offsets.items():
-        if isinstance(k, tuple):
-            out.setdefault(k[0], {})[str(k[1])] = v
-        else:
-            out[k] = {str(p): o for p, o in v.items()}
-    return out
-
-
-def _offsets_from_wire(wire: dict) -> dict:
-    return {(t, int(p)): o for t, parts in wire.items() for p, o in parts.items()}
 
 
 class Consumer:
@@ -177,7 +164,7 @@ class Consumer:
         ``commit_each_batch`` it first commits what earlier polls handed out."""
         records = self._next_batch(timeout_ms, max_records)
         for rec in records:
-            self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
+            self._handed_out[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
         self._handed_out.update(self._skipped_to)
         return records
 
@@ -188,7 +175,7 @@ class Consumer:
         the middle of a batch never commits the records after the last one received."""
         while True:
             for rec in self._next_batch(None, None):
-                self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
+                self._handed_out[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
                 yield rec
             self._handed_out.update(self._skipped_to)  # the batch's skipped records too
 
@@ -202,7 +189,7 @@ class Consumer:
         if self.filter is not None:
             body["filter"] = self.filter
         got = self._consume(body)
-        self._skipped_to = _offsets_from_wire(got.get("positions") or {})
+        self._skipped_to = offsets_from_wire(got.get("positions") or {})
         self.scan_limit_reached = got.get("scan_limit_reached", False)
         return [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
                 for r in got["records"]]
@@ -236,8 +223,8 @@ class Consumer:
         try:
             self.commit(self._handed_out)
         except PartitionNotAssigned:
-            owned = self.assignment()
-            mine = {tp: o for tp, o in self._handed_out.items() if tp[1] in owned.get(tp[0], ())}
+            owned = set(self.assignment())
+            mine = {tp: o for tp, o in self._handed_out.items() if tp in owned}
             self._handed_out = {}
             if mine:
                 try:
@@ -248,8 +235,8 @@ class Consumer:
     def commit(self, offsets: dict | None = None) -> dict:
         """Commit the positions (exactly the records handed out so far), or ``offsets``
         (``{topic: {partition: offset}}`` or ``{(topic, partition): offset}``)."""
-        body = {} if offsets is None else {"offsets": _offsets_to_wire(offsets)}
-        done = _offsets_from_wire(self._call("POST", "commit", body)["offsets"])
+        body = {} if offsets is None else {"offsets": offsets_to_wire(offsets)}
+        done = offsets_from_wire(self._call("POST", "commit", body)["offsets"])
         for tp, offset in done.items():  # handed-out records now committed
             if self._handed_out.get(tp, -1) <= offset:
                 self._handed_out.pop(tp, None)
@@ -263,7 +250,7 @@ class Consumer:
         body = {k: v for k, v in (("topic", topic), ("partition", partition),
                                   ("offset", offset), ("position", position),
                                   ("timestamp", timestamp)) if v is not None}
-        return _offsets_from_wire(self._call("POST", "seek", body)["offsets"])
+        return offsets_from_wire(self._call("POST", "seek", body)["offsets"])
 
     def seek_to_beginning(self, topic: str | None = None) -> dict:
         return self.seek(topic, position="beginning")
@@ -272,15 +259,17 @@ class Consumer:
         return self.seek(topic, position="end")
 
     def position(self) -> dict:
-        return _offsets_from_wire(self._call("GET", "position")["offsets"])
+        return offsets_from_wire(self._call("GET", "position")["offsets"])
 
     def committed(self) -> dict:
-        return _offsets_from_wire(self._call("GET", "committed")["offsets"])
+        return offsets_from_wire(self._call("GET", "committed")["offsets"])
 
-    def assignment(self) -> dict:
-        """``{topic: [partitions]}`` this session reads now."""
-        return self._call("GET", "assignment")["assignment"]
+    def assignment(self) -> list:
+        """The partitions this session reads now: sorted ``[TopicPartition]``."""
+        return assignment_from_wire(self._call("GET", "assignment")["assignment"])
 
-    def assign(self, topics: dict) -> dict:
-        """Manual assignment ``{topic: [partitions]}`` (leaves group management)."""
-        return self._call("PUT", "assignment", {"topics": topics})["assignment"]
+    def assign(self, topics: dict) -> list:
+        """Manual assignment ``{topic: [partitions]}`` (leaves group management); the
+        partitions now read, as :meth:`assignment`."""
+        return assignment_from_wire(
+            self._call("PUT", "assignment", {"topics": topics})["assignment"])
