@@ -173,14 +173,26 @@ class Client:
              filter: dict | None = None) -> list[ConsumedRecord]:
         """Stateless read of one partition (no consumer group); with ``filter`` (see
         README, "Filtering records") only the records it matches."""
+        return self.read_page(topic, partition, offset, max_records=max_records,
+                              value_format=value_format, filter=filter)["records"]
+
+    def read_page(self, topic: str, partition: int, offset: int | None = None, *,
+                  timestamp: int | None = None, max_records: int = 500,
+                  value_format: str = "bytes", filter: dict | None = None) -> dict:
+        """One page of a stateless read, from ``offset`` (default: the log start) or the
+        first record at or after ``timestamp`` (epoch ms): ``{"records": [ConsumedRecord],
+        "next_offset": where the next page starts, "high_watermark": the partition's end}``
+        -- read on from ``next_offset`` until it reaches ``high_watermark``."""
         params = {"max_records": max_records}
-        if offset is not None:
-            params["offset"] = offset
+        for name, value in (("offset", offset), ("timestamp", timestamp)):
+            if value is not None:
+                params[name] = value
         if filter is not None:
             params["filter"] = json.dumps(filter)
         body = self.request("GET", f"/api/topics/{_quote(topic)}/partitions/{partition}/records",
                             params=params)
-        return [ConsumedRecord.from_wire(r, value_format, "bytes") for r in body["records"]]
+        return {**body, "records": [ConsumedRecord.from_wire(r, value_format, "bytes")
+                                    for r in body["records"]]}
 
     # -- consumers -------------------------------------------------------------------------
 
