@@ -62,6 +62,15 @@ def out(ctx, data, table=None) -> None:
         print_table(*table)
 
 
+def delete_after_asking(ctx, kind: str, name: str, also: str, yes: bool, delete) -> None:
+    """Ask (unless ``yes``) whether to delete ``kind`` ``name`` and ``also``, then
+    ``delete(name)`` and say so."""
+    if not yes:
+        click.confirm(f"Delete {kind} {name!r} and {also}?", abort=True)
+    delete(name)
+    out(ctx, {"message": f"{kind} deleted", kind: name}, ([[name, "deleted"]], [kind, "status"]))
+
+
 def print_table(rows: list, columns: list) -> None:
     """Rows under a header and a rule, columns padded; an empty cell shows ``-``."""
     if not rows:

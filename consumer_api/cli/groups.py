@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import click
 
-from consumer_api.cli.base import client_of, json_option, main, out, print_table
+from consumer_api.cli.base import (client_of, delete_after_asking, json_option, main, out,
+                                   print_table)
 from consumer_api.cli.consume import epoch_ms
 from consumer_api.client import TopicPartition
 from consumer_api.client.errors import GroupNotFound
@@ -155,8 +156,5 @@ def _new_offset(client, topic: str, info: dict, now, target: str, value) -> int:
 @click.pass_context
 def groups_delete(ctx, group, yes):
     """Delete an idle group and its committed offsets."""
-    if not yes:
-        click.confirm(f"Delete group {group!r} and its committed offsets?", abort=True)
-    client_of(ctx).delete_group(group)
-    out(ctx, {"message": "group deleted", "group": group},
-        ([[group, "deleted"]], ["group", "status"]))
+    delete_after_asking(ctx, "group", group, "its committed offsets", yes,
+                        client_of(ctx).delete_group)

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import click
 
-from consumer_api.cli.base import client_of, json_option, main, out
+from consumer_api.cli.base import client_of, delete_after_asking, json_option, main, out
 
 
 @main.group()
@@ -62,7 +62,4 @@ def topics_describe(ctx, name):
 @click.pass_context
 def topics_delete(ctx, name, yes):
     """Delete a topic and all its records."""
-    if not yes:
-        click.confirm(f"Delete topic {name!r} and all its records?", abort=True)
-    client_of(ctx).delete_topic(name)
-    out(ctx, {"message": "topic deleted", "topic": name}, ([[name, "deleted"]], ["topic", "status"]))
+    delete_after_asking(ctx, "topic", name, "all its records", yes, client_of(ctx).delete_topic)
