@@ -19,7 +19,9 @@ pytestmark = pytest.mark.usefixtures("openapi_built_once")
 
 BOUND_S = 5.0
 CONSUME_ROUTE = "/api/consumers/<consumer_id>/consume"
-FRAME_OVERHEAD = 37  # storage/records.py: fixed header bytes of one record frame
+#: storage/batches.py: the fixed header of a batch; each of its records adds a 1-byte
+#: length (values under 128 bytes, keyless, one timestamp) and its value
+BATCH_OVERHEAD = 38
 
 
 # -- helpers --------------------------------------------------------------------------------
@@ -307,16 +309,16 @@ def test_log_size_bytes_per_topic_grows_with_produce(client, api):
     got = scrape(client)
     assert got.value("consumer_api_log_size_bytes", topic="a") == 0
     assert got.value("consumer_api_log_size_bytes", topic="b") == 0
-    produce(api, "a", 3, value=b"v" * 10)                  # 3 frames of 37 + 10 bytes
-    produce(api, "a", 2, partition=1, value=b"w" * 100)    # 2 frames of 37 + 100 bytes
+    produce(api, "a", 3, value=b"v" * 10)                  # a batch in each partition
+    produce(api, "a", 2, partition=1, value=b"w" * 100)    # one batch
     got = scrape(client)
     size_a = got.value("consumer_api_log_size_bytes", topic="a")
-    assert size_a == 3 * (FRAME_OVERHEAD + 10) + 2 * (FRAME_OVERHEAD + 100)
+    assert size_a == 3 * BATCH_OVERHEAD + 3 * (1 + 10) + 2 * (1 + 100)
     assert size_a == sum(p["size_bytes"] for p in api.describe("a")["partitions"])
     assert got.value("consumer_api_log_size_bytes", topic="b") == 0
     produce(api, "b", 1, value=b"z")
     got = scrape(client)
-    assert got.value("consumer_api_log_size_bytes", topic="b") == FRAME_OVERHEAD + 1
+    assert got.value("consumer_api_log_size_bytes", topic="b") == BATCH_OVERHEAD + 1 + 1
     assert got.value("consumer_api_log_size_bytes", topic="a") == size_a
     # a deleted topic leaves the gauge
     assert client.delete("/api/topics/b").status_code == 200

@@ -31,7 +31,7 @@ from consumer_api.clock import wall_clock_ms
 from consumer_api.config import Config, MiB
 from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
 from consumer_api.offset_rules import out_of_range
-from consumer_api.embedded.storage import records, segment_loader
+from consumer_api.embedded.storage import formats, records, segment_loader
 from consumer_api.embedded.storage.durable import fsync_dir
 from consumer_api.embedded.storage.segment import Segment
 
@@ -91,10 +91,15 @@ def _segment_bases(directory: str) -> list[int]:
 
 class PartitionLog:
     def __init__(self, directory: str, config: LogConfig = LogConfig(),
-                 now_ms: Callable[[], int] = wall_clock_ms, name: tuple | None = None):
-        """``name``: ``(topic, partition)``, which an offset out of range names."""
+                 now_ms: Callable[[], int] = wall_clock_ms, name: tuple | None = None,
+                 segment_format=formats.CURRENT):
+        """``name``: ``(topic, partition)``, which an offset out of range names.
+        ``segment_format``: the format module new segments are written in (the current
+        one; tests and benchmarks pass format 1's). Segments of another format are read
+        as they are; an active one found at opening is rolled (sealed, a new one made)."""
         self.directory = directory
         self.name = name
+        self._format = segment_format
         self.config = config
         self._now_ms = now_ms
         self.lock = threading.Lock()
@@ -120,15 +125,29 @@ class PartitionLog:
             self._add_segment(seg)
         if bases:
             seg, report.dropped_bytes, report.reason = segment_loader.recover(
-                self.directory, bases[-1], self.config.segment_bytes, interval)
+                self.directory, bases[-1], self.config.segment_bytes, interval, self._format)
             if report.dropped_bytes:
                 log.warning("%s: recovery dropped %d bytes at the tail (%s)",
                             self.directory, report.dropped_bytes, report.reason)
         else:
-            seg = Segment.create(self.directory, 0, self.config.segment_bytes, interval)
+            seg = Segment.create(self.directory, 0, self.config.segment_bytes, interval,
+                                 self._format)
         self._add_segment(seg)
+        if seg.codec is not self._format:
+            self._change_format()
         report.high_watermark = self.active.next_offset
         return report
+
+    def _change_format(self) -> None:
+        """Appends go on in the log's format: an empty active segment of another format
+        is rewritten as one of it; a non-empty one is rolled."""
+        if self.active.empty:
+            self.active.reformat(self._format)
+        else:
+            log.info("%s: segment %d is of format %d; new records go to a new segment of "
+                     "format %d", self.directory, self.active.base_offset,
+                     self.active.codec.FORMAT, self._format.FORMAT)
+            self._roll(self.config.segment_bytes)
 
     def _add_segment(self, seg: Segment) -> None:
         self.segments.append(seg)
@@ -152,7 +171,7 @@ class PartitionLog:
     @property
     def size_bytes(self) -> int:
         with self.lock:
-            return sum(seg.size for seg in self.segments)
+            return sum(seg.batch_bytes for seg in self.segments)
 
     def offsets(self) -> tuple[int, int]:
         """``(log_start_offset, high_watermark)`` read together."""
@@ -195,15 +214,15 @@ class PartitionLog:
 
     def _encode(self, batch, now: int) -> records.EncodedBatch:
         seg = self.active
-        return records.encode_batch(batch, seg.next_offset, now,
-                                    self.config.index_interval_bytes, seg.since_mark,
-                                    seg.max_timestamp)
+        return seg.codec.encode_batch(batch, seg.next_offset, now,
+                                      self.config.index_interval_bytes, seg.since_mark,
+                                      seg.max_timestamp)
 
     def _make_room(self, nbytes: int) -> None:
         """Roll so that ``nbytes`` fit in the active segment (a batch larger than
         ``segment_bytes`` gets a segment of its own size)."""
         capacity = max(self.config.segment_bytes, nbytes)
-        if self.active.size == 0:
+        if self.active.empty:
             self.active.grow(capacity)
         else:
             self._roll(capacity)
@@ -213,7 +232,7 @@ class PartitionLog:
         fails first and the old segment simply stays active."""
         old = self.active
         new = Segment.create(self.directory, old.next_offset, capacity,
-                             self.config.index_interval_bytes)
+                             self.config.index_interval_bytes, self._format)
         old.seal()
         self._add_segment(new)
         self._fsync_directory()
@@ -321,14 +340,15 @@ class PartitionLog:
             if cfg.retention_ms >= 0:
                 horizon = now - cfg.retention_ms
                 act = self.active
-                if act.size and act.max_timestamp < horizon:
+                if not act.empty and act.max_timestamp < horizon:
                     self._roll(cfg.segment_bytes)
                 while len(self.segments) > 1 and self.segments[0].max_timestamp < horizon:
                     deleted += self._delete_oldest()
             if cfg.retention_bytes >= 0:
-                total = sum(seg.size for seg in self.segments)
-                while len(self.segments) > 1 and total - self.segments[0].size >= cfg.retention_bytes:
-                    total -= self.segments[0].size
+                total = sum(seg.batch_bytes for seg in self.segments)
+                while len(self.segments) > 1 and \
+                        total - self.segments[0].batch_bytes >= cfg.retention_bytes:
+                    total -= self.segments[0].batch_bytes
                     deleted += self._delete_oldest()
         return deleted
 
@@ -340,7 +360,7 @@ class PartitionLog:
             if self.closed:
                 return 0
             act = self.active
-            if act.size and act.next_offset <= offset:
+            if not act.empty and act.next_offset <= offset:
                 self._roll(self.config.segment_bytes)
             while len(self.segments) > 1 and self.segments[0].next_offset <= offset:
                 deleted += self._delete_oldest()

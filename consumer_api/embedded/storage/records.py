@@ -1,4 +1,7 @@
-"""Record framing: how one record is laid out in a segment's ``.log`` file.
+"""Segment format 1: one frame per record, as every ``.log`` file was written before record
+batches (:mod:`batches`, format 2). Segments of this format are still read, recovered and
+(when a log is opened with it, as tests and benchmarks do) appended to; new segments are
+written in format 2.
 
 Frame layout (little-endian), one frame per record, frames back to back::
 
@@ -73,6 +76,11 @@ class ScanResult(NamedTuple):
     marks: list  # IndexMark for kept frames, positions absolute
     scanned_end: int  # position after the last intact frame seen (>= end)
     stop_reason: str  # "end" (clean), "torn" (bad frame/CRC), "offset", "batch" (torn batch)
+
+
+#: format-1 files have no file header: the first frame starts at byte 0
+FILE_HEADER = b""
+FORMAT = 1
 
 
 class CorruptRecordError(Exception):
@@ -266,6 +274,22 @@ def frame_at(buf, pos: int, limit: int):
     if frame is None or zlib.crc32(buf[pos + 8:pos + frame[3]]) != _PREFIX.unpack_from(buf, pos)[1]:
         return None
     return frame
+
+
+def batch_at(buf, pos: int, limit: int) -> int | None:
+    """The offset of the CRC-valid frame at ``pos`` if it is the first of its batch, or
+    None."""
+    frame = frame_at(buf, pos, limit)
+    return frame[0] if frame is not None and frame[2] & FIRST_IN_BATCH else None
+
+
+def offset_for_timestamp(buf, pos: int, end: int, start_offset: int, timestamp: int):
+    """The first offset ``>= start_offset`` whose record's timestamp is ``>= timestamp``
+    among the frames from ``pos`` to ``end``, or None."""
+    for offset, ts, _pos, _size in iter_frames(buf, pos, end):
+        if offset >= start_offset and ts >= timestamp:
+            return offset
+    return None
 
 
 def scan(buf, pos: int, limit: int, expected_offset: int, mark_interval: int,

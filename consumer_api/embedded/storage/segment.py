@@ -1,7 +1,9 @@
-"""A segment: one ``.log`` file of frames plus its ``.index`` and ``.timeindex``.
+"""A segment: one ``.log`` file of record batches plus its ``.index`` and ``.timeindex``.
 
-Files are named by the 20-digit base offset (``00000000000000000000.log``). Frame format:
-:mod:`records`; index formats: :mod:`index`.
+Files are named by the 20-digit base offset (``00000000000000000000.log``). A segment's
+format (:mod:`formats`): :mod:`batches` (format 2, what new segments are written in) or
+:mod:`records` (format 1, segments written before batches), held as ``codec``; index
+formats: :mod:`index`. Index entries point at the start of a batch (format 1: of a frame).
 
 A segment is *active* (the last of its partition: writable maps of preallocated, sparse
 files whose blocks are reserved ahead of the writes) or *sealed* (trimmed to its real
@@ -16,7 +18,7 @@ from __future__ import annotations
 import logging
 import os
 
-from consumer_api.embedded.storage import records
+from consumer_api.embedded.storage import formats, records
 from consumer_api.embedded.storage.index import OffsetIndex, TimeIndex, index_paths
 from consumer_api.embedded.storage.mapped_file import MappedFile, map_readonly
 
@@ -30,11 +32,16 @@ def index_capacity(log_capacity: int, interval: int) -> int:
 
 class Segment:
     """State: ``base_offset``; ``next_offset`` (after the last record); ``size`` (bytes of
-    frames); ``max_timestamp`` (-1 when empty); ``since_mark`` (log bytes after the last
-    index entry); ``active``."""
+    the ``.log`` in use: its file header, if any, and batches); ``start`` (where the first
+    batch starts: the file header's length); ``max_timestamp`` (-1 when empty);
+    ``since_mark`` (log bytes after the last index entry); ``active``; ``codec`` (the
+    format module)."""
 
-    def __init__(self, directory: str, base_offset: int, interval: int):
+    def __init__(self, directory: str, base_offset: int, interval: int,
+                 codec=formats.CURRENT):
         self.directory = directory
+        self.codec = codec
+        self.start = len(codec.FILE_HEADER)
         self.base_offset = base_offset
         self.interval = interval
         self.log_path, self.index_path, self.timeindex_path = index_paths(directory, base_offset)
@@ -52,11 +59,13 @@ class Segment:
     # -- opening (existing segments: segment_loader) ---------------------------------------
 
     @classmethod
-    def create(cls, directory: str, base_offset: int, capacity: int, interval: int) -> "Segment":
-        """A new, empty active segment (raises StorageFull if its blocks cannot be reserved)."""
-        seg = cls(directory, base_offset, interval)
+    def create(cls, directory: str, base_offset: int, capacity: int, interval: int,
+               codec=formats.CURRENT) -> "Segment":
+        """A new, empty active segment with room for ``capacity`` bytes of batches (raises
+        StorageFull if its blocks cannot be reserved)."""
+        seg = cls(directory, base_offset, interval, codec)
         entries = index_capacity(capacity, interval)
-        seg._log = MappedFile(seg.log_path, capacity, create=True)
+        seg._log = MappedFile(seg.log_path, capacity + seg.start, create=True)
         try:
             seg.index = OffsetIndex(seg.index_path, entries, writable=True, create=True)
             seg.timeindex = TimeIndex(seg.timeindex_path, entries, writable=True, create=True)
@@ -65,7 +74,28 @@ class Segment:
             seg.remove_files()
             raise
         seg.activate(seg._log)
+        seg.write_file_header()
         return seg
+
+    @property
+    def empty(self) -> bool:
+        return self.next_offset == self.base_offset
+
+    @property
+    def batch_bytes(self) -> int:
+        """Bytes of batches (the file header left out): what the segment stores."""
+        return self.size - self.start
+
+    def write_file_header(self) -> None:
+        """Write the format's file header at the start of an empty active segment."""
+        self._log.write(0, self.codec.FILE_HEADER)
+        self.size = self.start
+
+    def reformat(self, codec) -> None:
+        """Make an empty active segment one of format ``codec``."""
+        self.codec = codec
+        self.start = len(codec.FILE_HEADER)
+        self.write_file_header()
 
     def activate(self, log_file: MappedFile) -> None:
         """Make the segment the active one, appending through ``log_file`` (a writable
@@ -82,7 +112,7 @@ class Segment:
     def grow(self, capacity: int) -> None:
         """Give an empty active segment room for one batch larger than its capacity (its
         indexes keep their size: a full index only makes lookups scan further)."""
-        self._log.grow(capacity)
+        self._log.grow(capacity + self.start)
         self.data = self._log.map
 
     def reserve(self, batch: records.EncodedBatch) -> None:
@@ -156,15 +186,16 @@ class Segment:
     # -- reading ---------------------------------------------------------------------------
 
     def entry_points_at_its_frame(self, i: int) -> bool:
-        """Whether offset-index entry ``i`` points at a frame header carrying its offset."""
+        """Whether offset-index entry ``i`` points at a batch header carrying its offset."""
         rel, pos = self.index.get(i)
-        frame = records.header_at(self.data, pos, self.size)
+        frame = self.codec.header_at(self.data, pos, self.size)
         return frame is not None and frame[0] == self.base_offset + rel
 
     def _position(self, rel: int) -> int:
         """Where to start scanning for relative offset ``rel``: the greatest index entry at
-        or before it whose frame really carries its offset. An entry that does not (an
-        index damaged in a plausible-looking way) is skipped with a warning."""
+        or before it whose batch really starts at its offset (the first batch when none).
+        An entry that does not (an index damaged in a plausible-looking way) is skipped
+        with a warning."""
         i = self.index.floor(rel)
         while i > 0:
             if self.entry_points_at_its_frame(i - 1):
@@ -172,15 +203,15 @@ class Segment:
             log.warning("%s: index entry %d does not match the log; scanning from the one "
                         "before", self.index_path, i - 1)
             i -= 1
-        return 0
+        return self.start
 
     def read(self, offset: int, max_records: int, max_bytes: int, taken: int):
         """Records from ``offset`` (or the first one after it): ``(records, taken,
         stopped)`` where ``stopped`` says a limit ended the read before the segment's end.
-        See :func:`records.decode_from`."""
+        See :func:`batches.decode_from`."""
         pos = self._position(offset - self.base_offset)
-        got, taken, stop = records.decode_from(self.data, pos, self.size, max_records, max_bytes,
-                                          min_offset=offset, taken=taken)
+        got, taken, stop = self.codec.decode_from(self.data, pos, self.size, max_records,
+                                                  max_bytes, min_offset=offset, taken=taken)
         return got, taken, stop < self.size
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
@@ -190,7 +221,4 @@ class Segment:
         rel = self.timeindex.scan_start(timestamp)
         start = self.base_offset + rel
         pos = self._position(rel)
-        for offset, ts, _pos, _size in records.iter_frames(self.data, pos, self.size):
-            if offset >= start and ts >= timestamp:
-                return offset
-        return None
+        return self.codec.offset_for_timestamp(self.data, pos, self.size, start, timestamp)

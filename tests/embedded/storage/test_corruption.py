@@ -1,5 +1,9 @@
 """Corruption recovery: build a log of a few segments, close it, damage its files, reopen.
 
+These logs are of segment format 1 (a frame per record, :mod:`records`), as data
+directories written before record batches hold them; format 2's own damage tests are in
+``test_batch_corruption.py`` (which reuses the helpers here).
+
 Damage at the tail of the active segment (junk, a flipped byte, a torn batch) must cost
 exactly the damaged batch(es) and nothing else; damaged index files must cost nothing at
 all (they are rebuilt from the log); a damaged record in a sealed segment must surface as
@@ -62,16 +66,18 @@ def norm(got: list) -> list:
 
 
 class Built:
-    """A closed log on disk: ``expected`` records, ``batches`` as ``(base, count)``."""
+    """A closed log on disk: ``expected`` records, ``batches`` as ``(base, count)``;
+    segments written in ``segment_format``."""
 
-    def __init__(self, data_dir: str, config: LogConfig):
+    def __init__(self, data_dir: str, config: LogConfig, segment_format=records):
         self.dir = data_dir
         self.config = config
+        self.segment_format = segment_format
         self.expected: list = []
         self.batches: list = []
 
     def open(self) -> PartitionLog:
-        return PartitionLog(self.dir, self.config)
+        return PartitionLog(self.dir, self.config, segment_format=self.segment_format)
 
     def append(self, plog: PartitionLog, new_records) -> int:
         base = plog.append(new_records)
@@ -99,12 +105,13 @@ class Built:
 
 
 def build(data_dir: str, config: LogConfig = CONFIG, segments: int = 4, seed: int = 7,
-          active_min_bytes: int = 4 * KiB, last_batch: int | None = None) -> Built:
+          active_min_bytes: int = 4 * KiB, last_batch: int | None = None,
+          segment_format=records) -> Built:
     """Append batches of 1..8 records until there are ``segments`` segments and the active
     one holds at least ``active_min_bytes``; with ``last_batch``, end with a batch of that
     many records. Closes the log."""
     rng = random.Random(seed)
-    b = Built(data_dir, config)
+    b = Built(data_dir, config, segment_format)
     plog = b.open()
     try:
         while len(plog.segments) < segments or plog.active.size < active_min_bytes:
@@ -668,7 +675,7 @@ def test_reopen_scans_only_the_tail_of_a_large_active_segment(data_dir, monkeypa
     (as after a kill); ``torn``: and the last batch is torn."""
     config = LogConfig(segment_bytes=64 * MiB, index_interval_bytes=4096)
     rng = random.Random(11)
-    plog = PartitionLog(data_dir, config)
+    plog = PartitionLog(data_dir, config, segment_format=records)
     max_batch = 0
     value = bytes(rng.choice(b"0123456789") for _ in range(3000))
     try:
@@ -709,7 +716,7 @@ def test_reopen_scans_only_the_tail_of_a_large_active_segment(data_dir, monkeypa
 
     monkeypatch.setattr(records, "frame_at", counting_frame_at)
     monkeypatch.setattr(records, "scan", counting_scan)
-    plog = PartitionLog(data_dir, config)
+    plog = PartitionLog(data_dir, config, segment_format=records)
     try:
         monkeypatch.undo()
         bound = 3 * config.index_interval_bytes + 2 * max_batch

@@ -9,6 +9,7 @@ import threading
 
 import pytest
 
+from consumer_api.embedded.storage import batches
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
 from consumer_api.embedded.storage.records import HEADER_SIZE, encode_headers
 from consumer_api.records import NewRecord, Record
@@ -26,15 +27,24 @@ class Model:
 
     def __init__(self):
         self.records: list[Record] = []
+        self.batch_bytes: dict[int, int] = {}  # base offset -> bytes of its batch on disk
 
     def add(self, base, batch, now):
         assert base == len(self.records), "base offsets must be dense"
+        self.batch_bytes[base] = len(batches.encode_batch(batch, base, now, 1, 0, -1).data)
         for i, r in enumerate(batch):
             self.records.append(Record(base + i, now if r.timestamp is None else r.timestamp,
                                        r.key, r.value, dict(r.headers) if r.headers else None))
 
 
+def disk_bytes(model, start, end) -> int:
+    """Bytes of a segment's ``.log`` holding the batches from ``start`` to ``end``."""
+    return len(batches.FILE_HEADER) + sum(n for base, n in model.batch_bytes.items()
+                                          if start <= base < end)
+
+
 def frame_size(rec) -> int:
+    """What a record counts against ``max_bytes`` (format 1's frame size)."""
     key, value, headers = rec[2], rec[3], rec[4]
     return HEADER_SIZE + len(key or b"") + len(value or b"") + len(encode_headers(headers or {}))
 
@@ -162,7 +172,7 @@ def test_sealed_segments_are_trimmed_to_their_frames(filled, clock):
         for base, end in zip(bases, ends):
             if base not in sealed_bases:
                 continue
-            want = sum(frame_size(r) for r in model.records[base:end])
+            want = disk_bytes(model, base, end)
             assert os.path.getsize(os.path.join(plog.directory, f"{base:020d}.log")) == want
             idx = os.path.getsize(os.path.join(plog.directory, f"{base:020d}.index"))
             tidx = os.path.getsize(os.path.join(plog.directory, f"{base:020d}.timeindex"))
@@ -287,7 +297,7 @@ def test_batch_bigger_than_a_segment_gets_its_own_segment(make_log, clock):
     after = [NewRecord(None, b"after")]
     model.add(plog.append(after), after, clock.now_ms())
     assert segment_bases(plog.directory) == [0, 3, 11]
-    big_bytes = sum(frame_size(r) for r in model.records[3:11])
+    big_bytes = disk_bytes(model, 3, 11)
     assert big_bytes > 4096
     assert os.path.getsize(os.path.join(plog.directory, f"{3:020d}.log")) == big_bytes
     assert read_all(plog) == model.records
@@ -584,7 +594,7 @@ def test_retention_by_size_keeps_at_least_retention_bytes(make_log, clock, data_
         b = [NewRecord(None, b"%05d" % i + b"s" * 195)]
         model.add(plog.append(b), b, clock.now_ms())
     total = plog.size_bytes
-    assert total == sum(frame_size(r) for r in model.records)
+    assert total == sum(model.batch_bytes.values())
     bases = segment_bases(data_dir)
     deleted = plog.enforce_retention(clock.now_ms())
     assert deleted > 0
@@ -592,7 +602,8 @@ def test_retention_by_size_keeps_at_least_retention_bytes(make_log, clock, data_
     assert remaining == bases[deleted:]
     size = plog.size_bytes
     assert size >= 10_000
-    first_size = os.path.getsize(os.path.join(data_dir, f"{remaining[0]:020d}.log"))
+    first_size = os.path.getsize(os.path.join(data_dir, f"{remaining[0]:020d}.log")) - \
+        len(batches.FILE_HEADER)
     assert size - first_size < 10_000  # deleting one more would go below the limit
     assert plog.log_start_offset == remaining[0]
     assert read_all(plog) == model.records[remaining[0]:]
