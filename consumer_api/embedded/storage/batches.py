@@ -360,7 +360,11 @@ def scan(buf, pos: int, limit: int, expected_offset: int, mark_interval: int,
     marks = []
     reason = "end"
     while True:
-        if pos + 4 > limit or _U32.unpack_from(buf, pos)[0] == 0:
+        if pos + 4 > limit:
+            if bytes(buf[pos:limit]).strip(b"\0"):
+                reason = "torn"  # a few bytes of a batch's length field
+            break
+        if _U32.unpack_from(buf, pos)[0] == 0:
             break
         found = header_at(buf, pos, limit)
         if found is None or (verify and not crc_ok(buf, pos, found[3])):

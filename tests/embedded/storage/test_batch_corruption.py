@@ -1,0 +1,306 @@
+"""Damage to logs of segment format 2 (record batches): a batch is the unit of loss.
+
+At the tail of the active segment a damaged or torn batch is dropped whole, with whatever
+follows it, and nothing before it; a damaged batch inside a sealed segment (or inside the
+active one, behind the tail that recovery checks) is reported as CorruptLog by every read
+that reaches its records -- never skipped -- while the records around it still read;
+damaged index files cost nothing. The logs are built and checked with the helpers of
+``test_corruption.py`` (format 1's tests).
+"""
+from __future__ import annotations
+
+import os
+import random
+import struct
+
+import pytest
+
+from consumer_api.embedded.storage import batches
+from consumer_api.embedded.storage.index import index_paths
+from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
+from consumer_api.errors import CorruptLog
+from consumer_api.records import NewRecord
+
+from .test_corruption import (
+    INDEX_DAMAGE, KiB, MiB, _damage_index, append_and_check, assert_log_is, flip_byte,
+    norm, patch_file, read_bytes, truncate_expected, ts_of)
+from .test_corruption import build as build_any
+
+
+def build(data_dir: str, **kw):
+    return build_any(data_dir, segment_format=batches, **kw)
+
+
+def batches_in(path: str) -> list:
+    """``(base_offset, position, size, count)`` of every batch of a format-2 ``.log``."""
+    data = read_bytes(path)
+    assert data.startswith(batches.FILE_HEADER)
+    out, pos = [], len(batches.FILE_HEADER)
+    while pos < len(data):
+        found = batches.header_at(data, pos, len(data))
+        assert found is not None, f"test setup: no batch at {pos}"
+        out.append((found[0], pos, found[3], found[2]))
+        pos += found[3]
+    return out
+
+
+# -- the tail of the active segment ----------------------------------------------------------
+
+@pytest.mark.parametrize("junk_len", [1, 9, 60, 700, 3000])
+def test_junk_over_the_active_tail_drops_the_damaged_batches_only(data_dir, junk_len):
+    b = build(data_dir, active_min_bytes=4 * KiB, last_batch=6)
+    log_path = b.paths("active")[0]
+    file_len = os.path.getsize(log_path)
+    old = read_bytes(log_path)
+    junk = bytearray(random.Random(junk_len).randbytes(junk_len))
+    junk[0] = old[file_len - junk_len] ^ 0xFF  # the first junk byte does damage
+    junk[-1] = junk[-1] or 1
+    patch_file(log_path, file_len - junk_len, bytes(junk))
+    first_bad = next(x for x in batches_in_bytes(old) if x[1] + x[2] > file_len - junk_len)
+
+    plog = b.open()
+    try:
+        assert plog.recovery.reason == "torn"
+        assert plog.high_watermark == first_bad[0]
+        assert plog.recovery.dropped_bytes == file_len - first_bad[1]
+        truncate_expected(b, first_bad[0])
+        assert_log_is(plog, b.expected)
+    finally:
+        plog.close()
+    assert os.path.getsize(log_path) == first_bad[1]
+    append_and_check(b, first_bad[0])
+    assert batches_in(log_path)[-1][0] + batches_in(log_path)[-1][3] == len(b.expected)
+
+
+def batches_in_bytes(data: bytes) -> list:
+    out, pos = [], len(batches.FILE_HEADER)
+    while pos < len(data):
+        found = batches.header_at(data, pos, len(data))
+        out.append((found[0], pos, found[3], found[2]))
+        pos += found[3]
+    return out
+
+
+#: where in the last batch a byte is flipped: (name, position from the batch's start; a
+#: negative one from its end)
+FLIPS = [("length", 0), ("crc", 5), ("base_offset", 9), ("count", 17), ("first_ts", 21),
+         ("max_ts", 30), ("attributes", 36), ("widths", 37), ("value_length", 38),
+         ("data", -40), ("last_byte", -1)]
+
+
+@pytest.mark.parametrize("where,at", FLIPS, ids=[f[0] for f in FLIPS])
+def test_a_flipped_byte_anywhere_in_the_last_batch_drops_that_batch_whole(data_dir, where, at):
+    b = build(data_dir, last_batch=7)
+    log_path = b.paths("active")[0]
+    base, pos, size, count = batches_in(log_path)[-1]
+    assert count == 7
+    flip_byte(log_path, pos + at if at >= 0 else pos + size + at)
+    plog = b.open()
+    try:
+        assert plog.recovery.reason == "torn"
+        assert plog.recovery.dropped_bytes == size
+        assert plog.high_watermark == base
+        truncate_expected(b, base)
+        assert_log_is(plog, b.expected)
+    finally:
+        plog.close()
+    append_and_check(b, base)
+
+
+@pytest.mark.parametrize("cut", [1, 4, 8, 37, "half", -1])
+@pytest.mark.parametrize("preallocated", [False, True])
+def test_a_torn_last_batch_is_dropped_whole(data_dir, cut, preallocated):
+    """The file ends inside the last batch (as a kill during its write leaves it); with
+    ``preallocated`` the rest of the segment's room follows as zeros."""
+    b = build(data_dir, last_batch=9)
+    log_path = b.paths("active")[0]
+    base, pos, size, _count = batches_in(log_path)[-1]
+    keep = {"half": size // 2}.get(cut, cut if isinstance(cut, int) and cut > 0 else size - 1)
+    os.truncate(log_path, pos + keep)
+    # recovery counts what it drops up to the last non-zero byte (zeros are free space)
+    dropped = len(read_bytes(log_path)[pos:].rstrip(b"\0"))
+    if preallocated:
+        os.truncate(log_path, b.config.segment_bytes)
+    plog = b.open()
+    try:
+        assert plog.high_watermark == base
+        assert plog.recovery.dropped_bytes == dropped > 0
+        truncate_expected(b, base)
+        assert_log_is(plog, b.expected)
+    finally:
+        plog.close()
+    assert os.path.getsize(log_path) == pos
+    append_and_check(b, base)
+
+
+def test_a_dropped_batch_does_not_return_behind_a_shorter_one(data_dir):
+    """After a torn batch is dropped, a shorter batch written over its start must not make
+    the rest of the old one look valid at the next opening."""
+    b = build(data_dir, last_batch=10)
+    log_path = b.paths("active")[0]
+    base, pos, size, _ = batches_in(log_path)[-1]
+    flip_byte(log_path, pos + size - 1)
+    plog = b.open()
+    try:
+        assert plog.high_watermark == base
+        truncate_expected(b, base)
+        b.append(plog, [NewRecord(None, b"short", None, ts_of(base))])
+    finally:
+        plog.close()
+    plog = b.open()
+    try:
+        assert plog.recovery.dropped_bytes == 0
+        assert_log_is(plog, b.expected)
+    finally:
+        plog.close()
+
+
+def test_an_empty_segment_file_left_by_a_crash_mid_roll_becomes_a_format2_segment(data_dir):
+    b = build(data_dir)
+    hw = len(b.expected)
+    path = index_paths(data_dir, hw)[0]
+    with open(path, "wb") as f:
+        f.write(bytes(4096))  # created and preallocated, header not yet written
+    plog = b.open()
+    try:
+        assert plog.recovery.dropped_bytes == 0
+        assert plog.active.base_offset == hw and plog.active.codec is batches
+        assert_log_is(plog, b.expected)
+    finally:
+        plog.close()
+    append_and_check(b, hw)
+    assert read_bytes(path).startswith(batches.FILE_HEADER)
+
+
+# -- a damaged batch that recovery does not look at --------------------------------------------
+
+def _victim(log_path: str, index_path: str, where: str) -> tuple:
+    found = batches_in(log_path)
+    with open(index_path, "rb") as f:
+        indexed = {rel for rel, _pos in struct.iter_unpack("<II", f.read())}
+    first = found[0][0]
+    if where == "middle":  # a batch no index entry points at
+        return next(x for x in found[len(found) // 2:-1] if x[0] - first not in indexed)
+    if where == "indexed":
+        return next(x for x in found[1:-1] if x[0] - first in indexed)
+    return found[0] if where == "first" else found[-1]
+
+
+@pytest.mark.parametrize("where", ["middle", "first", "last", "indexed"])
+@pytest.mark.parametrize("part", ["data", "header"])
+def test_a_damaged_batch_in_a_sealed_segment_is_reported_on_every_read_of_it(data_dir, where,
+                                                                             part):
+    b = build(data_dir, segments=5)
+    log_path, index_path, _ = b.paths("sealed")
+    base, pos, size, count = _victim(log_path, index_path, where)
+    seg = batches_in(log_path)
+    first_off, seg_end = seg[0][0], seg[-1][0] + seg[-1][3]
+    # "header": the count, so the header no longer adds up (its CRC is wrong too)
+    flip_byte(log_path, pos + size - 2 if part == "data" else pos + 17, 0x40)
+    plog = b.open()
+    try:
+        assert plog.recovery.dropped_bytes == 0
+        assert plog.high_watermark == len(b.expected)
+        for off in (base, base + count - 1):
+            with pytest.raises(CorruptLog):
+                plog.read(off, max_records=1)
+        with pytest.raises(CorruptLog):  # a read across it fails: nothing is skipped
+            plog.read(first_off, max_records=10_000, max_bytes=1 << 30)
+        if base > first_off:
+            got = plog.read(first_off, max_records=base - first_off, max_bytes=1 << 30)
+            assert norm(got) == b.expected[first_off:base]
+        for off in list(range(0, first_off)) + list(range(base + count, len(b.expected))):
+            if part == "header" and first_off <= off < seg_end:
+                continue  # a batch after a damaged header cannot be located
+            assert norm(plog.read(off, max_records=1)) == [b.expected[off]], off
+        got = plog.read(seg_end, max_records=10_000, max_bytes=1 << 30)
+        assert norm(got) == b.expected[seg_end:]
+        assert plog.append([NewRecord(b"k", b"after", None, ts_of(len(b.expected)))]) == \
+            len(b.expected)
+    finally:
+        plog.close()
+
+
+def test_a_damaged_batch_inside_the_active_segment_is_reported_not_dropped(data_dir):
+    """Recovery checks the tail from the last index entry on; a batch damaged before that
+    stays, and reads that reach it fail (the records after it were acknowledged)."""
+    b = build(data_dir, active_min_bytes=6 * KiB)
+    log_path, index_path, _ = b.paths("active")
+    base, pos, size, count = _victim(log_path, index_path, "middle")
+    flip_byte(log_path, pos + size - 2)
+    plog = b.open()
+    try:
+        assert plog.recovery.dropped_bytes == 0
+        assert plog.high_watermark == len(b.expected)
+        with pytest.raises(CorruptLog):
+            plog.read(base, max_records=count)
+        after = base + count
+        assert norm(plog.read(after, max_records=10_000, max_bytes=1 << 30)) == \
+            b.expected[after:]
+    finally:
+        plog.close()
+
+
+# -- indexes --------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("damage", INDEX_DAMAGE)
+@pytest.mark.parametrize("which", ["active", "sealed"])
+def test_damaged_index_files_are_rebuilt_without_losing_a_record(data_dir, which, damage):
+    b = build(data_dir)
+    _damage_index(which, damage, b)
+    plog = b.open()
+    try:
+        assert plog.recovery.dropped_bytes == 0
+        assert_log_is(plog, b.expected)
+    finally:
+        plog.close()
+    append_and_check(b, len(b.expected))
+
+
+@pytest.mark.parametrize("tail", ["clean", "crashed", "torn"])
+def test_reopen_checks_only_the_tail_of_a_large_active_segment(data_dir, monkeypatch, tail):
+    """~32 MiB of batches in one 64 MiB segment: reopening checks the CRCs of a few index
+    intervals' worth of batches, not the segment's."""
+    config = LogConfig(segment_bytes=64 * MiB, index_interval_bytes=4096)
+    rng = random.Random(11)
+    value = bytes(rng.choice(b"0123456789") for _ in range(3000))
+    plog = PartitionLog(data_dir, config)
+    max_batch = 0
+    try:
+        while plog.active.size < 32 * MiB:
+            off = plog.high_watermark
+            before = plog.active.size
+            plog.append([NewRecord(None, value[:rng.randint(500, 3000)], None, ts_of(off + i))
+                         for i in range(rng.randint(1, 4))])
+            max_batch = max(max_batch, plog.active.size - before)
+        hw = plog.high_watermark
+        last = plog.read(hw - 1)
+    finally:
+        plog.close()
+    log_path, index_path, timeindex_path = index_paths(data_dir, 0)
+    size = os.path.getsize(log_path)
+    if tail in ("crashed", "torn"):
+        os.truncate(log_path, config.segment_bytes)
+        for path in (index_path, timeindex_path):
+            os.truncate(path, os.path.getsize(path) + 64 * KiB)
+    if tail == "torn":
+        flip_byte(log_path, size - 1)
+    checked = [0]
+    crc_ok = batches.crc_ok
+
+    def counting_crc_ok(buf, pos, n):
+        checked[0] += n
+        return crc_ok(buf, pos, n)
+
+    monkeypatch.setattr(batches, "crc_ok", counting_crc_ok)
+    plog = PartitionLog(data_dir, config)
+    try:
+        monkeypatch.undo()
+        assert 0 < checked[0] <= 3 * config.index_interval_bytes + 3 * max_batch, checked
+        if tail == "torn":
+            assert 0 < plog.high_watermark < hw
+        else:
+            assert plog.high_watermark == hw
+            assert plog.read(hw - 1) == last
+    finally:
+        plog.close()
