@@ -186,11 +186,33 @@ def batch_at(buf, pos: int, limit: int) -> int | None:
 
 # -- reading -----------------------------------------------------------------------------------
 
-class _Columns:
-    """One batch's columns, unpacked (lazily sliced into records by :meth:`records`)."""
+class _Lengths:
+    """A length column: ``raw`` entries (-1 for null), ``lens`` (nulls as 0), ``total``
+    bytes of data, which starts at ``at``."""
 
-    __slots__ = ("base", "count", "first_ts", "values", "keys", "headers", "deltas",
-                 "data_at", "buf")
+    __slots__ = ("raw", "lens", "nulls", "total", "at")
+
+    def __init__(self, raw: tuple, at: int):
+        self.raw = raw
+        self.nulls = min(raw) < 0
+        self.lens = [x if x > 0 else 0 for x in raw] if self.nulls else raw
+        self.total = sum(self.lens)
+        self.at = at
+
+    def items(self, buf, start: int, stop: int) -> list:
+        """Items ``start`` to ``stop - 1``: bytes, or None for a null."""
+        ends = list(accumulate(self.lens[:stop], initial=self.at))
+        items = [buf[i:j] for i, j in zip(ends[start:stop], ends[start + 1:])]
+        if self.nulls:
+            items = [None if n < 0 else x for n, x in zip(self.raw[start:stop], items)]
+        return items
+
+
+class _Columns:
+    """One batch's columns, unpacked; records are sliced out by :meth:`records`.
+    CorruptRecordError when the lengths do not add up to the batch's size."""
+
+    __slots__ = ("base", "count", "first_ts", "values", "keys", "headers", "deltas", "buf")
 
     def __init__(self, buf, pos: int, size: int):
         (_length, _crc, self.base, n, self.first_ts, _max, attributes,
@@ -206,69 +228,48 @@ class _Columns:
             code = (widths >> 2 * slot) & 3
             cols.append(struct.unpack_from(f"<{n}{_CODES[code]}", buf, at))
             at += n * _WIDTHS[code]
-        self.values, self.keys, self.headers, self.deltas = cols
-        self.data_at = at
-        if at + _stored(self.values) + _stored(self.keys) + _stored(self.headers) \
-                != pos + size:
+        self.deltas = cols[3]
+        self.values = self.keys = self.headers = None
+        for name, raw in zip(("values", "keys", "headers"), cols):
+            if raw is not None:
+                column = _Lengths(raw, at)
+                setattr(self, name, column)
+                at += column.total
+        if at != pos + size:
             raise CorruptRecordError(f"a damaged batch at byte {pos} (lengths do not add up)")
+
+    def _data_columns(self):
+        return [c for c in (self.values, self.keys, self.headers) if c is not None]
 
     def sizes(self, start: int, stop: int) -> list:
         """What records ``start`` to ``stop - 1`` count against ``max_bytes``, each."""
-        sizes = list(map(add, _nonneg(self.values[start:stop]),
-                         repeat(RECORD_OVERHEAD, stop - start)))
-        for col in (self.keys, self.headers):
-            if col is not None:
-                sizes = list(map(add, sizes, _nonneg(col[start:stop])))
-        return sizes
+        sizes = repeat(RECORD_OVERHEAD, stop - start)
+        for column in self._data_columns():
+            sizes = map(add, sizes, column.lens[start:stop])
+        return list(sizes)
 
     def total_size(self, start: int, stop: int) -> int:
         if start == 0 and stop == self.count:
-            return (RECORD_OVERHEAD * self.count + _stored(self.values) + _stored(self.keys)
-                    + _stored(self.headers))
+            return RECORD_OVERHEAD * self.count + sum(c.total for c in self._data_columns())
         return sum(self.sizes(start, stop))
 
     def records(self, start: int, stop: int) -> list:
         """Records ``start`` to ``stop - 1`` as ``(offset, timestamp, key, value,
         headers)`` tuples."""
         k = stop - start
-        at = self.data_at
-        values, at = _slices(self.buf, self.values, at, start, stop)
-        keys, headers = repeat(None, k), repeat(None, k)  # two iterators: zip takes each
-        if self.keys is not None:
-            keys, at = _slices(self.buf, self.keys, at, start, stop)
+        buf = self.buf
+        values = self.values.items(buf, start, stop)
+        keys = repeat(None, k) if self.keys is None else self.keys.items(buf, start, stop)
+        headers = repeat(None, k)
         if self.headers is not None:
-            raw, at = _slices(self.buf, self.headers, at, start, stop)
-            headers = [FrozenHeaders(decode_headers(h)) if h else None for h in raw]
+            headers = [FrozenHeaders(decode_headers(h)) if h else None
+                       for h in self.headers.items(buf, start, stop)]
         if self.deltas is None:
             stamps = repeat(self.first_ts, k)
         else:
             stamps = map(add, self.deltas[start:stop], repeat(self.first_ts, k))
         base = self.base
         return list(zip(range(base + start, base + stop), stamps, keys, values, headers))
-
-
-def _nonneg(lengths):
-    """``lengths`` with the nulls' -1 as 0."""
-    return lengths if min(lengths, default=0) >= 0 else [max(x, 0) for x in lengths]
-
-
-def _stored(lengths) -> int:
-    """Bytes of data a length column accounts for (0 for an absent column)."""
-    if lengths is None:
-        return 0
-    total = sum(lengths)
-    return total if min(lengths) >= 0 else sum(_nonneg(lengths))
-
-
-def _slices(buf, lengths: tuple, at: int, start: int, stop: int) -> tuple[list, int]:
-    """Items ``start`` to ``stop - 1`` of the column whose data starts at ``at`` (bytes,
-    None for a length of -1), and where the column's data ends."""
-    plain = min(lengths) >= 0
-    ends = list(accumulate(lengths if plain else _nonneg(lengths), initial=at))
-    items = list(map(buf.__getitem__, map(slice, ends[start:stop], ends[start + 1:stop + 1])))
-    if not plain:
-        items = [None if n < 0 else x for n, x in zip(lengths[start:stop], items)]
-    return items, ends[-1]
 
 
 def decode_from(buf, pos: int, end: int, max_records: int, max_bytes: int,
