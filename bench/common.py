@@ -211,16 +211,18 @@ def prepare_base_dir(requested: str | None, min_free: int, fmt=human_bytes,
     return base, fst, warnings
 
 
-def git_commit(*paths: str) -> str:
-    """Short commit of the repository, noting uncommitted changes under ``paths`` (relative
-    to the repository root; the code a benchmark measures)."""
+def git_commit(*paths: str, root=ROOT) -> str:
+    """Short commit of the repository at ``root`` (default: this checkout), noting
+    uncommitted changes under ``paths`` (relative to the repository root; the code a
+    benchmark measures)."""
+    repo = Path(root)
     try:
-        out = subprocess.run(["git", "-C", str(ROOT), "rev-parse", "--short", "HEAD"],
+        out = subprocess.run(["git", "-C", str(repo), "rev-parse", "--short", "HEAD"],
                              capture_output=True, text=True, timeout=5)
         commit = out.stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(ROOT), "status", "--porcelain", "--", *paths],
+        dirty = subprocess.run(["git", "-C", str(repo), "status", "--porcelain", "--", *paths],
                                capture_output=True, text=True, timeout=5)
-        where = " or ".join(p + "/" if (ROOT / p).is_dir() else p for p in paths)
+        where = " or ".join(p + "/" if (repo / p).is_dir() else p for p in paths)
         suffix = f" (+ uncommitted changes in {where})" if dirty.stdout.strip() else ""
         return commit + suffix if commit else "?"
     except (OSError, subprocess.SubprocessError):

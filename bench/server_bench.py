@@ -4,7 +4,7 @@
 Run from the project root::
 
     .venv/bin/python bench/server_bench.py [--quick] [--only N,...] [--backend kafka]
-        [--json PATH] [--dir DIR]
+        [--baseline CHECKOUT] [--json PATH] [--dir DIR]
 
 Each figure group starts its own server exactly as ``make run`` does (``python -m gunicorn
 -c gunicorn.conf.py --bind 127.0.0.1:<free port>`` from the repository root) on a fresh data
@@ -27,6 +27,13 @@ directory, waits for ``GET /api/health/ready``, measures, and stops it with SIGT
 
 ``--backend kafka`` runs figures 1, 2, 3, 7 and 8 on the Kafka store (a local single-node
 broker) and then the same figures on the embedded engine, in the same run and table.
+
+``--baseline CHECKOUT`` measures another checkout of the project (e.g. ``git worktree add
+/tmp/before main``) in the same run: each figure group runs on this checkout's server, then
+on the baseline's, alternately; the baseline's rows are marked ``[baseline]`` and each row
+of this checkout says its ratio to the baseline's. Throughputs are also given in records
+per trivial-request time (figure 7, measured on the same server), the figure that does not
+move with the machine's speed or load.
 
 The table goes to stdout, progress to stderr, the same rows as JSON to
 bench/results/server-<timestamp>.json (or --json PATH). Servers are killed and data
@@ -184,8 +191,8 @@ def gunicorn_version() -> str:
 
 @contextlib.contextmanager
 def running_server(name: str, workdir: str, env: dict | None = None, extra_args=(),
-                   oddities: list | None = None):
-    srv = Server(name, workdir, env, extra_args, stop_timeout=STOP_TIMEOUT_S)
+                   oddities: list | None = None, root=ROOT):
+    srv = Server(name, workdir, env, extra_args, root=root, stop_timeout=STOP_TIMEOUT_S)
     progress(f"starting server {name!r} ({srv.describe_settings() or 'defaults'}) ...")
     try:
         srv.start()
@@ -1203,31 +1210,64 @@ def store_settings(backend: str, workdir: str):
 
 
 def run_figures(workdir: str, only: set, sizes: dict, rng: random.Random, store_env: dict,
-                oddities: list) -> list[Row]:
+                oddities: list, checkouts=(("", ROOT),)) -> list[Row]:
     """The chosen figures on one store (``store_env``: its server settings), a server per
-    figure group; a figure that fails gives an error row."""
+    figure group and checkout (``(label, root)``; label "" for this one), the checkouts
+    taking turns group by group; a figure that fails gives an error row."""
     rows: list[Row] = []
-    ceiling: dict = {}
+    ceilings: dict = {label: {} for label, _root in checkouts}
     for name, figs in GROUPS:
         figs = [f for f in figs if f in only]
         if not figs:
             continue
         env, extra = server_settings(name, sizes)
         env = {**env, **store_env}
-        current = figs[0]
-        try:
-            with running_server(name, workdir, env, extra, oddities) as srv:
-                for fig in figs:
-                    current = fig
-                    t0 = perf_counter()
-                    rows += FIGURES[fig](srv, sizes, ceiling, rng)
-                    progress(f"fig {fig} done in {perf_counter() - t0:.1f} s")
-        except (BenchError, requests.RequestException, OSError, KeyError, TypeError,
-                ValueError, threading.BrokenBarrierError) as exc:
-            progress(f"fig {current}: ERROR {exc!r}\n" + traceback.format_exc())
-            rows.append(error_row(current, exc))
-            oddities.append(f"figure {current} failed: {str(exc).splitlines()[0][:300]}")
+        for label, root in checkouts:
+            got = run_group(name, figs, workdir, env, extra, oddities, root, sizes,
+                            ceilings[label], rng, label)
+            for r in got:
+                if label:
+                    r.benchmark += f" [{label}]"
+                    r.key += f"_{label}"
+            rows += got
     return rows
+
+
+def run_group(name: str, figs: list, workdir: str, env: dict, extra: list, oddities: list,
+              root, sizes: dict, ceiling: dict, rng: random.Random, label: str) -> list[Row]:
+    rows: list[Row] = []
+    current = figs[0]
+    server_name = f"{name}-{label}" if label else name
+    try:
+        with running_server(server_name, workdir, env, extra, oddities, root) as srv:
+            for fig in figs:
+                current = fig
+                t0 = perf_counter()
+                rows += FIGURES[fig](srv, sizes, ceiling, rng)
+                progress(f"fig {fig} done in {perf_counter() - t0:.1f} s")
+    except (BenchError, requests.RequestException, OSError, KeyError, TypeError,
+            ValueError, threading.BrokenBarrierError) as exc:
+        progress(f"fig {current}: ERROR {exc!r}\n" + traceback.format_exc())
+        rows.append(error_row(current, exc))
+        oddities.append(f"figure {current} failed: {str(exc).splitlines()[0][:300]}")
+    return rows
+
+
+def compare_to_baseline(rows: list[Row], label: str = "baseline") -> None:
+    """Note on each row of this checkout its ratio to the baseline's same row (and the
+    ratio of their records per trivial-request time, where both have one)."""
+    base = {r.key.removesuffix(f"_{label}"): r for r in rows if r.key.endswith(f"_{label}")}
+    for r in rows:
+        b = base.get(r.key)
+        if b is None or b is r or not r.value or not b.value:
+            continue
+        note = f"{r.value / b.value:.2f}x baseline"
+        mine = r.params.get("records_per_trivial_request")
+        theirs = b.params.get("records_per_trivial_request")
+        if mine and theirs:
+            note += f" ({mine:,.0f} vs {theirs:,.0f} records per trivial request: " \
+                    f"{mine / theirs:.2f}x)"
+        r.notes = f"{note}; {r.notes}"
 
 
 #: figure -> its runner(server, sizes, ceiling, rng)
@@ -1255,8 +1295,16 @@ def main(argv=None) -> int:
                     help=f"kafka: figures {sorted(KAFKA_FIGURES)} on the Kafka store (a local "
                          "single-node broker, the one the tests use: make test fetches its "
                          "jars), then the same on the embedded engine, in one run")
+    ap.add_argument("--baseline", metavar="CHECKOUT",
+                    help="also measure the project checked out at CHECKOUT (e.g. a worktree "
+                         "of the previous release), alternating with this one, in one run")
     add_output_args(ap, "server")
     args = ap.parse_args(argv)
+    checkouts = [("", ROOT)]
+    if args.baseline:
+        if not os.path.exists(os.path.join(args.baseline, "gunicorn.conf.py")):
+            ap.error(f"{args.baseline} is not a checkout of the project")
+        checkouts.append(("baseline", os.path.abspath(args.baseline)))
     only = parse_only(args.only, set(FIGURES), "figure")
     if args.backend == "kafka":
         only &= KAFKA_FIGURES
@@ -1280,6 +1328,8 @@ def main(argv=None) -> int:
     )
     stores = ["kafka", "embedded"] if args.backend == "kafka" else ["embedded"]
     meta["backend"] = args.backend
+    meta["baseline"] = args.baseline and dict(path=os.path.abspath(args.baseline),
+                                              commit=git_commit("consumer_api", root=args.baseline))
     meta["stores"] = stores
     rows: list[Row] = []
     oddities: list[str] = []
@@ -1291,7 +1341,8 @@ def main(argv=None) -> int:
                 with store_settings(store, workdir) as store_env:
                     progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures "
                              f"{sorted(only)}; store {store}")
-                    got = run_figures(workdir, only, sizes, rng, store_env, oddities)
+                    got = run_figures(workdir, only, sizes, rng, store_env, oddities,
+                                      checkouts)
                 if len(stores) > 1:
                     for r in got:
                         r.benchmark += f" [{store}]"
@@ -1302,6 +1353,7 @@ def main(argv=None) -> int:
 
     meta["loadavg_end"] = loadavg()
     meta["cpu_steal_share"] = steal_share(stat0, cpu_times())
+    compare_to_baseline(rows)
     rows.sort(key=lambda r: r.figure)  # figure 7 runs first but is listed last
     for r in rows:
         r.benchmark += " (quick)" if args.quick else ""

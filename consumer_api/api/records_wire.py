@@ -6,17 +6,16 @@ the stored text ``null`` under ``json``) comes back with both in base64 and
 ``"encoding": "base64"`` on that record, so no byte is lost or altered and one odd record
 never blocks a consumer.
 
-Two paths, side by side: :func:`render_records` (the reference: a dict per record for
+Two paths, side by side: :func:`render_records` here (the reference: a dict per record for
 orjson, and the path of ``text`` and ``json``) and, for ``base64`` (the default and the
-consume hot path), :func:`_base64_records`, which formats each record straight into bytes
-from a per-partition template. Both give the same bytes (``tests/api/test_records_json.py``).
+consume hot path), :mod:`consumer_api.api.records_wire_base64`, which builds the JSON
+bytes without a dict per record. Both give the same JSON (``tests/api/test_records_json.py``).
 """
 from __future__ import annotations
 
-import binascii
-
 import orjson
 
+from consumer_api.api import records_wire_base64
 from consumer_api.api.encodings import ENCODERS, encode_base64
 from consumer_api.records import NO_HEADERS
 
@@ -55,9 +54,8 @@ def records_json_pieces(chunks, encoding: str) -> list:
     a window of records (about :data:`PIECE_BYTES` of keys and values) is encoded, then
     dropped, so a large response never holds its records and their JSON whole at once.
 
-    For base64 (the default, and the consume hot path) each record is formatted straight
-    into bytes from a per-partition template, skipping the dict per record. Base64 text and
-    integers need no escaping; the topic name and headers go through orjson.
+    For base64 (the default, and the consume hot path) the bytes are built without a dict
+    per record (:mod:`consumer_api.api.records_wire_base64`).
     """
     out = [b"["]
     for topic, partition, records in chunks:
@@ -84,32 +82,10 @@ def _window(records) -> int:
 def window_json(topic: str, partition: int, records, encoding: str) -> bytes:
     """The API form of ``records`` of one partition: their JSON objects, comma-separated
     (no brackets)."""
+    if not records:
+        return b""
     if encoding == "base64":
-        parts: list = []
-        _base64_records(topic, partition, records, parts)
-        return b",".join(parts)
+        return records_wire_base64.window_json(topic, partition, records)
     out: list = []
     render_records(topic, partition, records, encoding, out)
     return orjson.dumps(out)[1:-1]
-
-
-def _base64_records(topic: str, partition: int, records, parts: list) -> None:
-    head = b'{"topic":%s,"partition":%d,"offset":' % (orjson.dumps(topic), partition)
-    plain = head + b'%d,"timestamp":%d,"key":null,"value":"%s","headers":{}}'
-    keyed = head + b'%d,"timestamp":%d,"key":"%s","value":"%s","headers":{}}'
-    full = head + b'%d,"timestamp":%d,"key":%s,"value":%s,"headers":%s}'
-    b64 = binascii.b2a_base64
-    add = parts.append
-    for offset, ts, key, value, headers in records:
-        if headers is None and value is not None:
-            if key is None:
-                add(plain % (offset, ts, b64(value, newline=False)))
-            else:
-                add(keyed % (offset, ts, b64(key, newline=False), b64(value, newline=False)))
-        else:
-            add(full % (offset, ts, _b64_json(key), _b64_json(value),
-                        orjson.dumps(headers) if headers else b"{}"))
-
-
-def _b64_json(data) -> bytes:
-    return b"null" if data is None else b'"' + binascii.b2a_base64(data, newline=False) + b'"'
