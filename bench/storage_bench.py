@@ -6,7 +6,9 @@ Run from the project root::
     .venv/bin/python bench/storage_bench.py [--quick] [--dir DIR] [--json [PATH]]
 
 Measures, on a fresh partition in a temporary directory that is always deleted afterwards
-(also on Ctrl-C / SIGTERM):
+(also on Ctrl-C / SIGTERM), each figure in the segment format new logs are written in
+(format 2, record batches) and, beside it, in format 1 (a frame per record, what the
+release before batches wrote), with the ratio of the two:
 
 1. append throughput (records/s, MB/s of record values) for 100 B and 1 KiB values in
    batches of 1 and 500, default :class:`LogConfig` (64 MiB segments, so rolls happen);
@@ -15,7 +17,7 @@ Measures, on a fresh partition in a temporary directory that is always deleted a
 3. reopen time of a 1 GiB partition, with 64 MiB segments and with one 1 GiB segment
    (median of 5 reopens), plus the recovery report's dropped bytes.
 
-MB = 10^6 bytes of record values (frame overhead not counted). See bench/README.rst.
+MB = 10^6 bytes of record values (framing not counted). See bench/README.rst.
 """
 from __future__ import annotations
 
@@ -36,9 +38,12 @@ from common import (GiB, MiB, ROOT, git_commit, human_bytes, prepare_base_dir,  
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
+from consumer_api.embedded.storage import batches, records  # noqa: E402
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog  # noqa: E402
-from consumer_api.embedded.storage.records import HEADER_SIZE  # noqa: E402
 from consumer_api.records import NewRecord  # noqa: E402
+
+#: the segment formats measured: (label, format module); the first is what logs write
+FORMATS = (("format 2", batches), ("format 1", records))
 
 BIG_MAX_BYTES = 1 << 62  # "max_bytes large": never the limiting factor
 perf_counter = time.perf_counter
@@ -116,8 +121,8 @@ COLUMNS = [
 
 # -- partition helpers ------------------------------------------------------------------------
 
-def open_log(directory: str, config: LogConfig) -> PartitionLog:
-    plog = PartitionLog(directory, config)
+def open_log(directory: str, config: LogConfig, fmt=batches) -> PartitionLog:
+    plog = PartitionLog(directory, config, segment_format=fmt)
     _open_logs.append(plog)
     return plog
 
@@ -141,11 +146,17 @@ def make_batch(value_size: int, batch_size: int) -> list:
 
 # -- 1. append --------------------------------------------------------------------------------
 
+def batch_bytes(fmt, batch: list) -> int:
+    """Bytes ``batch`` takes in a segment of format ``fmt``."""
+    return len(fmt.encode_batch(batch, 0, 0, 1 << 40, 0, -1).data)
+
+
 def bench_append(workdir: str, value_size: int, batch_size: int, n_records: int,
-                 keep: bool = False):
+                 keep: bool = False, fmt=batches):
     assert n_records % batch_size == 0
     config = LogConfig()
-    plog = open_log(os.path.join(workdir, f"append-v{value_size}-b{batch_size}"), config)
+    plog = open_log(os.path.join(workdir, f"append-v{value_size}-b{batch_size}-"
+                                          f"f{fmt.FORMAT}"), config, fmt)
     batch = make_batch(value_size, batch_size)
     append = plog.append
     progress(f"append value={value_size} B batch={batch_size}: {n_records:,} records ...")
@@ -164,7 +175,7 @@ def bench_append(workdir: str, value_size: int, batch_size: int, n_records: int,
                   f"segment={human_bytes(config.segment_bytes)}: segs={segs} rolls={segs - 1}"),
         records=n_records, seconds=dt, records_per_s=rps,
         mb_per_s=n_records * value_size / dt / 1e6,
-        notes=f"log {size / 1e6:,.1f} MB incl. frame headers",
+        notes=f"log {size / 1e6:,.1f} MB incl. framing",
         params=dict(value_bytes=value_size, batch_size=batch_size,
                     segment_bytes=config.segment_bytes,
                     index_interval_bytes=config.index_interval_bytes,
@@ -223,28 +234,30 @@ def bench_read(plog: PartitionLog, value_size: int, chunk: int, repeats: int) ->
 # -- 3. reopen --------------------------------------------------------------------------------
 
 def build_partition(directory: str, config: LogConfig, target_bytes: int,
-                    single_segment: bool, value_size: int = 1024, batch_size: int = 500):
+                    single_segment: bool, value_size: int = 1024, batch_size: int = 500,
+                    fmt=batches):
     """Fill a partition with ``value_size`` records in batches of ``batch_size`` until it
     holds ``target_bytes`` (or, with ``single_segment``, until the one segment of
     ``segment_bytes`` is full: no roll). Returns ``(records, bytes, segments, seconds)``."""
-    plog = open_log(directory, config)
+    plog = open_log(directory, config, fmt)
     batch = make_batch(value_size, batch_size)
-    frame = HEADER_SIZE + value_size  # keyless, no headers
+    step = batch_bytes(fmt, batch)
     t0 = perf_counter()
     size = 0
     if single_segment:
         cap = config.segment_bytes
-        while size + len(batch) * frame <= cap:
+        while size + step <= cap:
             plog.append(batch)
-            size += len(batch) * frame
-        rest = (cap - size) // frame
+            size += step
+        rest = next((n for n in range(batch_size - 1, 0, -1)
+                     if size + batch_bytes(fmt, batch[:n]) <= cap), 0)
         if rest:
             plog.append(batch[:rest])
-            size += rest * frame
+            size += batch_bytes(fmt, batch[:rest])
     else:
         while size < target_bytes:
             plog.append(batch)
-            size += len(batch) * frame
+            size += step
     n, segs, real = plog.high_watermark, len(plog.segments), plog.size_bytes
     drop_log(plog, delete=False)  # close: trims and fsyncs the active segment
     dt = perf_counter() - t0
@@ -255,19 +268,21 @@ def build_partition(directory: str, config: LogConfig, target_bytes: int,
     return n, real, segs, dt
 
 
-def bench_reopen(workdir: str, segment_bytes: int, target_bytes: int, repeats: int) -> Row:
+def bench_reopen(workdir: str, segment_bytes: int, target_bytes: int, repeats: int,
+                 fmt=batches) -> Row:
     single = segment_bytes >= target_bytes
     config = LogConfig(segment_bytes=segment_bytes)
     directory = os.path.join(workdir, f"reopen-seg{segment_bytes}")
     progress(f"reopen: building {human_bytes(target_bytes)} partition with "
              f"segment={human_bytes(segment_bytes)} ...")
-    n, size, segs, build_s = build_partition(directory, config, target_bytes, single)
+    n, size, segs, build_s = build_partition(directory, config, target_bytes, single,
+                                             fmt=fmt)
     progress(f"reopen: built {size:,} B, {segs} segs, {n:,} records in {build_s:.1f} s; "
              f"timing {repeats} reopens ...")
     times, dropped, reasons = [], [], set()
     for _ in range(repeats):
         t0 = perf_counter()
-        plog = PartitionLog(directory, config)
+        plog = PartitionLog(directory, config, segment_format=fmt)
         dt = perf_counter() - t0
         _open_logs.append(plog)
         times.append(dt)
@@ -313,6 +328,49 @@ def close_open_logs() -> None:
     _open_logs.clear()
 
 
+def run_format(workdir: str, sizes: dict, fmt) -> dict[str, Row]:
+    """Every figure on logs written in format ``fmt``."""
+    rows: dict[str, Row] = {}
+    # 1 + 2: the 100 B / batch 500 log is read right after it is written.
+    for (vs, bs), n in sizes["append"].items():
+        want_read = (vs, bs) == (100, 500)
+        row, plog = bench_append(workdir, vs, bs, n, keep=want_read, fmt=fmt)
+        rows[row.key] = row
+        if plog is not None:
+            progress("read: untimed warm-up pass ...")
+            read_pass(plog, 10_000)
+            for chunk in (500, 10_000):
+                r = bench_read(plog, vs, chunk, sizes["read_repeats"])
+                rows[r.key] = r
+            drop_log(plog)
+    # 3
+    for seg in sizes["reopen_segments"]:
+        r = bench_reopen(workdir, seg, sizes["reopen_bytes"], sizes["reopen_repeats"], fmt)
+        rows[r.key] = r
+    return rows
+
+
+#: figures where format 2 must reach this multiple of format 1's rate
+TARGET_FORMAT_RATIO = {"append_v100_b500": 2.0, "read_c500": 2.0, "read_c10000": 2.0}
+
+
+def compare_formats(new: Row | None, old: Row | None) -> None:
+    """Note on the format-2 row its ratio to format 1's (rates: records/s; reopen: time);
+    judge it where the issue sets a ratio; format 1's rows are not judged."""
+    if new is None or old is None:
+        return
+    old.target, old.passed = "-", None
+    if new.records_per_s and old.records_per_s:
+        ratio = new.records_per_s / old.records_per_s
+        new.notes = f"{ratio:.2f}x format 1; {new.notes}"
+        want = TARGET_FORMAT_RATIO.get(new.key)
+        if want:
+            new.target += f", >= {want:g}x format 1"
+            new.passed = bool(new.passed) and ratio >= want
+    elif new.seconds and old.seconds:
+        new.notes = f"{old.seconds / new.seconds:.2f}x as fast as format 1; {new.notes}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -341,28 +399,21 @@ def main(argv=None) -> int:
     try:
         with temp_workdir(base, "storage-bench-", release=close_open_logs) as workdir:
             progress(f"data in {workdir} ({fst}); mode {meta['mode']}")
-            # 1 + 2: the 100 B / batch 500 log is read right after it is written.
-            for (vs, bs), n in sizes["append"].items():
-                want_read = (vs, bs) == (100, 500)
-                row, plog = bench_append(workdir, vs, bs, n, keep=want_read)
-                rows[row.key] = row
-                if plog is not None:
-                    progress("read: untimed warm-up pass ...")
-                    read_pass(plog, 10_000)
-                    for chunk in (500, 10_000):
-                        r = bench_read(plog, vs, chunk, sizes["read_repeats"])
-                        rows[r.key] = r
-                    drop_log(plog)
-            # 3
-            for seg in sizes["reopen_segments"]:
-                r = bench_reopen(workdir, seg, sizes["reopen_bytes"], sizes["reopen_repeats"])
-                rows[r.key] = r
+            for label, fmt in FORMATS:
+                got = run_format(workdir, sizes, fmt)
+                for key, row in got.items():
+                    row.benchmark += f" [{label}]"
+                    rows[f"{key}_f{fmt.FORMAT}"] = row
     except KeyboardInterrupt:  # temp_workdir has cleaned up
         return 130
 
     order = ["append_v100_b500", "append_v1024_b500", "append_v100_b1", "append_v1024_b1",
              "read_c500", "read_c10000"] + [f"reopen_seg{s}" for s in sizes["reopen_segments"]]
-    table_rows = [rows[k] for k in order if k in rows]
+    table_rows = []
+    for key in order:
+        pair = [rows.get(f"{key}_f{fmt.FORMAT}") for _label, fmt in FORMATS]
+        compare_formats(*pair)
+        table_rows += [r for r in pair if r is not None]
     if args.quick:
         for r in table_rows:
             r.benchmark += " (quick)"
