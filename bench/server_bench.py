@@ -1267,7 +1267,17 @@ def compare_to_baseline(rows: list[Row], label: str = "baseline") -> None:
         if mine and theirs:
             note += f" ({mine:,.0f} vs {theirs:,.0f} records per trivial request: " \
                     f"{mine / theirs:.2f}x)"
+        mine, theirs = _server_us_per_record(r), _server_us_per_record(b)
+        if mine and theirs:
+            note += f"; server CPU {mine:.2f} vs {theirs:.2f} us/record ({mine / theirs:.2f}x)"
         r.notes = f"{note}; {r.notes}"
+
+
+def _server_us_per_record(row: Row) -> float | None:
+    cpu, records = row.params.get("cpu"), row.params.get("records")
+    if not cpu or not records or not cpu.get("server_cpu_s"):
+        return None
+    return cpu["server_cpu_s"] / records * 1e6
 
 
 #: figure -> its runner(server, sizes, ceiling, rng)
