@@ -26,7 +26,8 @@ RECORD_OVERHEAD = 37
 
 
 def stored_size(key, value, headers) -> int:
-    """What a record counts against ``max_bytes`` (the embedded engine's frame size)."""
+    """What a record counts against ``max_bytes`` (as on the embedded engine:
+    ``storage.batches.RECORD_OVERHEAD`` plus key, value and encoded headers)."""
     size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
     for name, raw in headers or ():
         size += 6 + len(name.encode("utf-8")) + len(raw or b"")

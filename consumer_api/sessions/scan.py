@@ -10,7 +10,8 @@ what matched so far, so a filter that matches nothing cannot hold a thread.
 """
 from __future__ import annotations
 
-#: what a record costs against ``max_bytes`` beyond its key, value and headers (as stored)
+#: what a record costs against ``max_bytes`` beyond its key, value and headers (the
+#: embedded engine's ``storage.batches.RECORD_OVERHEAD``)
 RECORD_OVERHEAD = 37
 
 

@@ -4,8 +4,8 @@ Produce and read back through every encoding, Swagger, the error envelope, a cle
 on SIGTERM (exit code 0, logs trimmed to their records), a restart on the same data
 directory, and a second server refused on a data directory in use.
 
-Expectations are computed from the contract (API.md) and the documented frame layout
-(``storage/records.py``), not from the server's own code.
+Expectations are computed from the contract (API.md) and the documented batch layout
+(``storage/batches.py``), not from the server's own code.
 """
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ PARTITIONS = 3
 ROLLED = "rolled"  # a topic with tiny segments: several sealed segments and an active one
 ROLLED_SEGMENT_BYTES = 1024
 FIXED_TS = 1_700_000_000_123
-FRAME_OVERHEAD = 37  # length, crc, offset, timestamp, attributes, key_len, value_len, headers_len
+#: length, crc, base offset, count, first and max timestamp, attributes, column widths
+BATCH_HEADER = 38
+FILE_HEADER = 8  # at the start of each .log file
 
 
 def b64(data: bytes | None):
@@ -41,10 +43,32 @@ def compact_json(value) -> bytes:
     return json.dumps(value, separators=(",", ":"), ensure_ascii=False).encode("utf-8")
 
 
-def frame_bytes(rec: dict) -> int:
-    """Bytes of one record's frame in a ``.log`` file (storage/records.py layout)."""
-    headers = sum(2 + len(k.encode()) + 4 + len(v.encode()) for k, v in rec["headers"].items())
-    return (FRAME_OVERHEAD + len(rec["key"] or b"") + len(rec["value"] or b"") + headers)
+def column_width(entries: list) -> int:
+    """Bytes per entry of a batch column: the narrowest signed width holding them all."""
+    return next(w for w in (1, 2, 4, 8) if all(-(1 << 8 * w - 1) <= x < 1 << 8 * w - 1
+                                               for x in entries))
+
+
+def batch_bytes(recs: list) -> int:
+    """Bytes of one batch (a produce's share of a partition) in a ``.log`` file: its
+    header, a length column for values, for keys and for headers (each left out when no
+    record has one) and a timestamp-delta column (left out when all are equal), then the
+    bytes (storage/batches.py layout)."""
+    def length(b):
+        return -1 if b is None else len(b)
+
+    def encoded_headers(r):
+        return sum(2 + len(k.encode()) + 4 + len(v.encode()) for k, v in r["headers"].items())
+
+    columns = [[length(r["value"]) for r in recs]]
+    if any(r["key"] is not None for r in recs):
+        columns.append([length(r["key"]) for r in recs])
+    if any(r["headers"] for r in recs):
+        columns.append([encoded_headers(r) for r in recs])
+    if len({r["timestamp"] for r in recs}) > 1:
+        columns.append([r["timestamp"] - recs[0]["timestamp"] for r in recs])
+    data = sum(len(r["key"] or b"") + len(r["value"] or b"") + encoded_headers(r) for r in recs)
+    return BATCH_HEADER + sum(column_width(c) * len(recs) for c in columns) + data
 
 
 def render(rec: dict, topic: str, partition: int, encoding: str) -> dict:
@@ -68,6 +92,7 @@ class Model:
 
     def __init__(self):
         self.topics: dict[str, list[list[dict]]] = {}
+        self.produces = 0  # a record's "batch" is the produce that stored it
 
     def add_topic(self, name: str, partitions: int):
         self.topics[name] = [[] for _ in range(partitions)]
@@ -76,7 +101,10 @@ class Model:
         return len(self.topics[topic][partition])
 
     def size_bytes(self, topic: str, partition: int) -> int:
-        return sum(frame_bytes(r) for r in self.topics[topic][partition])
+        batches: dict[int, list] = {}
+        for r in self.topics[topic][partition]:
+            batches.setdefault(r["batch"], []).append(r)
+        return sum(batch_bytes(recs) for recs in batches.values())
 
 
 class Client:
@@ -113,6 +141,7 @@ class Client:
         after = now_ms()
         assert len(offsets) == len(records), offsets
         parts = model.topics[topic]
+        model.produces += 1
         server_now = set()
         for wire, (key, value, headers), got in zip(records, stored, offsets):
             p = got["partition"]
@@ -129,7 +158,8 @@ class Client:
                 assert before <= got["timestamp"] <= after, (before, got, after)
                 server_now.add(got["timestamp"])
             parts[p].append({"offset": got["offset"], "timestamp": got["timestamp"],
-                             "key": key, "value": value, "headers": headers or {}})
+                             "key": key, "value": value, "headers": headers or {},
+                             "batch": model.produces})
         assert len(server_now) <= 1, f"one request, one append time: {server_now}"
         return offsets
 
@@ -299,9 +329,9 @@ def test_sigterm_stops_cleanly_trims_logs_and_restart_serves_the_same_data(
         for d in desc["partitions"]:
             files = log_files(first.data_dir, topic, d["partition"])
             sizes = [f.stat().st_size for f in files]
-            # no preallocated zero tail: the files hold exactly the records' frames
-            assert sum(sizes) == d["size_bytes"] == model.size_bytes(topic, d["partition"]), \
-                (topic, d, sizes)
+            # no preallocated zero tail: the files hold exactly the records' batches
+            assert sum(sizes) - FILE_HEADER * len(files) == d["size_bytes"] \
+                == model.size_bytes(topic, d["partition"]), (topic, d, sizes)
     rolled = log_files(first.data_dir, ROLLED, 0)
     assert len(rolled) >= 3 and all(f.stat().st_size > 0 for f in rolled)
 

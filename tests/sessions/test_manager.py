@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from consumer_api.api.errors import STATUS
-from consumer_api.embedded.storage.records import HEADER_SIZE
+from consumer_api.embedded.storage.batches import RECORD_OVERHEAD
 from consumer_api.errors import (
     ConsumerNotFound,
     GroupNotFound,
@@ -181,7 +181,7 @@ def test_max_records_caps_a_batch_across_partitions(engine, manager):
 def test_max_bytes_caps_a_batch_across_partitions(engine, manager):
     engine.create_topic("t", 2)
     value = b"x" * 100
-    frame = HEADER_SIZE + len(value)  # bytes of one stored record
+    frame = RECORD_OVERHEAD + len(value)  # what one record counts against max_bytes
     for p in range(2):
         for _ in range(10):
             produce(engine, "t", p, 1, value=value)
@@ -243,7 +243,7 @@ def test_a_busy_partition_does_not_starve_the_others(engine, manager, limit):
     produce(engine, "t", 1, 5, value=value)
     cid = manager.subscribe("g", ["t"], auto_offset_reset="earliest")["consumer_id"]
     kwargs = ({"max_records": 10} if limit == "max_records"
-              else {"max_bytes": 10 * (HEADER_SIZE + len(value))})
+              else {"max_bytes": 10 * (RECORD_OVERHEAD + len(value))})
     served = []
     for _ in range(2):
         chunks, _ = manager.consume(cid, timeout_ms=0, **kwargs)

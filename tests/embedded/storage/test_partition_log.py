@@ -11,7 +11,8 @@ import pytest
 
 from consumer_api.embedded.storage import batches
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
-from consumer_api.embedded.storage.records import HEADER_SIZE, encode_headers
+from consumer_api.embedded.storage.batches import RECORD_OVERHEAD
+from consumer_api.embedded.storage.records import encode_headers
 from consumer_api.records import NewRecord, Record
 from consumer_api.errors import OffsetOutOfRange, Unavailable
 
@@ -44,9 +45,10 @@ def disk_bytes(model, start, end) -> int:
 
 
 def frame_size(rec) -> int:
-    """What a record counts against ``max_bytes`` (format 1's frame size)."""
+    """What a record counts against ``max_bytes``."""
     key, value, headers = rec[2], rec[3], rec[4]
-    return HEADER_SIZE + len(key or b"") + len(value or b"") + len(encode_headers(headers or {}))
+    return (RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+            + len(encode_headers(headers or {})))
 
 
 def open_log(directory, clock, **cfg):
