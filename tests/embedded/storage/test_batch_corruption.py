@@ -22,8 +22,8 @@ from consumer_api.errors import CorruptLog
 from consumer_api.records import NewRecord
 
 from .test_corruption import (
-    INDEX_DAMAGE, KiB, MiB, _damage_index, append_and_check, assert_log_is, flip_byte,
-    norm, patch_file, read_bytes, truncate_expected, ts_of)
+    KiB, MiB, append_and_check, assert_log_is, assert_reopens_intact, flip_byte, norm,
+    patch_file, read_bytes, truncate_expected, ts_of)
 from .test_corruption import build as build_any
 
 
@@ -33,7 +33,10 @@ def build(data_dir: str, **kw):
 
 def batches_in(path: str) -> list:
     """``(base_offset, position, size, count)`` of every batch of a format-2 ``.log``."""
-    data = read_bytes(path)
+    return batches_in_bytes(read_bytes(path))
+
+
+def batches_in_bytes(data: bytes) -> list:
     assert data.startswith(batches.FILE_HEADER)
     out, pos = [], len(batches.FILE_HEADER)
     while pos < len(data):
@@ -70,15 +73,6 @@ def test_junk_over_the_active_tail_drops_the_damaged_batches_only(data_dir, junk
     assert os.path.getsize(log_path) == first_bad[1]
     append_and_check(b, first_bad[0])
     assert batches_in(log_path)[-1][0] + batches_in(log_path)[-1][3] == len(b.expected)
-
-
-def batches_in_bytes(data: bytes) -> list:
-    out, pos = [], len(batches.FILE_HEADER)
-    while pos < len(data):
-        found = batches.header_at(data, pos, len(data))
-        out.append((found[0], pos, found[3], found[2]))
-        pos += found[3]
-    return out
 
 
 #: where in the last batch a byte is flipped: (name, position from the batch's start; a
@@ -147,29 +141,7 @@ def test_a_dropped_batch_does_not_return_behind_a_shorter_one(data_dir):
         b.append(plog, [NewRecord(None, b"short", None, ts_of(base))])
     finally:
         plog.close()
-    plog = b.open()
-    try:
-        assert plog.recovery.dropped_bytes == 0
-        assert_log_is(plog, b.expected)
-    finally:
-        plog.close()
-
-
-def test_an_empty_segment_file_left_by_a_crash_mid_roll_becomes_a_format2_segment(data_dir):
-    b = build(data_dir)
-    hw = len(b.expected)
-    path = index_paths(data_dir, hw)[0]
-    with open(path, "wb") as f:
-        f.write(bytes(4096))  # created and preallocated, header not yet written
-    plog = b.open()
-    try:
-        assert plog.recovery.dropped_bytes == 0
-        assert plog.active.base_offset == hw and plog.active.codec is batches
-        assert_log_is(plog, b.expected)
-    finally:
-        plog.close()
-    append_and_check(b, hw)
-    assert read_bytes(path).startswith(batches.FILE_HEADER)
+    assert_reopens_intact(b)
 
 
 # -- a damaged batch that recovery does not look at --------------------------------------------
@@ -241,21 +213,8 @@ def test_a_damaged_batch_inside_the_active_segment_is_reported_not_dropped(data_
         plog.close()
 
 
-# -- indexes --------------------------------------------------------------------------------
-
-@pytest.mark.parametrize("damage", INDEX_DAMAGE)
-@pytest.mark.parametrize("which", ["active", "sealed"])
-def test_damaged_index_files_are_rebuilt_without_losing_a_record(data_dir, which, damage):
-    b = build(data_dir)
-    _damage_index(which, damage, b)
-    plog = b.open()
-    try:
-        assert plog.recovery.dropped_bytes == 0
-        assert_log_is(plog, b.expected)
-    finally:
-        plog.close()
-    append_and_check(b, len(b.expected))
-
+# -- reopening ------------------------------------------------------------------------------
+# (damaged index files: test_corruption.py, on both formats)
 
 @pytest.mark.parametrize("tail", ["clean", "crashed", "torn"])
 def test_reopen_checks_only_the_tail_of_a_large_active_segment(data_dir, monkeypatch, tail):

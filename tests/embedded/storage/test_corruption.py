@@ -19,7 +19,7 @@ import struct
 
 import pytest
 
-from consumer_api.embedded.storage import records
+from consumer_api.embedded.storage import batches, records
 from consumer_api.embedded.storage.index import index_paths
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
 from consumer_api.embedded.storage.records import HEADER
@@ -212,6 +212,16 @@ def append_and_check(b: Built, expected_base: int) -> None:
             plog.close()
 
 
+def assert_reopens_intact(b: Built) -> None:
+    """Opening the log again drops nothing and finds exactly ``b.expected``."""
+    plog = b.open()
+    try:
+        assert plog.recovery.dropped_bytes == 0
+        assert_log_is(plog, b.expected)
+    finally:
+        plog.close()
+
+
 def abandon(plog: PartitionLog) -> None:
     """Let go of an open log the way a killed process does: the active segment's files are
     closed untrimmed (they keep their preallocated size) and nothing else is tidied."""
@@ -401,12 +411,7 @@ def test_a_torn_batch_that_starts_at_an_index_entry_then_a_roll(data_dir):
         assert_log_is(plog, b.expected)
     finally:
         plog.close()
-    plog = b.open()
-    try:
-        assert plog.recovery.dropped_bytes == 0
-        assert_log_is(plog, b.expected)
-    finally:
-        plog.close()
+    assert_reopens_intact(b)
 
 
 # -- stale bytes after a recovery must not come back ----------------------------------------
@@ -501,19 +506,26 @@ def test_junk_dropped_by_a_recovery_does_not_return_after_a_crash(data_dir):
         plog2.close()
 
 
-def test_an_empty_segment_file_left_by_a_crash_mid_roll_is_reused(data_dir):
-    """A crash right after a roll created the next segment's .log (empty, no indexes)."""
-    b = build(data_dir)
+@pytest.mark.parametrize("segment_format", [records, batches], ids=["format1", "format2"])
+@pytest.mark.parametrize("zeros", [0, 4096])
+def test_an_empty_segment_file_left_by_a_crash_mid_roll_is_reused(data_dir, segment_format,
+                                                                  zeros):
+    """A crash right after a roll created the next segment's .log (empty, or preallocated
+    zeros: no file header yet, no indexes): it becomes the log's active segment."""
+    b = build(data_dir, segment_format=segment_format)
     hw = len(b.expected)
-    open(index_paths(data_dir, hw)[0], "wb").close()
+    path = index_paths(data_dir, hw)[0]
+    with open(path, "wb") as f:
+        f.write(bytes(zeros))
     plog = b.open()
     try:
         assert plog.recovery.dropped_bytes == 0
-        assert plog.active.base_offset == hw
+        assert plog.active.base_offset == hw and plog.active.codec is segment_format
         assert_log_is(plog, b.expected)
     finally:
         plog.close()
     append_and_check(b, hw)
+    assert read_bytes(path).startswith(segment_format.FILE_HEADER)
 
 
 def test_a_sealed_segment_left_last_by_a_crash_mid_roll_takes_appends(data_dir):
@@ -584,8 +596,10 @@ INDEX_DAMAGE = [
 
 @pytest.mark.parametrize("damage", INDEX_DAMAGE)
 @pytest.mark.parametrize("which", ["active", "sealed"])
-def test_damaged_index_files_are_rebuilt_without_losing_a_record(data_dir, which, damage):
-    b = build(data_dir)
+@pytest.mark.parametrize("segment_format", [records, batches], ids=["format1", "format2"])
+def test_damaged_index_files_are_rebuilt_without_losing_a_record(data_dir, which, damage,
+                                                                 segment_format):
+    b = build(data_dir, segment_format=segment_format)
     _damage_index(which, damage, b)
     plog = b.open()
     try:
