@@ -14,8 +14,6 @@ from __future__ import annotations
 import binascii
 import logging
 
-import pybase64
-
 from consumer_api.api.encodings import DECODERS, MAX_HEADER_NAME_BYTES, Invalid, decode_base64
 from consumer_api.api.json_io import validate
 from consumer_api.api.schemas.common import INT64_MAX
@@ -124,34 +122,7 @@ def _base64_values_only(items: list):
         values = [item["value"] for item in items if type(item) is dict and len(item) == 1]
         if len(values) != len(items):
             return None
-        decoded = _decode_alike(values)
-        if decoded is not None:
-            return [(None, v, None, None) for v in decoded]
         return [(None, None if v is None else _A2B(v, strict_mode=True), None, None)
                 for v in values]
     except (KeyError, TypeError, ValueError, binascii.Error):
         return None
-
-
-def _decode_alike(values: list) -> list | None:
-    """Base64 strings of one length decoded in one call (pybase64's vectorised decoder),
-    exactly as one strict decode each would: their padding (the same for all) is checked
-    in place, turned into zero bits, and cut from each decoded value. None when the values
-    are not all strings of one length padded alike (the caller decodes them one by one);
-    binascii.Error when one is not valid base64."""
-    first = values[0]
-    width = len(first) if type(first) is str else 0
-    if not width or width % 4 or set(map(type, values)) != _STR \
-            or set(map(len, values)) != {width}:
-        return None
-    joined = "".join(values)
-    pad = width - len(first.rstrip("="))
-    if pad > 2 or joined.count("=") != pad * len(values) \
-            or any(joined[width - i::width].count("=") != len(values) for i in range(1, pad + 1)):
-        return None  # not padded alike: the decode of each says whether that is an error
-    blob = pybase64.b64decode(joined.replace("=", "A") if pad else joined, validate=True)
-    step = width // 4 * 3
-    return [blob[i:i + step - pad] for i in range(0, len(blob), step)]
-
-
-_STR = {str}
