@@ -1308,6 +1308,9 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline", metavar="CHECKOUT",
                     help="also measure the project checked out at CHECKOUT (e.g. a worktree "
                          "of the previous release), alternating with this one, in one run")
+    ap.add_argument("--baseline-first", action="store_true",
+                    help="in each figure group, run the baseline's server first (the first "
+                         "of a pair can fare differently: run both orders)")
     add_output_args(ap, "server")
     args = ap.parse_args(argv)
     checkouts = [("", ROOT)]
@@ -1315,6 +1318,8 @@ def main(argv=None) -> int:
         if not os.path.exists(os.path.join(args.baseline, "gunicorn.conf.py")):
             ap.error(f"{args.baseline} is not a checkout of the project")
         checkouts.append(("baseline", os.path.abspath(args.baseline)))
+        if args.baseline_first:
+            checkouts.reverse()
     only = parse_only(args.only, set(FIGURES), "figure")
     if args.backend == "kafka":
         only &= KAFKA_FIGURES
@@ -1339,7 +1344,8 @@ def main(argv=None) -> int:
     stores = ["kafka", "embedded"] if args.backend == "kafka" else ["embedded"]
     meta["backend"] = args.backend
     meta["baseline"] = args.baseline and dict(path=os.path.abspath(args.baseline),
-                                              commit=git_commit("consumer_api", root=args.baseline))
+                                              commit=git_commit("consumer_api", root=args.baseline),
+                                              first=args.baseline_first)
     meta["stores"] = stores
     rows: list[Row] = []
     oddities: list[str] = []
