@@ -16,14 +16,14 @@ import struct
 import pytest
 
 from consumer_api.embedded.storage import batches
-from consumer_api.embedded.storage.index import index_paths
-from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
+from consumer_api.embedded.storage.partition_log import PartitionLog
 from consumer_api.errors import CorruptLog
 from consumer_api.records import NewRecord
 
 from .test_corruption import (
-    KiB, MiB, append_and_check, assert_log_is, assert_reopens_intact, flip_byte, norm,
-    patch_file, read_bytes, truncate_expected, ts_of)
+    LARGE, KiB, append_and_check, assert_large_segment_reopened, assert_log_is,
+    assert_reopens_intact, flip_byte, large_active_segment, norm, patch_file, read_bytes,
+    truncate_expected, ts_of)
 from .test_corruption import build as build_any
 
 
@@ -220,30 +220,8 @@ def test_a_damaged_batch_inside_the_active_segment_is_reported_not_dropped(data_
 def test_reopen_checks_only_the_tail_of_a_large_active_segment(data_dir, monkeypatch, tail):
     """~32 MiB of batches in one 64 MiB segment: reopening checks the CRCs of a few index
     intervals' worth of batches, not the segment's."""
-    config = LogConfig(segment_bytes=64 * MiB, index_interval_bytes=4096)
-    rng = random.Random(11)
-    value = bytes(rng.choice(b"0123456789") for _ in range(3000))
-    plog = PartitionLog(data_dir, config)
-    max_batch = 0
-    try:
-        while plog.active.size < 32 * MiB:
-            off = plog.high_watermark
-            before = plog.active.size
-            plog.append([NewRecord(None, value[:rng.randint(500, 3000)], None, ts_of(off + i))
-                         for i in range(rng.randint(1, 4))])
-            max_batch = max(max_batch, plog.active.size - before)
-        hw = plog.high_watermark
-        last = plog.read(hw - 1)
-    finally:
-        plog.close()
-    log_path, index_path, timeindex_path = index_paths(data_dir, 0)
-    size = os.path.getsize(log_path)
-    if tail in ("crashed", "torn"):
-        os.truncate(log_path, config.segment_bytes)
-        for path in (index_path, timeindex_path):
-            os.truncate(path, os.path.getsize(path) + 64 * KiB)
-    if tail == "torn":
-        flip_byte(log_path, size - 1)
+    config = LARGE
+    hw, last, max_batch = large_active_segment(data_dir, tail, batches)
     checked = [0]
     crc_ok = batches.crc_ok
 
@@ -256,10 +234,6 @@ def test_reopen_checks_only_the_tail_of_a_large_active_segment(data_dir, monkeyp
     try:
         monkeypatch.undo()
         assert 0 < checked[0] <= 3 * config.index_interval_bytes + 3 * max_batch, checked
-        if tail == "torn":
-            assert 0 < plog.high_watermark < hw
-        else:
-            assert plog.high_watermark == hw
-            assert plog.read(hw - 1) == last
+        assert_large_segment_reopened(plog, tail, hw, last)
     finally:
         plog.close()
