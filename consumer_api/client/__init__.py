@@ -201,7 +201,8 @@ class Client:
         exit). Options: auto_offset_reset, value_format, key_format, session_timeout_ms,
         auto_commit, commit_each_batch, max_records, timeout_ms, max_bytes_total,
         recreate_on_expiry, assignor (the group's, when this is its first member), filter
-        (only the records it matches are returned; commits cover the skipped ones)."""
+        (only the records it matches are returned; commits cover the skipped ones),
+        restart_wait_s (how long session calls wait out a restarting server)."""
         return Consumer(self, group_id, [topics] if isinstance(topics, str) else list(topics),
                         **options)
 
