@@ -70,6 +70,13 @@ def subscribe():
         offset, else at auto_offset_reset. 429 too_many_consumers when the server's
         sessions, or the client's share of them (an API key's, or an address's on an open
         server), are all taken; details name the limit and its scope.
+
+
+        The session survives a restart of the server (SIGTERM or a crash): the same
+        consumer_id goes on with its group, subscription or manual assignment, settings
+        and positions, and its session_timeout_ms counts from the restart (README,
+        "Sessions across restarts"; on the Kafka store only where the node has a sessions
+        directory). While the server starts it answers 503 unavailable: retry.
       tags: [consumers]
       operationId: subscribe
       requestBody:
@@ -126,6 +133,12 @@ def consume(consumer_id):
         past the others too, so a commit covers records the consumer never saw. A filtered
         consume examines at most the server's max_filter_scan_records records, then answers
         with what matched (scan_limit_reached true); its answer adds scanned and positions.
+
+
+        Across a restart of the server the session goes on from its positions: after
+        SIGTERM exactly after the last record delivered; after a crash nothing is lost and
+        at most the records delivered, and not committed, in the last
+        CONSUMER_API_SESSIONS_SAVE_INTERVAL_MS before it come again.
       tags: [consumers]
       operationId: consume
       parameters: [consumer_id]
