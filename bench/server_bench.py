@@ -4,7 +4,7 @@
 Run from the project root::
 
     .venv/bin/python bench/server_bench.py [--quick] [--only N,...] [--backend kafka]
-        [--json PATH] [--dir DIR]
+        [--also NAME=VALUE] [--json PATH] [--dir DIR]
 
 Each figure group starts its own server exactly as ``make run`` does (``python -m gunicorn
 -c gunicorn.conf.py --bind 127.0.0.1:<free port>`` from the repository root) on a fresh data
@@ -27,6 +27,8 @@ directory, waits for ``GET /api/health/ready``, measures, and stops it with SIGT
 
 ``--backend kafka`` runs figures 1, 2, 3, 7 and 8 on the Kafka store (a local single-node
 broker) and then the same figures on the embedded engine, in the same run and table.
+``--also CONSUMER_API_X=v`` runs the chosen figures once more with that server setting, in
+the same run and table (a baseline: ``--also CONSUMER_API_PERSIST_SESSIONS=false``).
 
 The table goes to stdout, progress to stderr, the same rows as JSON to
 bench/results/server-<timestamp>.json (or --json PATH). Servers are killed and data
@@ -1244,6 +1246,25 @@ FIGURES = {
 }
 
 
+def server_setting(text: str) -> tuple[str, str]:
+    """``--also``: ``CONSUMER_API_<NAME>=<value>``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("CONSUMER_API_"):
+        raise argparse.ArgumentTypeError("expected CONSUMER_API_<NAME>=<value>")
+    return name, value
+
+
+def tag_rows(rows: list[Row], store: str | None, variant: tuple | None) -> None:
+    """Mark the rows of one store (in a run of two) and of the ``--also`` setting."""
+    for r in rows:
+        if store:
+            r.benchmark += f" [{store}]"
+            r.key += f"_{store}"
+        if variant:
+            r.benchmark += f" [{variant[0].removeprefix('CONSUMER_API_').lower()}={variant[1]}]"
+            r.key += f"_{variant[0].lower()}_{variant[1]}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -1255,6 +1276,9 @@ def main(argv=None) -> int:
                     help=f"kafka: figures {sorted(KAFKA_FIGURES)} on the Kafka store (a local "
                          "single-node broker, the one the tests use: make test fetches its "
                          "jars), then the same on the embedded engine, in one run")
+    ap.add_argument("--also", metavar="NAME=VALUE", type=server_setting,
+                    help="run the figures once more with this server setting (for example "
+                         "CONSUMER_API_PERSIST_SESSIONS=false), in the same run and table")
     add_output_args(ap, "server")
     args = ap.parse_args(argv)
     only = parse_only(args.only, set(FIGURES), "figure")
@@ -1285,18 +1309,19 @@ def main(argv=None) -> int:
     oddities: list[str] = []
     rng = random.Random(20261126)
     stat0 = cpu_times()
+    variants = [None] + ([args.also] if args.also else [])
+    meta["also"] = args.also and "=".join(args.also)
     try:
         with temp_workdir(base, "server-bench-", release=kill_servers) as workdir:
             for store in stores:
                 with store_settings(store, workdir) as store_env:
-                    progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures "
-                             f"{sorted(only)}; store {store}")
-                    got = run_figures(workdir, only, sizes, rng, store_env, oddities)
-                if len(stores) > 1:
-                    for r in got:
-                        r.benchmark += f" [{store}]"
-                        r.key += f"_{store}"
-                rows += got
+                    for variant in variants:
+                        progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures "
+                                 f"{sorted(only)}; store {store}; setting {variant}")
+                        env = {**store_env, **dict([variant] if variant else [])}
+                        got = run_figures(workdir, only, sizes, rng, env, oddities)
+                        tag_rows(got, store if len(stores) > 1 else None, variant)
+                        rows += got
     except KeyboardInterrupt:  # temp_workdir has killed the servers and cleaned up
         return 130
 
