@@ -32,6 +32,7 @@ import orjson
 from marshmallow import EXCLUDE, Schema, ValidationError, fields, post_load, validate
 
 from consumer_api.backend import TopicPartition
+from consumer_api.durable import fsync_dir
 from consumer_api.sessions.session import Session
 
 log = logging.getLogger(__name__)
@@ -179,7 +180,7 @@ class SessionLog:
         finally:
             os.close(fd)
         os.replace(tmp, self.path)
-        _fsync_dir(directory)
+        fsync_dir(directory)
         self.close()
         self._appended, self._rewritten = 0, len(data)
 
@@ -269,11 +270,3 @@ def _checked(items: list) -> list[SavedSession]:
 def _fields_of(messages) -> str:
     """Which fields were wrong -- their names only: values may be anything."""
     return "invalid " + ", ".join(sorted(str(k) for k in messages))
-
-
-def _fsync_dir(path: str) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

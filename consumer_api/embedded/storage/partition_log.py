@@ -32,7 +32,7 @@ from consumer_api.config import Config, MiB
 from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
 from consumer_api.offset_rules import out_of_range
 from consumer_api.embedded.storage import records, segment_loader
-from consumer_api.embedded.storage.durable import fsync_dir
+from consumer_api.durable import fsync_dir
 from consumer_api.embedded.storage.segment import Segment
 
 log = logging.getLogger(__name__)
