@@ -13,7 +13,7 @@ claim -- unless two sessions of one group claim the same partition (one of them 
 yet heard of a rebalance), then neither does -- and other partitions, as in any rebalance,
 from the group's committed offset (else ``auto_offset_reset``). The group's committed
 offset wins over a claim behind it when the session did not commit it itself: records
-committed after the file was written (an auto-commit, another member's commit while this
+committed after its last line was saved (an auto-commit, another member's commit while this
 node was down) are not read again. A claim outside the partition's log is ignored.
 """
 from __future__ import annotations
@@ -41,7 +41,7 @@ def restore_sessions(manager: ConsumerManager, saved: list[SavedSession],
     store whose joins complete later is waited for, ``join_wait_s`` in all). Members that
     asked for an assignor join first: a group's first member chooses it. The sessions that
     came back."""
-    allowed = [s for s in saved if _refused(s, why_not(s, manager.id_prefix, owner_known))]
+    allowed = [s for s in saved if _allowed(s, why_not(s, manager.id_prefix, owner_known))]
     allowed.sort(key=lambda s: s.assignor is None)
     resumes = claims(allowed)
     joined = []
@@ -49,7 +49,7 @@ def restore_sessions(manager: ConsumerManager, saved: list[SavedSession],
         try:
             session = manager.adopt(s, resumes[s.consumer_id])
         except ConsumerApiError as exc:
-            _refused(s, str(exc))
+            _allowed(s, str(exc))
             continue
         try:
             joined.append((session, _rejoin(manager, session, s)))
@@ -69,8 +69,8 @@ def restore_sessions(manager: ConsumerManager, saved: list[SavedSession],
     return back
 
 
-def _refused(saved: SavedSession, why: str | None) -> bool:
-    """Log why a saved session does not come back; True when there is no reason."""
+def _allowed(saved: SavedSession, why: str | None) -> bool:
+    """Whether there is no reason (``why``) against a saved session; logs the reason."""
     if why is not None:
         log.warning("consumer %s of group %s is not restored: %s", saved.consumer_id,
                     saved.group_id, why)
