@@ -75,6 +75,12 @@ class RecordBody:
         self.count += len(records)
         return True
 
+    def take_pieces(self) -> list:
+        """The pieces, handed over: this body keeps no reference to them (a server that
+        frees each chunk once sent, or a response compressed at once, is not held back)."""
+        pieces, self.pieces = self.pieces, []
+        return pieces
+
     def unused(self) -> None:
         """Give back room taken for a window that brought nothing."""
         granted, self._granted = self._granted, 0
