@@ -9,7 +9,9 @@
     consumer-api groups describe debug
 
 Global options: ``--url`` (env ``CONSUMER_API_URL``, default ``http://127.0.0.1:8080``),
-``--api-key`` (env ``CONSUMER_API_KEY``), ``--json`` (machine-readable output). A failure
+``--api-key`` (env ``CONSUMER_API_KEY``), ``--json`` (machine-readable output),
+``--compression`` (env ``CONSUMER_API_COMPRESSION``: ``zstd``, the default, ``gzip`` or
+``none``; see :class:`consumer_api.client.Client`). A failure
 is one line on stderr (``Error: ...``) and a non-zero exit status, never a traceback.
 ``consume`` rides out ``429 too_many_polls`` (the server's waiting slots are all taken): it
 pauses as the server says and polls again (see :mod:`consumer_api.client.consumer`).
@@ -47,10 +49,15 @@ class _Cli(click.Group):
 @click.option("--api-key", envvar="CONSUMER_API_KEY", default=None,
               help="API key (env CONSUMER_API_KEY).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
+              envvar="CONSUMER_API_COMPRESSION", show_default=True,
+              help="Compress request bodies of 1 KiB or more in this coding and ask for "
+                   "compressed records; none: neither (env CONSUMER_API_COMPRESSION).")
 @click.pass_context
-def main(ctx, url, api_key, as_json):
+def main(ctx, url, api_key, as_json, compression):
     """Drive a consumer-api server: topics, records, consumer groups."""
-    ctx.obj = {"url": url, "api_key": api_key, "json": as_json}
+    ctx.obj = {"url": url, "api_key": api_key, "json": as_json,
+               "compression": None if compression == "none" else compression}
 
 
 def _json_flag(ctx, _param, value):
@@ -65,7 +72,8 @@ json_option = click.option("--json", "as_json", is_flag=True, expose_value=False
 
 def _client(ctx) -> Client:
     if "client" not in ctx.obj:
-        ctx.obj["client"] = Client(ctx.obj["url"], ctx.obj["api_key"])
+        ctx.obj["client"] = Client(ctx.obj["url"], ctx.obj["api_key"],
+                                   compression=ctx.obj["compression"])
     return ctx.obj["client"]
 
 
