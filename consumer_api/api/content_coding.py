@@ -28,7 +28,7 @@ CODINGS = ("zstd", "gzip")
 #: what a request's Content-Encoding may name (x-gzip: an alias RFC 9110 keeps)
 REQUEST_CODINGS = {"gzip": "gzip", "x-gzip": "gzip", "zstd": "zstd", "identity": None}
 GZIP_LEVEL = 1
-ZSTD_LEVEL = 3
+ZSTD_LEVEL = 1
 #: bytes of output decompressed (and charged to the budget) per step
 STEP_BYTES = 256 * 1024
 

@@ -53,7 +53,8 @@ BATCH_BYTES = 8 << 20
 #: request bodies smaller than this go uncompressed
 COMPRESS_MIN_BYTES = 1024
 #: the codings ``compression`` may name: request body -> compressed bytes
-COMPRESSORS = {"zstd": zstd.compress, "gzip": lambda data: gzip.compress(data, 1, mtime=0)}
+COMPRESSORS = {"zstd": lambda data: zstd.compress(data, 1),
+               "gzip": lambda data: gzip.compress(data, 1, mtime=0)}
 
 
 @dataclass
