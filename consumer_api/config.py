@@ -53,6 +53,7 @@ class Config:
     # HTTP
     max_body_bytes: int = 16 * MiB
     max_records_per_produce: int = 100_000
+    max_filter_scan_records: int = 100_000  # records a filtered consume or read examines
     # reading and writing HTTP (the worker: consumer_api/server)
     header_timeout_ms: int = 10_000  # a started request's head must arrive within this
     body_timeout_ms: int = 30_000  # its body within this of the head
@@ -86,7 +87,7 @@ class Config:
             raise ValueError("segment_bytes must be at least 1024")
         for name in ("header_timeout_ms", "body_timeout_ms", "send_timeout_ms",
                      "request_buffer_bytes", "response_buffer_bytes", "max_sessions_per_client",
-                     "max_polls_per_client", "history_interval_ms"):
+                     "max_polls_per_client", "history_interval_ms", "max_filter_scan_records"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.backend == "kafka" and not self.kafka_bootstrap_servers.strip():
