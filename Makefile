@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test bench bench-kafka bench-abuse bench-storage clean
+.PHONY: run test bench bench-kafka bench-abuse bench-storage bench-compression clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,9 @@ bench-abuse: $(VENV)/.installed-test
 
 bench-storage: $(VENV)/.installed-test
 	$(BIN)/python bench/storage_bench.py $(BENCH_ARGS)
+
+bench-compression: $(VENV)/.installed-test
+	$(BIN)/python bench/compression_bench.py $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

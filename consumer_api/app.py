@@ -99,7 +99,8 @@ def _cors(app: Flask, origins: str) -> None:
     allowed = [o.strip() for o in origins.split(",") if o.strip()]
     if allowed:
         CORS(app, resources={r"/api/*": {"origins": "*" if "*" in allowed else allowed}},
-             allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+             allow_headers=["Authorization", "Content-Type", "Content-Encoding",
+                            REQUEST_ID_HEADER],
              expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"], max_age=600)
 
 

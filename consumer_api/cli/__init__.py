@@ -10,8 +10,9 @@
     consumer-api groups reset debug --to-earliest            # a preview; --execute applies
 
 Global options: ``--url`` (env ``CONSUMER_API_URL``, default ``http://127.0.0.1:8080``),
-``--api-key`` (env ``CONSUMER_API_KEY``), ``--json`` (machine-readable output). A failure
-is one line on stderr (``Error: ...``) and a non-zero exit status, never a traceback;
+``--api-key`` (env ``CONSUMER_API_KEY``), ``--json`` (machine-readable output),
+``--compression`` (env ``CONSUMER_API_COMPRESSION``: ``zstd``, the default, ``gzip`` or
+``none``; see :class:`consumer_api.client.Client`). A failure is one line on stderr (``Error: ...``) and a non-zero exit status, never a traceback;
 Ctrl-C is one line and exit status 130. One module per command (group); ``base`` holds
 what they share and ``show`` how records print.
 """

@@ -33,7 +33,8 @@ from tests.e2e.conftest import free_port, metric, on_store, server_env, start_se
 from tests.waiting import wait_until
 
 API_KEY = "cli-e2e-secret-key"
-CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
+CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None,
+             "CONSUMER_API_COMPRESSION": None}
 
 
 ON_STORES = ("embedded", "kafka")
@@ -289,6 +290,52 @@ def test_produce_progress_from_stdin_shows_no_fake_total(srv, client, name, term
     ok(result)
     assert client.describe_topic(name)["partitions"][0]["high_watermark"] == 2
     assert "/0" not in result.stderr, result.stderr
+
+
+# -- compression ---------------------------------------------------------------------------
+
+LINES = "".join(f'{{"order_id":{i},"status":"shipped","customer":"c-{i % 7}"}}\n'
+                for i in range(500))
+
+
+def record_exchanges(wire: list) -> list:
+    return [w for w in wire if w["path"].endswith(("/records", "/consume"))]
+
+
+def test_produce_and_consume_compress_by_default(srv, client, name, wire):
+    client.create_topic(name)
+    ok(run(srv.base_url, "produce", name, "--format", "json", input=LINES))
+    out = ok(run(srv.base_url, "consume", name, "--group", name, "--from-beginning",
+                 "--max", 500))
+    assert out.splitlines() == [f"{name}[0]@{i}\t{line}"
+                                for i, line in enumerate(LINES.splitlines())]
+    produce, *consumes = record_exchanges(wire)
+    assert produce["sent_coding"] == "zstd"
+    assert consumes and all(w["accept"] == "zstd, gzip" for w in consumes)
+    assert any(w["got_coding"] == "zstd" and w["wire_bytes"] * 3 < w["body_bytes"]
+               for w in consumes)
+
+
+@pytest.mark.parametrize("how", [["--compression", "none"], "env"])
+def test_compression_none_sends_and_asks_for_nothing_compressed(srv, client, name, wire, how):
+    client.create_topic(name)
+    options, env = (how, None) if how != "env" else ([], {"CONSUMER_API_COMPRESSION": "none"})
+    ok(run(srv.base_url, *options, "produce", name, "--format", "json", input=LINES, env=env))
+    ok(run(srv.base_url, *options, "consume", name, "--group", name, "--from-beginning",
+           "--max", 500, env=env))
+    exchanges = record_exchanges(wire)
+    assert len(exchanges) >= 2
+    for w in exchanges:
+        assert w["sent_coding"] is None and w["got_coding"] is None
+        assert w["accept"] == "identity"
+
+
+def test_compression_gzip_compresses_what_it_sends_with_gzip(srv, client, name, wire):
+    client.create_topic(name)
+    ok(run(srv.base_url, "--compression", "gzip", "produce", name, input=LINES))
+    (produce,) = record_exchanges(wire)
+    assert produce["sent_coding"] == "gzip"
+    assert len(client.read(name, 0, max_records=1000)) == 500
 
 
 # -- consume -------------------------------------------------------------------------------

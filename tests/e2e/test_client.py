@@ -293,6 +293,52 @@ def test_large_values_are_split_by_size(client, name):
         assert rec.value == values[i]
 
 
+# -- compression ---------------------------------------------------------------------------
+
+ORDERS = [{"order_id": i, "customer": f"customer-{i % 17}", "status": "shipped",
+           "items": [{"sku": f"SKU-{i % 97:05d}", "qty": 1 + i % 3}]} for i in range(300)]
+
+
+def exchanges(wire: list, method: str, suffix: str) -> list:
+    return [w for w in wire if w["method"] == method and w["path"].endswith(suffix)]
+
+
+def test_compression_is_on_by_default_both_ways(srv, name, wire):
+    with Client(srv.base_url) as client:
+        topic = make_topic(client, name)
+        client.produce(topic, ORDERS)
+        client.produce(topic, [{"small": True}])
+        got = client.read(topic, 0, max_records=1000, value_format="json")
+        with client.consumer(name, topic, auto_offset_reset="earliest",
+                             value_format="json") as consumer:
+            consumed = poll_until(consumer, len(ORDERS) + 1)
+    assert [r.value for r in got] == [r.value for r in consumed] == ORDERS + [{"small": True}]
+    big, small = exchanges(wire, "POST", "/records")
+    assert big["sent_coding"] == "zstd" and small["sent_coding"] is None  # small: as it is
+    for exchange in exchanges(wire, "GET", "/records") + exchanges(wire, "POST", "/consume"):
+        assert exchange["accept"] == "zstd, gzip"
+        if exchange["body_bytes"] >= 1024:
+            assert exchange["got_coding"] == "zstd"
+            assert exchange["wire_bytes"] * 3 < exchange["body_bytes"]
+
+
+def test_compression_gzip_and_none(srv, name, wire):
+    with Client(srv.base_url, compression="gzip") as client:
+        topic = make_topic(client, name)
+        client.produce(topic, ORDERS)
+    with Client(srv.base_url, compression=None) as client:
+        client.produce(topic, ORDERS)
+        got = client.read(topic, 0, max_records=1000, value_format="json")
+    assert [r.value for r in got] == ORDERS * 2
+    gzipped, plain = exchanges(wire, "POST", "/records")
+    assert gzipped["sent_coding"] == "gzip" and plain["sent_coding"] is None
+    (read,) = exchanges(wire, "GET", "/records")
+    assert read["accept"] == "identity" and read["got_coding"] is None
+    assert read["wire_bytes"] == read["body_bytes"]
+    with pytest.raises(ValueError, match="compression must be one of zstd, gzip"):
+        Client(srv.base_url, compression="br")
+
+
 # -- the consumer context manager ----------------------------------------------------------
 
 def test_consumer_context_manager_joins_and_leaves(client, name):
