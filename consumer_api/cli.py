@@ -16,12 +16,14 @@ pauses as the server says and polls again (see :mod:`consumer_api.client.consume
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
 import sys
 
 import click
 
+from consumer_api.cli_times import Duration, Time, show_duration, show_time
 from consumer_api.client import Client, Record
 from consumer_api.client.errors import ClientError
 
@@ -174,6 +176,64 @@ def topics_delete(ctx, name, yes):
         click.confirm(f"Delete topic {name!r} and all its records?", abort=True)
     _client(ctx).delete_topic(name)
     _out(ctx, {"message": "topic deleted", "topic": name}, ([[name, "deleted"]], ["topic", "status"]))
+
+
+@topics.command("stats")
+@click.argument("name")
+@click.option("--from", "from_ms", type=Time(), default=None,
+              help="Start: ISO 8601 (UTC unless it says) or epoch ms (default: an hour "
+                   "before --to).")
+@click.option("--to", "to_ms", type=Time(), default=None,
+              help="End, excluded (default: now, or the end of the bucket holding now).")
+@click.option("--bucket", "bucket_ms", type=Duration(), default=None,
+              help="Bucket width: 10s, 1m, 1h, ... (default 1m).")
+@click.option("--partition", "-p", type=click.IntRange(0), default=None,
+              help="Only this partition (default: all, summed).")
+@click.option("--keys", is_flag=True, help="Count records by key instead of by time.")
+@click.option("--top", type=click.IntRange(1, 1000), default=None,
+              help="With --keys: how many keys to show (default 10).")
+@json_option
+@click.pass_context
+def topics_stats(ctx, name, from_ms, to_ms, bucket_ms, partition, keys, top):
+    """Records (and bytes) of a topic per time bucket, or its busiest keys (--keys)."""
+    if keys and bucket_ms is not None:
+        raise click.UsageError("--bucket counts by time: leave it out with --keys")
+    if top is not None and not keys:
+        raise click.UsageError("--top goes with --keys")
+    client = _client(ctx)
+    if keys:
+        answer = client.top_keys(name, from_ms, to_ms, partition, top or 10)
+        _print_key_counts(ctx, answer)
+    else:
+        _print_buckets(ctx, client.topic_stats(name, from_ms, to_ms, bucket_ms, partition))
+
+
+def _print_buckets(ctx, answer: dict) -> None:
+    if not ctx.obj["json"]:
+        size = "" if answer["bytes"] is None else f", {answer['bytes']:,} bytes"
+        click.echo(f"topic {answer['topic']}: {answer['records']:,} records{size} from "
+                   f"{show_time(answer['from_ms'])} to {show_time(answer['to_ms'])} in "
+                   f"{show_duration(answer['bucket_ms'])} buckets")
+    most = max([b["records"] for b in answer["buckets"]] + [1])
+    rows = [[show_time(b["start_ms"]), b["records"], b["bytes"],
+             "#" * -(-b["records"] * 40 // most)] for b in answer["buckets"]]
+    _out(ctx, answer, (rows, ["start", "records", "bytes", ""]))
+
+
+def _print_key_counts(ctx, answer: dict) -> None:
+    keys = [{**row, "key": None if row["key"] is None else
+             base64.b64encode(row["key"]).decode("ascii")} for row in answer["keys"]]
+    if not ctx.obj["json"]:
+        click.echo(f"topic {answer['topic']}: {answer['scanned_records']:,} records with "
+                   f"{answer['distinct_keys']:,} keys from {show_time(answer['from_ms'])} "
+                   f"to {show_time(answer['scanned_to_ms'])}")
+        if not answer["complete"]:
+            click.echo(f"stopped by the server's bound on {answer['stopped_by']}: ask again "
+                       f"with --from {answer['scanned_to_ms']}, or narrow the range", err=True)
+    total = max(answer["scanned_records"], 1)
+    rows = [["(null)" if row["key"] is None else _show(row["key"], "text"), row["records"],
+             f"{100 * row['records'] / total:.1f}%"] for row in answer["keys"]]
+    _out(ctx, {**answer, "keys": keys}, (rows, ["key", "records", "share"]))
 
 
 # -- produce ------------------------------------------------------------------------------
