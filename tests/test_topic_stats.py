@@ -9,6 +9,7 @@ from collections import Counter
 import pytest
 
 from consumer_api.config import Config
+from consumer_api.offset_rules import out_of_range
 from consumer_api.records import NewRecord
 from consumer_api.topic_stats import top_keys as top_keys_module
 from consumer_api.topic_stats.buckets import time_buckets
@@ -98,3 +99,31 @@ def test_continuing_from_where_the_bound_stopped_covers_the_range_once(engine, s
         at, answers = got["scanned_to_ms"], answers + 1
     assert total == expected_keys(stored, start, end, 1 << 30)[0]
     assert answers > 5
+
+
+class Shrinking:
+    """A store whose partition 0 held offsets 0..4, stamped 10..14, when the range was looked
+    up; it reads two records at a time. After the first read, retention deletes the first
+    ``deleted`` records, or (``remade``) the topic is deleted and made again, empty."""
+
+    def __init__(self, deleted: int = 0, remade: bool = False):
+        self.deleted, self.remade, self.reads = deleted, remade, 0
+
+    def positions_for_times(self, topic, partitions, timestamps):
+        return {0: [(0, None), (5, None)]}
+
+    def fetch(self, topic, partition, offset, max_records, max_bytes, taken):
+        start, end = 0, 5
+        if self.reads:
+            start, end = (0, 0) if self.remade else (self.deleted, 5)
+        self.reads += 1
+        if not start <= offset <= end:
+            raise out_of_range(topic, partition, offset, start, end)
+        return [(o, 10 + o, b"k", b"", None) for o in range(offset, min(offset + 2, end))], taken
+
+
+@pytest.mark.parametrize("store, counted", [
+    (Shrinking(), 5), (Shrinking(deleted=4), 3), (Shrinking(remade=True), 2)])
+def test_records_deleted_during_a_count_are_not_counted(store, counted):
+    got = top_keys(store, "t", [0], 0, 100, 10, Bound(100, 1 << 20))
+    assert (got["scanned_records"], got["complete"]) == (counted, True)

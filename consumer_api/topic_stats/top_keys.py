@@ -81,8 +81,11 @@ class _Partition:
                 got, _ = self.backend.fetch(self.topic, self.partition, self.offset,
                                             min(WINDOW_RECORDS, self.end - self.offset),
                                             self.window_bytes, 0)
-            except OffsetOutOfRange as exc:  # retention deleted them meanwhile
-                self.offset = max(self.offset, exc.details.get("log_start_offset", self.end))
+            except OffsetOutOfRange as exc:
+                start = exc.details.get("log_start_offset", self.end)
+                if start <= self.offset:  # past the end: the topic was made again, smaller
+                    break
+                self.offset = start  # retention deleted records meanwhile: not counted
                 continue
             got = [r for r in got if r[0] < self.end]
             if not got:
