@@ -21,7 +21,9 @@ directory, waits for ``GET /api/health/ready``, measures, and stops it with SIGT
 6. end-to-end: 2 producers and 8 consumers in one group on 32 partitions for 60 s;
 7. the HTTP ceiling: GET /api/health requests/s with 1 and 4 clients;
 8. subscribe to first record: a new group's member, from sending its subscribe until its
-   first consume returns a record (4 partitions with records; 20 samples).
+   first consume returns a record (4 partitions with records; 20 samples);
+9. filtered consume: one consumer drains 500,000 keyed JSON records of which 1 % match, with
+   a key-prefix filter and a JSON-value filter, beside the same drain without a filter.
 
 ``--backend kafka`` runs figures 1, 2, 3, 7 and 8 on the Kafka store (a local single-node
 broker) and then the same figures on the embedded engine, in the same run and table.
@@ -613,6 +615,81 @@ def wait_until_consuming(s, srv: Server, groups: list[str], members: set[str],
         time.sleep(interval)
 
 
+# -- 9. filtered consume ----------------------------------------------------------------------
+
+FILTER_HIT_EVERY = 100  # 1 % of the records match
+
+
+def filter_bodies(n_bodies: int = N_BODIES, batch: int = BATCH) -> list[bytes]:
+    """Produce requests of ``batch`` keyed JSON records (~100 B values), one in
+    FILTER_HIT_EVERY keyed ``hit-...`` with ``"kind": "hit"``, the others ``miss``."""
+    bodies = []
+    for b in range(n_bodies):
+        records = []
+        for i in range(batch):
+            kind = "hit" if (b * batch + i) % FILTER_HIT_EVERY == 0 else "miss"
+            value = {"kind": kind, "n": i, "order": {"total": i * 3, "items": [1, 2, 3]},
+                     "note": "x" * 24}
+            records.append({"key": f"{kind}-{i}", "value": orjson.dumps(value).decode()})
+        bodies.append(orjson.dumps({"encoding": "text", "records": records}))
+    return bodies
+
+
+def drain(srv: Server, topic: str, group: str, body: dict, n: int) -> tuple[float, int, int, int]:
+    """Consume ``topic`` from the beginning with ``body`` until positions reach ``n``
+    records: ``(seconds, records returned, records examined, consumes)``."""
+    cs = new_session()
+    sub = post(cs, f"{srv.base}/api/consumers/subscribe", orjson.dumps(
+        {"group_id": group, "topics": [topic], "auto_offset_reset": "earliest"}))
+    url = f"{srv.base}/api/consumers/{sub['consumer_id']}/consume"
+    data = orjson.dumps(body)
+    returned = scanned = reqs = 0
+    t0 = perf_counter()
+    while scanned < n:
+        got = post(cs, url, data)
+        reqs += 1
+        returned += len(got["records"])
+        scanned += got.get("scanned", len(got["records"]))
+        if reqs > 10 * n:
+            raise BenchError("the filtered consume does not advance")
+    dt = perf_counter() - t0
+    with contextlib.suppress(Exception):
+        cs.delete(f"{srv.base}/api/consumers/{sub['consumer_id']}", timeout=30)
+    return dt, returned, scanned, reqs
+
+
+def fig9_filter(srv: Server, sizes: dict) -> list[Row]:
+    s = new_session()
+    topic, n = "filtered", sizes["backlog"] // 2
+    create_topic(s, srv, topic, 1)
+    progress(f"fig 9: producing {n:,} keyed JSON records, 1 % matching (untimed) ...")
+    bodies = filter_bodies()
+    url = f"{srv.base}/api/topics/{topic}/records"
+    for j in range(n // BATCH):
+        post(s, url, bodies[j % len(bodies)])
+    base = {"max_records": 10_000, "timeout_ms": 0, "max_bytes_total": 16 * MiB}
+    runs = [("no filter (baseline)", "unfiltered", None),
+            ("key prefix, 1 % match", "key", {"key": {"prefix": "hit-"}}),
+            ("JSON value path, 1 % match", "value", {"value": {"path": "kind", "equals": "hit"}})]
+    rows = []
+    for label, key, spec in runs:
+        progress(f"fig 9: consume {n:,} records, {label} ...")
+        body = dict(base) if spec is None else {**base, "filter": spec}
+        dt, returned, scanned, reqs = drain(srv, topic, f"filter-{key}", body, n)
+        rate = scanned / dt
+        rows.append(Row(
+            key=f"filter_{key}", figure=9, benchmark=f"filtered consume: {label}",
+            settings=(f"1 consumer, {n:,} keyed JSON rec (~100 B), 1 partition, "
+                      "max_records 10,000, timeout_ms 0"),
+            result=fmt_rate(rate), value=rate, unit="records examined/s",
+            notes=(f"{returned:,} returned in {reqs:,} consumes, {dt:.2f} s "
+                   f"({returned / dt:,.0f} matches/s)"),
+            params=dict(records=n, returned=returned, scanned=scanned, consumes=reqs,
+                        seconds=dt, filter=spec),
+        ))
+    return rows
+
+
 # -- 3. wake-up latency -----------------------------------------------------------------------
 
 def fig3_wakeup(srv: Server, sizes: dict, rng: random.Random) -> list[Row]:
@@ -1061,6 +1138,7 @@ def fig6_e2e(srv: Server, sizes: dict, rng: random.Random) -> list[Row]:
 GROUPS = [  # (name, figures, runner(env, extra args) chooser)
     ("http-produce", (7, 1)),
     ("consume", (2,)),
+    ("filter", (9,)),
     ("wakeup", (3, 8)),
     ("waiting", (4,)),
     ("memory", (5,)),
@@ -1102,7 +1180,7 @@ def kill_servers() -> None:
 #: the figures that mean something on the kafka store (4 and 5 need more sessions than
 #: a node holds there; 6 is the embedded end-to-end run); a kafka run measures them on
 #: both stores, the embedded one second
-KAFKA_FIGURES = {1, 2, 3, 7, 8}
+KAFKA_FIGURES = {1, 2, 3, 7, 8, 9}
 
 
 @contextlib.contextmanager
@@ -1162,6 +1240,7 @@ FIGURES = {
     6: lambda srv, sizes, _ceiling, rng: fig6_e2e(srv, sizes, rng),
     7: lambda srv, sizes, ceiling, _rng: fig7_health(srv, sizes, ceiling),
     8: lambda srv, sizes, _ceiling, _rng: fig8_first_record(srv, sizes),
+    9: lambda srv, sizes, _ceiling, _rng: fig9_filter(srv, sizes),
 }
 
 
@@ -1170,7 +1249,7 @@ def main(argv=None) -> int:
     ap.add_argument("--quick", action="store_true",
                     help="smoke run: shorter runs, smaller backlog and fewer sessions")
     ap.add_argument("--only", metavar="N,...",
-                    help="run only these figures (1-8); the 'records per trivial request' "
+                    help="run only these figures (1-9); the 'records per trivial request' "
                          "ratio of figures 1-2 needs figure 7")
     ap.add_argument("--backend", choices=("embedded", "kafka"), default="embedded",
                     help=f"kafka: figures {sorted(KAFKA_FIGURES)} on the Kafka store (a local "

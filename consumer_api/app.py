@@ -49,6 +49,7 @@ def create_app(config: Config | None = None, backend: Backend | None = None,
     app.json = OrjsonProvider(app)
     app.config["MAX_CONTENT_LENGTH"] = config.max_body_bytes
     app.url_map.strict_slashes = False
+    app.url_map.merge_slashes = False  # "a//b" is no resource (a topic "x/" is not "x")
     backend = backend or build_backend(config, defer_open)
     manager = manager or ConsumerManager(backend, session_cap(config), node_id=config.node_id,
                                          join_wait_s=config.join_wait_ms / 1000)

@@ -53,6 +53,7 @@ class Config:
     # HTTP
     max_body_bytes: int = 16 * MiB
     max_records_per_produce: int = 100_000
+    max_filter_scan_records: int = 100_000  # records a filtered consume or read examines
     # reading and writing HTTP (the worker: consumer_api/server)
     header_timeout_ms: int = 10_000  # a started request's head must arrive within this
     body_timeout_ms: int = 30_000  # its body within this of the head
@@ -67,8 +68,8 @@ class Config:
     default_assignor: str = "range"
     reserved_threads: int = 16  # threads waiting polls may never take (produce, health...)
     # counting records by key (GET /api/topics/{topic}/stats/keys): the most one request reads
-    stats_max_scan_records: int = 100_000
-    stats_max_scan_bytes: int = 64 * MiB
+    max_stats_scan_records: int = 100_000
+    max_stats_scan_bytes: int = 64 * MiB
     # per client: an API key, or a peer address on an open server
     max_sessions_per_client: int = 1_000
     max_polls_per_client: int = 16
@@ -89,8 +90,8 @@ class Config:
             raise ValueError("segment_bytes must be at least 1024")
         for name in ("header_timeout_ms", "body_timeout_ms", "send_timeout_ms",
                      "request_buffer_bytes", "response_buffer_bytes", "max_sessions_per_client",
-                     "max_polls_per_client", "history_interval_ms", "stats_max_scan_records",
-                     "stats_max_scan_bytes"):
+                     "max_polls_per_client", "history_interval_ms", "max_filter_scan_records",
+                     "max_stats_scan_records", "max_stats_scan_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.backend == "kafka" and not self.kafka_bootstrap_servers.strip():

@@ -14,6 +14,8 @@ from consumer_api.errors import InvalidRequest
 #: the characters and length of a topic name (as a regular expression, for ``fullmatch``)
 TOPIC_NAME_PATTERN = r"[A-Za-z0-9._-]{1,249}"
 TOPIC_NAME_RE = re.compile(TOPIC_NAME_PATTERN)
+#: the whole rule as one anchored pattern (ECMA 262 and Python alike), for the OpenAPI document
+TOPIC_NAME_DOCUMENTED = rf"^(?!\.\.?$)(?!__){TOPIC_NAME_PATTERN}$"
 #: most partitions a topic may have
 MAX_PARTITIONS = 1024
 #: smallest and largest segment size a topic may set (bytes)

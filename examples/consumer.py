@@ -65,10 +65,10 @@ def commit_printed(consumer, done: dict) -> None:
     the records of the last batch that were fetched but not printed."""
     if not done:
         return
-    owned = consumer.assignment()
+    owned = set(consumer.assignment())
     committed = consumer.committed()
     ahead = {tp: offset for tp, offset in done.items()
-             if tp[1] in owned.get(tp[0], ()) and offset > committed.get(tp, 0)}
+             if tp in owned and offset > committed.get(tp, 0)}
     if ahead:
         try:
             consumer.commit(ahead)

@@ -5,10 +5,14 @@ import select
 import socket
 from functools import partial
 
+import orjson
+
 from flask import Blueprint, request
+from werkzeug.routing import BaseConverter
 
 from consumer_api.api import response_room
 from consumer_api.api.response_room import RecordBody
+from consumer_api.api.filtering import scan_fields, scan_of
 from consumer_api.api.offsets_wire import offsets_from_wire, offsets_to_wire
 from consumer_api.api.state import state
 from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
@@ -19,6 +23,17 @@ from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, 
                                                 SubscribeSchema)
 
 bp = Blueprint("consumers", __name__, url_prefix="/api/consumers")
+
+
+class ConsumerIdConverter(BaseConverter):
+    """A consumer id in a path: any segment but ``subscribe`` (that path is the subscribe
+    route's alone, for every method -- OPTIONS lists only its own)."""
+
+    regex = r"(?!subscribe(?![^/]))[^/]+"
+
+
+bp.record_once(lambda setup: setup.app.url_map.converters.setdefault(
+    "consumer_id", ConsumerIdConverter))  # before the routes below are added
 _subscribe, _consume, _commit = SubscribeSchema(), ConsumeSchema(), CommitSchema()
 _seek, _assign, _close = SeekSchema(), ManualAssignmentSchema(), CloseQuerySchema()
 
@@ -82,7 +97,7 @@ def subscribe():
                                body["encoding"], owner(), client(), body.get("assignor"))
 
 
-@bp.post("/<consumer_id>/consume")
+@bp.post("/<consumer_id:consumer_id>/consume")
 def consume(consumer_id):
     """Consume.
     ---
@@ -105,6 +120,12 @@ def consume(consumer_id):
         When none is free it is answered at once with 429 too_many_polls and a
         Retry-After header (seconds): nothing was taken; retry after that pause. A consume
         that returns records, or has timeout_ms 0, is never refused so.
+
+
+        With a filter (RecordFilter) only matching records are returned; the positions move
+        past the others too, so a commit covers records the consumer never saw. A filtered
+        consume examines at most the server's max_filter_scan_records records, then answers
+        with what matched (scan_limit_reached true); its answer adds scanned and positions.
       tags: [consumers]
       operationId: consume
       parameters: [consumer_id]
@@ -124,25 +145,36 @@ def consume(consumer_id):
         503: NoRoom
     """
     body = json_body(_consume, empty_ok=True)
+    scan = scan_of(body.get("filter"))
     records = RecordBody()
     try:
         spans, _encoding = state().manager.consume(
             consumer_id, body["max_records"], body["timeout_ms"], body["max_bytes_total"],
             body.get("encoding"), owner(), connection_closed(request.environ), client(),
-            records)
+            records, scan)
         if records.refused:
             raise response_room.too_busy()
+        tail = b'],"timestamp":%d%s}' % (state().manager.now_ms(),
+                                          _scan_report(consumer_id, scan))
     except BaseException:
         records.release()
         raise
-    pieces = [b'{"records":[', *records.pieces,
-              b'],"timestamp":%d}' % state().manager.now_ms()]
+    pieces = [b'{"records":[', *records.pieces, tail]
     if not spans:
         records.release()
         return json_response(b"".join(pieces))
     return delivery_tracked_json_response(
         pieces, partial(_delivered, state().metrics, spans, records.release),
         partial(_undelivered, state().manager, consumer_id, spans, records.release))
+
+
+def _scan_report(consumer_id: str, scan) -> bytes:
+    """What a filtered consume's response adds: the scan's figures and the positions it
+    reached (nothing without a filter)."""
+    if not scan.filtered:
+        return b""
+    positions = offsets_to_wire(state().manager.positions(consumer_id, owner()))
+    return scan_fields(scan) + b',"positions":' + orjson.dumps(positions)
 
 
 def _delivered(metrics_, spans, release) -> None:
@@ -157,7 +189,7 @@ def _undelivered(manager_, consumer_id, spans, release) -> None:
     manager_.give_back(consumer_id, spans)
 
 
-@bp.post("/<consumer_id>/commit")
+@bp.post("/<consumer_id:consumer_id>/commit")
 def commit(consumer_id):
     """Commit.
     ---
@@ -171,7 +203,13 @@ def commit(consumer_id):
         content:
           application/json:
             schema: CommitSchema
-            example: {offsets: {orders: {"0": 42}}}
+            examples:
+              positions:
+                summary: the current positions (what was returned so far)
+                value: {}
+              offsets:
+                summary: chosen offsets (each owned, within [log start, high watermark])
+                value: {offsets: {orders: {"0": 1}}}
       responses:
         200:
           description: what was committed
@@ -186,7 +224,7 @@ def commit(consumer_id):
     return {"success": True, "message": "offsets committed", "offsets": offsets_to_wire(done)}
 
 
-@bp.post("/<consumer_id>/seek")
+@bp.post("/<consumer_id:consumer_id>/seek")
 def seek(consumer_id):
     """Seek.
     ---
@@ -241,7 +279,7 @@ def list_sessions():
     return {"sessions": found}
 
 
-@bp.get("/<consumer_id>/assignment")
+@bp.get("/<consumer_id:consumer_id>/assignment")
 def get_assignment(consumer_id):
     """Assignment.
     ---
@@ -259,7 +297,7 @@ def get_assignment(consumer_id):
     return state().manager.get_assignment(consumer_id, owner())
 
 
-@bp.put("/<consumer_id>/assignment")
+@bp.put("/<consumer_id:consumer_id>/assignment")
 def put_assignment(consumer_id):
     """Manual assignment.
     ---
@@ -287,7 +325,7 @@ def put_assignment(consumer_id):
     return state().manager.assign(consumer_id, body["topics"], owner())
 
 
-@bp.get("/<consumer_id>/position")
+@bp.get("/<consumer_id:consumer_id>/position")
 def position(consumer_id):
     """Position.
     ---
@@ -305,7 +343,7 @@ def position(consumer_id):
     return {"offsets": offsets_to_wire(state().manager.positions(consumer_id, owner()))}
 
 
-@bp.get("/<consumer_id>/committed")
+@bp.get("/<consumer_id:consumer_id>/committed")
 def committed(consumer_id):
     """Committed.
     ---
@@ -324,7 +362,7 @@ def committed(consumer_id):
     return {"offsets": offsets_to_wire(state().manager.committed(consumer_id, owner()))}
 
 
-@bp.delete("/<consumer_id>")
+@bp.delete("/<consumer_id:consumer_id>")
 def close(consumer_id):
     """Close.
     ---

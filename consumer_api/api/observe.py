@@ -9,6 +9,7 @@ them as ``key=value`` pairs or as JSON (``CONSUMER_API_LOG_FORMAT``).
 from __future__ import annotations
 
 import logging
+import re
 import time
 
 from flask import g, request
@@ -17,6 +18,9 @@ from consumer_api.metrics import Metrics
 
 access_log = logging.getLogger("consumer_api.access")
 
+
+#: a converter in a route template (``<consumer_id:consumer_id>``): logged as ``<consumer_id>``
+CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
 def start() -> None:
     """Before the request (see :mod:`consumer_api.api.pipeline`)."""
@@ -27,7 +31,7 @@ def finish(resp, metrics: Metrics):
     """After the request: a metrics sample and the access line."""
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     method, rule = request.method, request.url_rule
-    route = rule.rule if rule is not None else "<unmatched>"
+    route = CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else "<unmatched>"
     status = resp.status_code
     metrics.observe_request(method, route, status, seconds)
     if access_log.isEnabledFor(logging.INFO):

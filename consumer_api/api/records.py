@@ -4,6 +4,7 @@ from __future__ import annotations
 from flask import Blueprint
 
 from consumer_api.api import response_room
+from consumer_api.api.filtering import scan_fields, scan_of_query
 from consumer_api.api.json_io import delivery_tracked_json_response, query_args, raw_json_body
 from consumer_api.api.produce_body import parse_produce_body
 from consumer_api.api.response_room import RecordBody
@@ -12,6 +13,7 @@ from consumer_api.api.security import path_right
 from consumer_api.api.state import state
 from consumer_api.errors import PartitionNotFound
 from consumer_api.sessions.collect import WINDOW_BYTES
+from consumer_api.sessions.scan import Scan
 
 bp = Blueprint("records", __name__, url_prefix="/api/topics")
 _read = ReadQuerySchema()
@@ -92,6 +94,7 @@ def read(topic, partition):
     """
     args = query_args(_read)
     partition = partition_number(topic, partition)
+    scan = scan_of_query(args.get("filter"))
     store = state().backend
     offset = args.get("offset")
     if "timestamp" in args:
@@ -99,36 +102,39 @@ def read(topic, partition):
     body = RecordBody(args["encoding"])
     try:
         after = _fill(body, topic, partition, offset, args["max_records"],
-                      args["max_bytes_total"])
+                      args["max_bytes_total"], scan)
         if body.refused:
             raise response_room.too_busy()
         end = store.log_offsets(topic, partition)[1]
     except BaseException:
         body.release()
         raise
-    tail = b'],"next_offset":%d,"high_watermark":%d}' % (after, end)
+    tail = b'],"next_offset":%d,"high_watermark":%d%s}' % (after, end, scan_fields(scan))
     return delivery_tracked_json_response([b'{"records":[', *body.pieces, tail],
                                           body.release, body.release)
 
 
 def _fill(body: RecordBody, topic: str, partition: int, offset, max_records: int,
-          max_bytes: int) -> int:
+          max_bytes: int, scan: Scan) -> int:
     """Read into ``body`` a window of about WINDOW_BYTES at a time: the same records as
     one ``read(offset, max_records, max_bytes)`` (the first record comes even when larger
     than ``max_bytes``; no later one passes it), or fewer when the response budget runs
-    short. Returns the offset after the last record taken (where it started if none)."""
+    short -- of them, those ``scan`` keeps. Returns the offset after the last record
+    taken or skipped (where it started if none)."""
     store = state().backend
     if offset is None:
         offset = store.log_offsets(topic, partition)[0]
     taken = 0
-    while body.count < max_records and (taken < max_bytes or not body.count):
+    while body.count < max_records and (taken < max_bytes or not body.count) \
+            and not scan.exhausted:
         remaining = max_bytes - taken
         for ask in dict.fromkeys((min(WINDOW_BYTES, remaining), remaining)):
             allowed = body.room(ask)
             if not allowed:
                 return offset
             records, now_taken = store.fetch(topic, partition, offset,
-                                             max_records - body.count, taken + allowed, taken)
+                                             scan.fetch_count(max_records - body.count),
+                                             taken + allowed, taken)
             if records:
                 break
             body.unused()
@@ -136,8 +142,11 @@ def _fill(body: RecordBody, topic: str, partition: int, offset, max_records: int
                 return offset
         else:
             return offset  # the next record passes max_bytes, or there is none
-        taken = now_taken
-        if not body.add(topic, partition, records):
+        records, after, skipped = scan.keep(records, max_records - body.count)
+        taken = now_taken - skipped
+        if not records:
+            body.unused()
+        elif not body.add(topic, partition, records):
             return offset
-        offset = records[-1][0] + 1
+        offset = after
     return offset

@@ -8,6 +8,7 @@ flasgger serves it at ``/swagger.json`` and Swagger UI at ``/swagger/``; it is t
 """
 from __future__ import annotations
 
+import copy
 from importlib import resources
 
 import yaml
@@ -16,10 +17,13 @@ from apispec.ext.marshmallow import MarshmallowPlugin
 from apispec_webframeworks.flask import FlaskPlugin
 from flasgger import Swagger
 from flask import Flask
+from marshmallow import class_registry
+from marshmallow.exceptions import RegistryError
 
 from consumer_api import __version__
 from consumer_api.api.schemas.common import ErrorSchema
-from consumer_api.topic_rules import TOPIC_NAME_PATTERN
+from consumer_api.api.schemas.records import VALUE_RULES
+from consumer_api.topic_rules import TOPIC_NAME_DOCUMENTED
 
 #: route prefixes that belong to the API (documented); others (static, Swagger UI) do not
 DOCUMENTED_PREFIXES = ("/api/", "/metrics")
@@ -31,7 +35,7 @@ def load_template() -> dict:
     text = resources.files("consumer_api.swagger").joinpath("template.yml").read_text("utf-8")
     template = yaml.safe_load(text)
     topic = template["components"]["parameters"]["topic"]["schema"]
-    topic["pattern"] = f"^{TOPIC_NAME_PATTERN}$"
+    topic["pattern"] = TOPIC_NAME_DOCUMENTED
     return template
 
 
@@ -55,12 +59,72 @@ def build_spec(app: Flask, secured: bool = False) -> dict:
         spec.components.parameter(name, value.pop("in"), value)
     for name, value in components.get("responses", {}).items():
         spec.components.response(name, value)
+    for name, value in components.get("schemas", {}).items():
+        spec.components.schema(name, value)
     with app.test_request_context():
         for endpoint in sorted({rule.endpoint for rule in documented_rules(app)}):
             spec.path(view=app.view_functions[endpoint], app=app)
     document = spec.to_dict()
+    _add_schema_rules(document)
+    _produce_body_by_encoding(document["components"]["schemas"])
+    _json_query_parameters(document)
     _add_common_responses(document, secured)
     return document
+
+
+def _json_query_parameters(document: dict) -> None:
+    """A query parameter whose schema says ``x-json-content`` carries JSON text of that
+    schema: stated as OpenAPI's ``content: {application/json: ...}``."""
+    for operations in document["paths"].values():
+        for operation in operations.values():
+            for param in operation.get("parameters", ()):
+                schema = param.get("schema", {})
+                if "x-json-content" in schema:
+                    param["content"] = {"application/json": {
+                        "schema": schema.pop("x-json-content"),
+                        "example": {"key": {"prefix": "user-"}}}}
+                    param.setdefault("description", schema.get("description", ""))
+                    del param["schema"]
+
+
+def _produce_body_by_encoding(schemas: dict) -> None:
+    """The produce body as one of three shapes, one per ``encoding`` (``Base64ProduceRequest``
+    and its ``Base64RecordIn``, ``Text...``, ``Json...``), each saying what its keys and
+    values may be (:data:`~consumer_api.api.schemas.records.VALUE_RULES`) -- so a base64
+    value given as a number, or not padded, is invalid by the document as by the server."""
+    request, record = schemas["ProduceRequest"], schemas["ProduceRecord"]
+    shapes = []
+    for encoding, rule in VALUE_RULES.items():
+        name = encoding.capitalize()
+        shaped = copy.deepcopy(record)
+        for field in ("key", "value") if rule else ():
+            shaped["properties"][field] = dict(
+                rule, description=record["properties"][field].get("description", ""))
+        schemas[f"{name}RecordIn"] = shaped
+        body = copy.deepcopy(request)
+        body["properties"]["records"]["items"] = {"$ref": f"#/components/schemas/{name}RecordIn"}
+        said = body["properties"]["encoding"]
+        said["enum"] = [encoding]
+        if encoding != "base64":  # the default needs no word; the others do
+            said.pop("default", None)
+            body["required"] = sorted({*body.get("required", ()), "encoding"})
+        schemas[f"{name}ProduceRequest"] = body
+        shapes.append({"$ref": f"#/components/schemas/{name}ProduceRequest"})
+    schemas["ProduceRequest"] = {"oneOf": shapes,
+                                 "description": "records, with keys and values as the encoding "
+                                                "says (base64 by default)"}
+
+
+def _add_schema_rules(document: dict) -> None:
+    """What a marshmallow schema's validators enforce across its fields, stated in the
+    document: the JSON Schema keywords of its ``OPENAPI_RULES`` (``oneOf``, ``anyOf``,
+    ``not`` ...) join the schema apispec made of its fields (``Seek`` from ``SeekSchema``)."""
+    for name, schema in document.get("components", {}).get("schemas", {}).items():
+        try:
+            cls = class_registry.get_class(f"{name}Schema", all=False)
+        except RegistryError:
+            continue
+        schema.update(copy.deepcopy(getattr(cls, "OPENAPI_RULES", {})))
 
 
 #: responses any operation of a kind can give, added so no docstring can forget them

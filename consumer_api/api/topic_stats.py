@@ -86,8 +86,8 @@ def key_stats(topic):
       summary: The keys with the most records in a time range
       description: >
         Reads the range's records in time order, across partitions, and counts them by
-        key, reading at most the server's `CONSUMER_API_STATS_MAX_SCAN_RECORDS` records and
-        `CONSUMER_API_STATS_MAX_SCAN_BYTES` bytes. When a bound stops it, `complete` is
+        key, reading at most the server's `CONSUMER_API_MAX_STATS_SCAN_RECORDS` records and
+        `CONSUMER_API_MAX_STATS_SCAN_BYTES` bytes. When a bound stops it, `complete` is
         false and every record before `scanned_to_ms` was counted, none after: ask again
         from there, or narrow the range. Keys are base64; records without a key count
         under `null`.
@@ -125,8 +125,8 @@ def key_stats(topic):
         raise _too_many_scans()
     try:
         answer = top_keys(state().backend, topic, _partitions(topic, args), start, end,
-                          args["top"], Bound(config.stats_max_scan_records,
-                                             config.stats_max_scan_bytes))
+                          args["top"], Bound(config.max_stats_scan_records,
+                                             config.max_stats_scan_bytes))
     finally:
         _scans.release()
     for row in answer["keys"]:

@@ -34,10 +34,12 @@ import requests
 
 from consumer_api.client import errors
 from consumer_api.client.consumer import ConsumedRecord, Consumer
-from consumer_api.client.errors import ApiError, ClientError, ConnectionFailed
+from consumer_api.client.errors import (ApiError, ClientError, ConnectionFailed,
+                                        why_unreachable)
+from consumer_api.client.offsets import TopicPartition, offsets_from_wire, offsets_to_wire
 
 __all__ = ["Client", "Record", "Consumer", "ConsumedRecord", "errors", "ApiError",
-           "ClientError", "ConnectionFailed"]
+           "ClientError", "ConnectionFailed", "TopicPartition"]
 
 #: records per produce request, and payload bytes per request (the server takes 16 MiB)
 BATCH_RECORDS = 5000
@@ -104,7 +106,8 @@ class Client:
                 method, self.base_url + path, json=json_body, params=params,
                 timeout=(self.connect_timeout, read_timeout or self.timeout))
         except requests.RequestException as exc:
-            raise ConnectionFailed(f"cannot reach {self.base_url}: {exc}") from exc
+            raise ConnectionFailed(f"cannot reach {self.base_url}: {why_unreachable(exc)}") \
+                from exc
         try:
             body = resp.json()
         except ValueError:
@@ -187,14 +190,30 @@ class Client:
             yield batch
 
     def read(self, topic: str, partition: int, offset: int | None = None,
-             max_records: int = 500, value_format: str = "bytes") -> list[ConsumedRecord]:
-        """Stateless read of one partition (no consumer group)."""
+             max_records: int = 500, value_format: str = "bytes",
+             filter: dict | None = None) -> list[ConsumedRecord]:
+        """Stateless read of one partition (no consumer group); with ``filter`` (see
+        README, "Filtering records") only the records it matches."""
+        return self.read_page(topic, partition, offset, max_records=max_records,
+                              value_format=value_format, filter=filter)["records"]
+
+    def read_page(self, topic: str, partition: int, offset: int | None = None, *,
+                  timestamp: int | None = None, max_records: int = 500,
+                  value_format: str = "bytes", filter: dict | None = None) -> dict:
+        """One page of a stateless read, from ``offset`` (default: the log start) or the
+        first record at or after ``timestamp`` (epoch ms): ``{"records": [ConsumedRecord],
+        "next_offset": where the next page starts, "high_watermark": the partition's end}``
+        -- read on from ``next_offset`` until it reaches ``high_watermark``."""
         params = {"max_records": max_records}
-        if offset is not None:
-            params["offset"] = offset
+        for name, value in (("offset", offset), ("timestamp", timestamp)):
+            if value is not None:
+                params[name] = value
+        if filter is not None:
+            params["filter"] = json.dumps(filter)
         body = self.request("GET", f"/api/topics/{_quote(topic)}/partitions/{partition}/records",
                             params=params)
-        return [ConsumedRecord.from_wire(r, value_format, "bytes") for r in body["records"]]
+        return {**body, "records": [ConsumedRecord.from_wire(r, value_format, "bytes")
+                                    for r in body["records"]]}
 
     # -- consumers -------------------------------------------------------------------------
 
@@ -202,7 +221,8 @@ class Client:
         """A :class:`Consumer` (a context manager: subscribes on enter, unsubscribes on
         exit). Options: auto_offset_reset, value_format, key_format, session_timeout_ms,
         auto_commit, commit_each_batch, max_records, timeout_ms, max_bytes_total,
-        recreate_on_expiry, assignor (the group's, when this is its first member)."""
+        recreate_on_expiry, assignor (the group's, when this is its first member), filter
+        (only the records it matches are returned; commits cover the skipped ones)."""
         return Consumer(self, group_id, [topics] if isinstance(topics, str) else list(topics),
                         **options)
 
@@ -215,18 +235,21 @@ class Client:
         return self.request("GET", f"/api/consumer-groups/{_quote(group_id)}")
 
     def reset_group(self, group_id: str, to: str, topics=None) -> dict:
-        """Move an empty group's committed offsets to ``earliest`` or ``latest``."""
+        """Move an empty group's committed offsets to ``earliest`` or ``latest``; the
+        offsets now committed, ``{TopicPartition: offset}``."""
         body = {"reset": to}
         if topics:
             body["topics"] = list(topics)
-        return self.request("POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
-                            body)["offsets"]
+        return offsets_from_wire(self.request(
+            "POST", f"/api/consumer-groups/{_quote(group_id)}/offsets", body)["offsets"])
 
     def set_group_offsets(self, group_id: str, offsets: dict) -> dict:
-        """``offsets``: ``{topic: {partition: offset}}``."""
-        wire = {t: {str(p): o for p, o in parts.items()} for t, parts in offsets.items()}
-        return self.request("POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
-                            {"offsets": wire})["offsets"]
+        """Commit ``offsets`` for an empty group (``{(topic, partition): offset}`` or
+        ``{topic: {partition: offset}}``); the offsets now committed, as
+        :meth:`reset_group`."""
+        return offsets_from_wire(self.request(
+            "POST", f"/api/consumer-groups/{_quote(group_id)}/offsets",
+            {"offsets": offsets_to_wire(offsets)})["offsets"])
 
     def delete_group(self, group_id: str) -> None:
         self.request("DELETE", f"/api/consumer-groups/{_quote(group_id)}")

@@ -22,6 +22,8 @@ from urllib.parse import quote
 
 from consumer_api.client.errors import (ClientError, ConsumerNotFound, PartitionNotAssigned,
                                         TooManyPolls)
+from consumer_api.client.offsets import (TopicPartition, assignment_from_wire,
+                                         offsets_from_wire, offsets_to_wire)
 
 log = logging.getLogger(__name__)
 FORMATS = ("bytes", "text", "json")
@@ -73,21 +75,6 @@ def _decode(wire, fmt: str):
         return data
 
 
-def _offsets_to_wire(offsets: dict) -> dict:
-    """``{topic: {partition: offset}}`` or ``{(topic, partition): offset}`` -> wire form."""
-    out: dict = {}
-    for k, v in offsets.items():
-        if isinstance(k, tuple):
-            out.setdefault(k[0], {})[str(k[1])] = v
-        else:
-            out[k] = {str(p): o for p, o in v.items()}
-    return out
-
-
-def _offsets_from_wire(wire: dict) -> dict:
-    return {(t, int(p)): o for t, parts in wire.items() for p, o in parts.items()}
-
-
 class Consumer:
     #: how a refused poll pauses and tells the time (seconds); replaceable for tests
     sleep = staticmethod(time.sleep)
@@ -98,7 +85,8 @@ class Consumer:
                  session_timeout_ms: int | None = None, auto_commit: bool = False,
                  commit_each_batch: bool = False, max_records: int = 500,
                  timeout_ms: int = 30000, max_bytes_total: int | None = None,
-                 recreate_on_expiry: bool = False, assignor: str | None = None):
+                 recreate_on_expiry: bool = False, assignor: str | None = None,
+                 filter: dict | None = None):
         if value_format not in FORMATS or (key_format or "bytes") not in FORMATS:
             raise ValueError(f"formats are one of {', '.join(FORMATS)}")
         self.client = client
@@ -111,6 +99,7 @@ class Consumer:
         self.max_records = max_records
         self.timeout_ms = timeout_ms
         self.max_bytes_total = max_bytes_total
+        self.filter = filter
         self._subscription = {"group_id": group_id, "topics": topics,
                               "auto_offset_reset": auto_offset_reset, "auto_commit": auto_commit}
         if session_timeout_ms is not None:
@@ -119,6 +108,9 @@ class Consumer:
             self._subscription["assignor"] = assignor
         self.consumer_id: str | None = None
         self._handed_out: dict = {}  # (topic, partition) -> offset after the last record given
+        self._skipped_to: dict = {}  # with a filter: the positions past the last batch's skips
+        #: with a filter: the last poll stopped at the server's bound on records examined
+        self.scan_limit_reached = False
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -172,7 +164,8 @@ class Consumer:
         ``commit_each_batch`` it first commits what earlier polls handed out."""
         records = self._next_batch(timeout_ms, max_records)
         for rec in records:
-            self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
+            self._handed_out[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
+        self._handed_out.update(self._skipped_to)
         return records
 
     def __iter__(self):
@@ -182,17 +175,22 @@ class Consumer:
         the middle of a batch never commits the records after the last one received."""
         while True:
             for rec in self._next_batch(None, None):
-                self._handed_out[(rec.topic, rec.partition)] = rec.offset + 1
+                self._handed_out[TopicPartition(rec.topic, rec.partition)] = rec.offset + 1
                 yield rec
+            self._handed_out.update(self._skipped_to)  # the batch's skipped records too
 
     def _next_batch(self, timeout_ms, max_records) -> list:
         if self.commit_each_batch and self._handed_out:
-            self._commit_handed_out()
+            self.commit_handed_out()
         timeout_ms = self.timeout_ms if timeout_ms is None else timeout_ms
         body = {"timeout_ms": timeout_ms, "max_records": max_records or self.max_records}
         if self.max_bytes_total:
             body["max_bytes_total"] = self.max_bytes_total
+        if self.filter is not None:
+            body["filter"] = self.filter
         got = self._consume(body)
+        self._skipped_to = offsets_from_wire(got.get("positions") or {})
+        self.scan_limit_reached = got.get("scan_limit_reached", False)
         return [ConsumedRecord.from_wire(r, self.value_format, self.key_format)
                 for r in got["records"]]
 
@@ -216,14 +214,17 @@ class Consumer:
                 attempt += 1
                 body = {**body, "timeout_ms": max(0, int((deadline - self.clock()) * 1000))}
 
-    def _commit_handed_out(self) -> None:
-        """Commit the records handed out; those of partitions a rebalance moved away are
+    def commit_handed_out(self) -> None:
+        """Commit the records handed out (with a filter: and the records the server
+        skipped before and among them); those of partitions a rebalance moved away are
         left to their new owner (it resumes at the group's last commit: at least once)."""
+        if not self._handed_out:
+            return
         try:
             self.commit(self._handed_out)
         except PartitionNotAssigned:
-            owned = self.assignment()
-            mine = {tp: o for tp, o in self._handed_out.items() if tp[1] in owned.get(tp[0], ())}
+            owned = set(self.assignment())
+            mine = {tp: o for tp, o in self._handed_out.items() if tp in owned}
             self._handed_out = {}
             if mine:
                 try:
@@ -234,8 +235,8 @@ class Consumer:
     def commit(self, offsets: dict | None = None) -> dict:
         """Commit the positions (exactly the records handed out so far), or ``offsets``
         (``{topic: {partition: offset}}`` or ``{(topic, partition): offset}``)."""
-        body = {} if offsets is None else {"offsets": _offsets_to_wire(offsets)}
-        done = _offsets_from_wire(self._call("POST", "commit", body)["offsets"])
+        body = {} if offsets is None else {"offsets": offsets_to_wire(offsets)}
+        done = offsets_from_wire(self._call("POST", "commit", body)["offsets"])
         for tp, offset in done.items():  # handed-out records now committed
             if self._handed_out.get(tp, -1) <= offset:
                 self._handed_out.pop(tp, None)
@@ -249,7 +250,7 @@ class Consumer:
         body = {k: v for k, v in (("topic", topic), ("partition", partition),
                                   ("offset", offset), ("position", position),
                                   ("timestamp", timestamp)) if v is not None}
-        return _offsets_from_wire(self._call("POST", "seek", body)["offsets"])
+        return offsets_from_wire(self._call("POST", "seek", body)["offsets"])
 
     def seek_to_beginning(self, topic: str | None = None) -> dict:
         return self.seek(topic, position="beginning")
@@ -258,15 +259,17 @@ class Consumer:
         return self.seek(topic, position="end")
 
     def position(self) -> dict:
-        return _offsets_from_wire(self._call("GET", "position")["offsets"])
+        return offsets_from_wire(self._call("GET", "position")["offsets"])
 
     def committed(self) -> dict:
-        return _offsets_from_wire(self._call("GET", "committed")["offsets"])
+        return offsets_from_wire(self._call("GET", "committed")["offsets"])
 
-    def assignment(self) -> dict:
-        """``{topic: [partitions]}`` this session reads now."""
-        return self._call("GET", "assignment")["assignment"]
+    def assignment(self) -> list:
+        """The partitions this session reads now: sorted ``[TopicPartition]``."""
+        return assignment_from_wire(self._call("GET", "assignment")["assignment"])
 
-    def assign(self, topics: dict) -> dict:
-        """Manual assignment ``{topic: [partitions]}`` (leaves group management)."""
-        return self._call("PUT", "assignment", {"topics": topics})["assignment"]
+    def assign(self, topics: dict) -> list:
+        """Manual assignment ``{topic: [partitions]}`` (leaves group management); the
+        partitions now read, as :meth:`assignment`."""
+        return assignment_from_wire(
+            self._call("PUT", "assignment", {"topics": topics})["assignment"])

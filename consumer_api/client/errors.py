@@ -7,6 +7,8 @@ server cannot be reached at all.
 """
 from __future__ import annotations
 
+import socket
+
 
 class ClientError(Exception):
     """Root of everything the client raises."""
@@ -14,6 +16,32 @@ class ClientError(Exception):
 
 class ConnectionFailed(ClientError):
     """The server could not be reached (refused, timed out, DNS...)."""
+
+
+#: what went wrong, by the low-level error found under a requests exception
+_UNREACHABLE = ((ConnectionRefusedError, "connection refused"),
+                (ConnectionResetError, "connection reset"),
+                (TimeoutError, "timed out"),
+                (socket.gaierror, "host name not resolved"))
+
+
+def why_unreachable(exc: BaseException) -> str:
+    """A few words for a failed connection (``connection refused``, ``timed out`` ...),
+    from the chain of causes under ``exc`` -- not urllib3's paragraph."""
+    seen = exc
+    while seen is not None:
+        for kind, words in _UNREACHABLE:
+            if isinstance(seen, kind):
+                return words
+        for arg in getattr(seen, "args", ()):
+            if isinstance(arg, BaseException):
+                for kind, words in _UNREACHABLE:
+                    if isinstance(arg, kind):
+                        return words
+        seen = seen.__cause__ or seen.__context__
+    if "timed out" in str(exc).lower() or "timeout" in type(exc).__name__.lower():
+        return "timed out"
+    return type(exc).__name__
 
 
 class ApiError(ClientError):

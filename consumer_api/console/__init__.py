@@ -9,6 +9,12 @@ from flask import Blueprint, redirect, send_from_directory, url_for
 bp = Blueprint("console", __name__, static_folder="static", static_url_path="/console/static")
 
 
+@bp.get("/")
+def site_root():
+    """A browser pointed at the server lands on the console (Swagger UI is a link there)."""
+    return redirect(url_for("console.page"), code=302)
+
+
 @bp.get("/console")
 def console_root():
     return redirect(url_for("console.page"), code=308)

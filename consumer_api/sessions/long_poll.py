@@ -21,6 +21,7 @@ from consumer_api.errors import ConsumerNotFound
 from consumer_api.sessions.collect import Collector
 from consumer_api.sessions.quota import ClientQuota
 from consumer_api.sessions.reading import fetch_pass, watch_exactly
+from consumer_api.sessions.scan import Scan
 from consumer_api.sessions.session import Session, Waiter
 
 if TYPE_CHECKING:
@@ -31,10 +32,11 @@ log = logging.getLogger(__name__)
 
 def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: int,
          timeout_ms: int, max_bytes: int, abandoned, client: ClientQuota | None,
-         collector: Collector) -> list:
+         collector: Collector, scan: Scan) -> list:
     """The spans a consume returns (see :meth:`ConsumerManager.consume`): records as soon as
-    any owned partition has some, else ``[]`` after ``timeout_ms``, at shutdown, when
-    superseded or when ``abandoned()`` says the caller left."""
+    any owned partition has some ``scan`` keeps, else ``[]`` after ``timeout_ms``, at
+    shutdown, when superseded, when ``abandoned()`` says the caller left, or once the scan
+    examined as many records as it may."""
     check_live(session)
     if session.auto_commit:
         manager.auto_commit(session)
@@ -52,8 +54,8 @@ def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: i
                 partitions = manager.sync(session)
             watch_exactly(session, watched, partitions)
             spans, blocked = fetch_pass(manager.backend, session, partitions, max_records,
-                                        max_bytes, collector)
-            if spans or blocked:
+                                        max_bytes, collector, scan)
+            if spans or blocked or scan.exhausted:
                 return spans
             remaining = deadline - manager.clock()
             if remaining <= 0:

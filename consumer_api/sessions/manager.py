@@ -49,6 +49,7 @@ from consumer_api.errors import (ConsumerNotFound, InvalidRequest, OffsetOutOfRa
                                  PartitionNotAssigned, PartitionNotFound, TooManyConsumers,
                                  TooManyPolls, TopicNotFound, Unavailable)
 from consumer_api.sessions.collect import Collector, RecordLists
+from consumer_api.sessions.scan import Scan
 from consumer_api.sessions.long_poll import poll
 from consumer_api.sessions.quota import ClientQuota, Tally
 from consumer_api.sessions.reading import retreat
@@ -326,7 +327,7 @@ class ConsumerManager:
     def consume(self, consumer_id: str, max_records: int = 500, timeout_ms: int = 30_000,
                 max_bytes: int = 1 << 20, encoding: str | None = None, owner=None,
                 abandoned=None, client: ClientQuota | None = None,
-                collector: Collector | None = None):
+                collector: Collector | None = None, scan: Scan | None = None):
         """Long-poll. Returns as soon as any owned partition has records, or with none
         after ``timeout_ms`` (or at once when the server shuts down). Positions advance
         past exactly the records taken.
@@ -337,6 +338,10 @@ class ConsumerManager:
         :class:`Span` per partition; when the collector has no room for even the first
         window the consume returns ``[]`` at once, without waiting. ``encoding`` is the
         given one or the session's (the collector's ``begin`` gets it too).
+
+        ``scan`` (see :mod:`consumer_api.sessions.scan`), when given, filters what is
+        returned: the positions move past the records it skips too, and a consume whose
+        scan reached its bound returns at once with what matched.
 
         ``abandoned()``, when given, says whether the caller went away while the poll
         waited: then it returns ``[]`` without taking records (nobody would see them).
@@ -359,7 +364,7 @@ class ConsumerManager:
         try:
             remaining_ms = max(0, int((deadline - self.clock()) * 1000))
             spans = poll(self, session, ticket, max_records, remaining_ms, max_bytes,
-                         abandoned, client, collector)
+                         abandoned, client, collector, scan or Scan())
         finally:  # heartbeat first: the reaper must never see a finished, stale consume
             session.last_heartbeat = self.clock()
             session.end_consume()

@@ -19,6 +19,7 @@ import logging
 from consumer_api.backend import Backend
 from consumer_api.errors import OffsetOutOfRange, PartitionNotFound, TopicNotFound
 from consumer_api.sessions.collect import WINDOW_BYTES, Collector, Span
+from consumer_api.sessions.scan import Scan
 from consumer_api.sessions.session import Session
 
 log = logging.getLogger(__name__)
@@ -37,10 +38,10 @@ def watch_exactly(session: Session, watched: set, partitions: list) -> None:
 
 
 def fetch_pass(backend: Backend, session: Session, partitions: list, max_records: int,
-               max_bytes: int, collector: Collector) -> tuple:
+               max_bytes: int, collector: Collector, scan: Scan) -> tuple:
     """One pass over the owned partitions, starting one further each time (so a busy
-    partition cannot starve the others). ``(spans, blocked)``: blocked when the
-    collector had no more room."""
+    partition cannot starve the others), keeping what ``scan`` keeps. ``(spans,
+    blocked)``: blocked when the collector had no more room."""
     spans: list = []
     n = len(partitions)
     if not n:
@@ -57,44 +58,51 @@ def fetch_pass(backend: Backend, session: Session, partitions: list, max_records
             if session.member.high_watermark(topic, p) == position:
                 continue
             span, stop = _take(backend, session, tp, position, left, max_bytes, taken,
-                               collector)
+                               collector, scan)
         except (TopicNotFound, PartitionNotFound):
             continue  # deleted meanwhile; the rebalance that follows drops it
         if span is not None:
             spans.append(span)
         if stop is not None:
             return spans, stop == "blocked"
-        if not left[0]:
+        if not left[0] or scan.exhausted:
             break
     return spans, False
 
 
 def _take(backend: Backend, session: Session, tp, position: int, left: list, max_bytes: int,
-          taken: list, collector: Collector) -> tuple:
+          taken: list, collector: Collector, scan: Scan) -> tuple:
     """Read one partition from ``position`` a window at a time into the collector,
-    advancing the position past each window it takes. ``left`` (records) and ``taken``
-    (stored bytes) are the pass's running totals, in one-item lists. Returns ``(span or
-    None, stop)``: stop is None to go on with the next partition, ``"full"`` when
-    ``max_bytes`` is reached, ``"blocked"`` when the collector has no room."""
+    advancing the position past each window it reads (the records ``scan`` skips
+    included). ``left`` (records) and ``taken`` (stored bytes) are the pass's running
+    totals, in one-item lists. Returns ``(span or None, stop)``: stop is None to go on
+    with the next partition, ``"full"`` when ``max_bytes`` is reached, ``"blocked"`` when
+    the collector has no room."""
     topic, p = tp
     first = count = 0
     stop = None
-    while left[0] and stop is None:
-        records, stop, read_from = _window(backend, session, tp, position, left[0], max_bytes,
-                                           taken, collector)
+    while left[0] and stop is None and not scan.exhausted:
+        records, stop, read_from = _window(backend, session, tp, position,
+                                           scan.fetch_count(left[0]), max_bytes, taken,
+                                           collector)
         if not records:
             break
-        after = records[-1][0] + 1
-        if not _advance(session, tp, read_from, after):
+        read_to = records[-1][0] + 1
+        records, after, skipped = scan.keep(records, left[0])
+        taken[0] -= skipped
+        if not _advance(session, tp, read_from, after, read_to):
             collector.unused()  # a seek or a rebalance won: the records are dropped
             break
-        if not collector.add(topic, p, records):
+        if not records:
+            collector.unused()  # none matched: the position moved past them all
+        elif not collector.add(topic, p, records):
             retreat(session, tp, after, read_from)
             stop = "blocked"
             break
-        first = first if count else records[0][0]
-        count += len(records)
-        left[0] -= len(records)
+        else:
+            first = first if count else read_from
+            count += len(records)
+            left[0] -= len(records)
         position = after
     return _span(tp, first, position, count), stop
 
@@ -160,13 +168,16 @@ def _read(backend: Backend, session: Session, tp, position, max_records, max_byt
         return (*fetch(*tp, reset, max_records, max_bytes, taken), reset)
 
 
-def _advance(session: Session, tp, read_from: int, new_position: int) -> bool:
-    """Move the position past returned records -- unless a seek or a rebalance changed
-    it while reading: then the records are dropped (the seek or the new owner wins)."""
+def _advance(session: Session, tp, read_from: int, new_position: int, read_to: int) -> bool:
+    """Move the position past returned (or skipped) records -- unless a seek or a
+    rebalance changed it while reading: then the records are dropped (the seek or the new
+    owner wins). Records read up to ``read_to`` but not passed are read again next time."""
     with session.lock:
         if session.positions.get(tp) != read_from:
             return False
         session.positions[tp] = new_position
+        if new_position < read_to:
+            session.member.reposition(*tp, new_position)
         if session.auto_commit:
             session.pending_commit[tp] = new_position
         return True

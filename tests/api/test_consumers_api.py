@@ -154,6 +154,14 @@ def test_subscribe_returns_the_session_and_its_real_assignment(client, topic3, s
     assert sorted(mine + theirs) == [0, 1, 2]
 
 
+def test_the_subscribe_path_is_the_subscribe_routes_alone(client):
+    options = client.open("/api/consumers/subscribe", method="OPTIONS")
+    assert set(options.headers["Allow"].split(", ")) == {"POST", "OPTIONS"}
+    details = assert_error(client.delete("/api/consumers/subscribe"), 405, "method_not_allowed")
+    assert details["allowed"] == ["OPTIONS", "POST"]
+    assert_error(client.get("/api/consumers/subscribe/position"), 404, "not_found")
+
+
 def test_subscribe_to_a_missing_topic_is_404_and_creates_nothing(client, topic):
     for topics in (["nope"], [topic, "nope"]):
         resp = client.post("/api/consumers/subscribe", json={"group_id": "g", "topics": topics})

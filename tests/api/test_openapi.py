@@ -36,13 +36,13 @@ from hypothesis.errors import Unsatisfiable
 from openapi_schema_validator import OAS30Validator
 from openapi_spec_validator import OpenAPIV30SpecValidator, validate as validate_spec
 from schemathesis import GenerationMode
-from schemathesis.checks import not_a_server_error
+from schemathesis.checks import CHECKS, load_all_checks
 from schemathesis.core import NOT_SET
 from schemathesis.core.failures import FailureGroup
 from schemathesis.specs.openapi.checks import (content_type_conformance,
-                                               negative_data_rejection,
+                                               positive_data_acceptance,
                                                response_schema_conformance,
-                                               status_code_conformance, unsupported_method)
+                                               status_code_conformance)
 
 from consumer_api.api.spec import documented_rules
 from consumer_api.app import create_app
@@ -92,6 +92,16 @@ FIXED_BUGS = {
     "commit-arabic-indic-digit": (
         ("POST", "/api/consumers/{consumer_id}/commit", {"offsets": {"orders": {"\u0661": 0}}}),
         400),
+    # Werkzeug merged "//" and redirected (308) a topic named with a slash to another one
+    "read-topic-with-a-slash": (("GET", "/api/topics/orders//partitions/0/records", None), 404),
+    # the {consumer_id} routes took the word "subscribe" too (DELETE .../subscribe, ...)
+    "delete-subscribe": (("DELETE", "/api/consumers/subscribe", None), 405),
+    "seek-two-targets": (("POST", "/api/consumers/{consumer_id}/seek",
+                          {"position": "end", "offset": 5}), 400),
+    "group-offsets-and-reset": (("POST", "/api/consumer-groups/nobody/offsets",
+                                 {"offsets": {"orders": {"0": 0}}, "reset": "latest"}), 400),
+    "produce-base64-value-as-number": (("POST", "/api/topics/{topic}/records",
+                                        {"records": [{"value": 0}]}), 400),
     "group-offsets-superscript-digit": (
         ("POST", "/api/consumer-groups/nobody/offsets", {"offsets": {"orders": {"\u00b2": 1}}}),
         400),
@@ -709,14 +719,47 @@ def test_swagger_ui_script_has_no_python_literals(openapi_client):
 #: every status, content type and body is documented (a documented 5xx is fine)
 DOCUMENTED_CHECKS = [status_code_conformance, content_type_conformance,
                      response_schema_conformance]
-#: the honesty checks: no 5xx, every status documented, every content type documented, every
-#: body matching its schema
-FUZZ_CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
-               response_schema_conformance]
-#: invalid input (by the document's own constraints) is refused with a 4xx, never accepted
-NEGATIVE_CHECKS = FUZZ_CHECKS + [negative_data_rejection]
-#: plus: methods a path does not document get 405 with an Allow header
-COVERAGE_CHECKS = NEGATIVE_CHECKS + [unsupported_method]
+
+#: answers to schema-valid requests that break a rule the document can only state in words
+#: (OpenAPI 3.0 has no way to say it): (status, code, words the message holds)
+STATED_IN_WORDS = [
+    (400, "offset_out_of_range", ""),  # an offset beyond the partition's current range
+    (400, "invalid_request", "Not a partition number"),  # a key of an offsets map
+    (400, "invalid_request", "Give offset or timestamp, not both"),  # two query parameters
+    (400, "invalid_request", "name the topics to reset"),  # a group without commits
+    (400, "invalid_request", "to_ms must be after from_ms"),  # a statistics range
+    (400, "invalid_request", "widen bucket_ms or narrow the range"),  # too many buckets
+    (400, "invalid_request", "ask for one partition, wider buckets"),  # too many lookups
+]
+
+
+def _stated_in_words(response) -> bool:
+    try:
+        body = response.json()
+    except ValueError:
+        return False
+    return isinstance(body, dict) and any(
+        response.status_code == status and body.get("code") == code
+        and words in str(body.get("error", "")) for status, code, words in STATED_IN_WORDS)
+
+
+def positive_data_accepted(ctx, response, case):
+    """schemathesis' ``positive_data_acceptance`` (a request the document allows is not
+    refused), but for the rules in STATED_IN_WORDS, which the document states in words."""
+    if _stated_in_words(response):
+        return None
+    return positive_data_acceptance(ctx, response, case)
+
+
+load_all_checks()
+#: every check schemathesis has (``--checks all``): no 5xx; every status, content type,
+#: header and body documented; data the document allows accepted and data it forbids
+#: refused; methods a path does not document answered 405 with a true Allow header ...
+ALL_CHECKS = [positive_data_accepted if check is positive_data_acceptance else check
+              for check in CHECKS.get_all()]
+FUZZ_CHECKS = ALL_CHECKS
+NEGATIVE_CHECKS = ALL_CHECKS
+COVERAGE_CHECKS = ALL_CHECKS
 FUZZ_SETTINGS = dict(deadline=None, database=None, suppress_health_check=list(HealthCheck),
                      phases=(Phase.explicit, Phase.generate, Phase.shrink), print_blob=True)
 MODES = {"positive": GenerationMode.POSITIVE, "negative": GenerationMode.NEGATIVE}
@@ -853,8 +896,11 @@ def _send_and_check(st_schema, client, seeds, request_, expected):
     url = path.format(**{name: values[0] for name, values in seeds.items()})
     response = client.open(url, method=method, **({} if body is None else {"json": body}))
     operation = st_schema.find_operation_by_path(method, url)
+    assert response.status_code == expected, response.get_data(as_text=True)
+    if operation is None:  # a path no operation matches ("a//b"): the envelope still
+        assert set(response.get_json()) == {"error", "code", "details"}
+        return
     try:
-        assert response.status_code == expected, response.get_data(as_text=True)
         operation.validate_response(response)
     finally:
         created = CREATED.get(operation.definition.raw["operationId"])

@@ -214,7 +214,7 @@ def busy(api, orders):
 
 
 def test_the_bound_stops_between_milliseconds_and_says_where_to_go_on(make_api, busy):
-    bounded = make_api(stats_max_scan_records=5)
+    bounded = make_api(max_stats_scan_records=5)
     first = key_stats(bounded, busy, from_ms=BASE, to_ms=BASE + MINUTE)
     # the 5th record is in millisecond +4 and the 6th too: +4 is left out whole
     assert (first["complete"], first["stopped_by"], first["scanned_to_ms"],
@@ -228,7 +228,7 @@ def test_the_bound_stops_between_milliseconds_and_says_where_to_go_on(make_api, 
 
 def test_the_byte_bound_stops_it_too(make_api, busy):
     record = FRAME + 2 + 1
-    got = key_stats(make_api(stats_max_scan_bytes=3 * record), busy, from_ms=BASE,
+    got = key_stats(make_api(max_stats_scan_bytes=3 * record), busy, from_ms=BASE,
                     to_ms=BASE + MINUTE)
     assert (got["complete"], got["stopped_by"], got["scanned_to_ms"], got["scanned_records"],
             got["scanned_bytes"]) == (False, "bytes", BASE + 3, 3, 3 * record)
@@ -236,7 +236,7 @@ def test_the_byte_bound_stops_it_too(make_api, busy):
 
 def test_a_millisecond_larger_than_the_bound_is_counted_in_part(make_api, api, orders):
     produce(api, orders, [(p, 500, "same", "v") for p in (0, 1, 0, 1, 0, 1)])
-    got = key_stats(make_api(stats_max_scan_records=4), orders, from_ms=BASE,
+    got = key_stats(make_api(max_stats_scan_records=4), orders, from_ms=BASE,
                     to_ms=BASE + MINUTE)
     assert (got["complete"], got["scanned_to_ms"], got["scanned_records"]) == (
         False, BASE + 500, 4)

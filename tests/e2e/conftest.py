@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import struct
@@ -30,6 +31,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -286,3 +288,32 @@ def server_factory(request, tmp_path):
 def server(server_factory) -> ServerProcess:
     """A ready server on a fresh data directory."""
     return server_factory()
+
+
+# -- a real browser (Playwright driving Debian's Chromium) -----------------------------------
+
+@pytest.fixture(scope="module")
+def browser():
+    chromium = shutil.which("chromium")
+    if chromium is None:
+        pytest.skip("no chromium here: `make test` installs it (deploy/install-test-packages.sh)")
+    from playwright.sync_api import sync_playwright
+    with sync_playwright() as pw:
+        found = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
+        yield found
+        found.close()
+
+
+@pytest.fixture
+def page(browser):
+    """A page at 1280x800 whose console errors, script errors and requests to any host but
+    the server's are collected in ``problems`` (the tests assert there are none)."""
+    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC")
+    found = context.new_page()
+    found.problems = []
+    found.on("console", lambda msg: msg.type == "error" and found.problems.append(msg.text))
+    found.on("pageerror", lambda exc: found.problems.append(str(exc)))
+    found.on("request", lambda req: urlsplit(req.url).hostname not in ("127.0.0.1", None)
+             and req.url.startswith("http") and found.problems.append(f"asked {req.url}"))
+    yield found
+    context.close()

@@ -187,8 +187,13 @@ def test_json_output_before_and_after_the_command(srv, client, name, where):
     group = cli("groups", "describe", name)
     assert group["group_id"] == name and group["members"] == []
     assert sum(o["committed_offset"] or 0 for o in group["offsets"]) == 2
-    reset = cli("groups", "reset", name, "--to", "earliest")
-    assert reset == {name: {"0": 0, "1": 0}}
+    preview = cli("groups", "reset", name, "--to-earliest")
+    assert preview["executed"] is False
+    assert {(r["partition"], r["new"]) for r in preview["partitions"]} == {(0, 0), (1, 0)}
+    assert sum(r["lag_after"] for r in preview["partitions"]) == 2
+    reset = cli("groups", "reset", name, "--to-earliest", "--execute")
+    assert reset["executed"] is True and {r["new"] for r in reset["partitions"]} == {0}
+    assert sum(o["committed_offset"] for o in cli("groups", "describe", name)["offsets"]) == 0
 
     deleted = cli("topics", "delete", name, "--yes")
     assert deleted["topic"] == name
@@ -302,6 +307,29 @@ def test_consume_max_prints_exactly_n_and_commits_exactly_those(srv, client, nam
     assert ok(second).splitlines() == [f"{name}[0]@{i}\tv{i}" for i in range(4, 7)]
     assert group_offsets(srv, name) == {(name, 0): (7, 3)}
     assert client.describe_group(name)["members"] == []  # it left the group
+
+
+def test_consume_filter_prints_the_matches_and_commits_past_the_rest(srv, client, name):
+    client.create_topic(name)
+    lines = "".join(f"{'user' if i % 4 == 0 else 'bot'}-{i}|v{i}\n" for i in range(10))
+    ok(run(srv.base_url, "produce", name, "--key-separator", "|", input=lines))
+    result = run(srv.base_url, "consume", name, "--group", name, "--from-beginning",
+                 "--idle-exit-ms", 0, "--filter", '{"key": {"prefix": "user-"}}')
+    assert ok(result).splitlines() == [f"{name}[0]@{i} user-{i}\tv{i}" for i in (0, 4, 8)]
+    assert group_offsets(srv, name) == {(name, 0): (10, 0)}  # the bots are committed too
+
+
+def test_consume_filter_that_is_not_json_is_a_usage_error(srv, client, name):
+    result = run(srv.base_url, "consume", name, "--group", name, "--filter", "{key")
+    assert result.exit_code == 2 and "not JSON" in result.output
+
+
+def test_consume_filter_the_server_refuses_is_one_clear_line(srv, client, name):
+    client.create_topic(name)
+    result = run(srv.base_url, "consume", name, "--group", name, "--idle-exit-ms", 0,
+                 "--filter", '{"key": {"starts": "x"}}')
+    assert result.exit_code != 0 and "Traceback" not in result.output
+    assert "filter.key" in result.output and "unknown field 'starts'" in result.output
 
 
 @pytest.mark.embedded_only  # (Kafka forgets an empty group's assignor)
@@ -436,6 +464,65 @@ def test_consume_waits_out_a_full_share_of_polls_instead_of_failing(server_facto
 
 
 
+def test_consume_without_a_group_reads_and_leaves_nothing_behind(srv, client, name):
+    client.create_topic(name, partitions=2)
+    client.produce(name, [Record(f"p{p}-{i}", partition=p) for p in (0, 1) for i in range(4)])
+    groups_before = {g["group_id"] for g in client.list_groups()}
+
+    everything = ok(run(srv.base_url, "consume", name)).splitlines()
+    assert everything == [f"{name}[{p}]@{i}\tp{p}-{i}" for p in (0, 1) for i in range(4)]
+    last_two = ok(run(srv.base_url, "consume", name, "-p", 1, "-o", "-2")).splitlines()
+    assert last_two == [f"{name}[1]@2\tp1-2", f"{name}[1]@3\tp1-3"]
+    assert ok(run(srv.base_url, "consume", name, "-p", 0, "-o", 3)).splitlines() == [
+        f"{name}[0]@3\tp0-3"]
+    assert ok(run(srv.base_url, "consume", name, "-o", "end")) == ""
+    assert len(ok(run(srv.base_url, "consume", name, "--max", 3)).splitlines()) == 3
+    assert {g["group_id"] for g in client.list_groups()} == groups_before
+
+
+def test_consume_from_a_time_as_iso_or_epoch_ms(srv, client, name):
+    client.create_topic(name)
+    now_ms = int(time.time() * 1000)  # (a Kafka broker refuses records from the future)
+    client.produce(name, [Record("old", timestamp=now_ms - 86_400_000),
+                          Record("new", timestamp=now_ms)])
+    hour_ago = now_ms - 3_600_000
+    iso = datetime.datetime.fromtimestamp(hour_ago / 1000, datetime.timezone.utc).isoformat()
+    for when in (iso.replace("+00:00", "Z"), str(hour_ago)):
+        out = ok(run(srv.base_url, "consume", name, "--timestamp", when))
+        assert out.splitlines() == [f"{name}[0]@1\tnew"], when
+
+
+def test_consume_no_commit_leaves_the_group_where_it_was(srv, client, name):
+    client.create_topic(name)
+    client.produce(name, ["a", "b", "c"])
+    ok(run(srv.base_url, "consume", name, "-g", name, "--from-beginning", "--max", 1))
+    peek = run(srv.base_url, "consume", name, "-g", name, "--no-commit", "--max", 2)
+    assert ok(peek).splitlines() == [f"{name}[0]@1\tb", f"{name}[0]@2\tc"]
+    assert "2 record(s) printed" in peek.stderr and "committed" not in peek.stderr
+    assert group_offsets(srv, name) == {(name, 0): (1, 2)}
+
+
+def test_consume_format_string_and_binary_never_raw(srv, client, name):
+    client.create_topic(name)
+    client.produce(name, [Record(b"\x00\x1b[31mred\xff\n", key="k1", headers={"h": "v"},
+                                 timestamp=1_700_000_000_000)])
+    text = ok(run(srv.base_url, "consume", name))
+    assert text == f"{name}[0]@0 k1\t\\x00\\x1b[31mred\\xff\\n\n"
+    assert "\x1b" not in text and "\x00" not in text
+    formatted = ok(run(srv.base_url, "consume", name, "-f", "%t|%p|%o|%T|%k|%h|%K|%S|%%\\n"))
+    assert formatted == f"{name}|0|0|1700000000000|k1|h=v|2|11|%\n\n"
+
+
+def test_produce_to_a_partition_with_headers(srv, client, name):
+    client.create_topic(name, partitions=3)
+    ok(run(srv.base_url, "produce", name, "--partition", 2, "-H", "source=cli", "-H", "n=1",
+           input="one\ntwo\n"))
+    [rec, rec2] = client.read(name, 2, value_format="text")
+    assert (rec.value, rec2.value) == ("one", "two")
+    assert rec.headers == {"source": "cli", "n": "1"}
+    assert client.describe_topic(name)["partitions"][0]["high_watermark"] == 0
+
+
 # -- groups --------------------------------------------------------------------------------
 
 def test_groups_list_describe_reset_then_replay(srv, client, name):
@@ -456,17 +543,55 @@ def test_groups_list_describe_reset_then_replay(srv, client, name):
     with client.consumer(name, name) as consumer:
         described = ok(run(srv.base_url, "groups", "describe", name))
         assert consumer.consumer_id in described and "1 member(s)" in described
-        one_line_error(run(srv.base_url, "groups", "reset", name, "--to", "earliest"),
-                       "group_not_empty")
+        one_line_error(run(srv.base_url, "groups", "reset", name, "--to-earliest",
+                           "--execute"), "group_not_empty")
 
-    rows = table(ok(run(srv.base_url, "groups", "reset", name, "--to", "earliest")))
-    assert rows[0] == ["topic", "partition", "committed"] and [name, "0", "0"] in rows
+    preview = run(srv.base_url, "groups", "reset", name, "--to-earliest")
+    rows = table(ok(preview))
+    assert rows[0] == ["topic", "partition", "current", "new", "lag", "after"]
+    assert [name, "0", "5", "0", "5"] in rows
+    assert "preview only: nothing changed" in preview.stderr
+    assert group_offsets(srv, name) == {(name, 0): (5, 0)}  # a preview changes nothing
+    ok(run(srv.base_url, "groups", "reset", name, "--to-earliest", "--execute"))
     assert group_offsets(srv, name) == {(name, 0): (0, 5)}
     replay = ok(run(srv.base_url, "consume", name, "-g", name, "--max", 2))
     assert replay.splitlines() == [f"{name}[0]@0\tv0", f"{name}[0]@1\tv1"]
 
-    ok(run(srv.base_url, "groups", "reset", name, "--to", "latest", "--topic", name))
+    ok(run(srv.base_url, "groups", "reset", name, "--to-latest", "--topic", name, "--execute"))
     assert group_offsets(srv, name) == {(name, 0): (5, 0)}
+
+
+def test_groups_reset_targets_preview_then_execute_and_delete(srv, client, name):
+    client.create_topic(name, partitions=2)
+    client.produce(name, [Record(f"v{i}", partition=p, timestamp=1_700_000_000_000 + i)
+                          for p in (0, 1) for i in range(10)])
+    client.set_group_offsets(name, {(name, 0): 5, (name, 1): 5})
+
+    def plan(*args):
+        return {(r["partition"]): (r["current"], r["new"], r["lag_after"]) for r in json.loads(
+            ok(run(srv.base_url, "--json", "groups", "reset", name, *args)))["partitions"]}
+
+    assert plan("--to-offset", 7) == {0: (5, 7, 3), 1: (5, 7, 3)}
+    assert plan("--to-offset", 70) == {0: (5, 10, 0), 1: (5, 10, 0)}  # within the range
+    assert plan("--shift-by", -2, "--topic", f"{name}:1") == {1: (5, 3, 7)}
+    assert plan("--to-datetime", "1700000000008") == {0: (5, 8, 2), 1: (5, 8, 2)}
+    assert group_offsets(srv, name) == {(name, 0): (5, 5), (name, 1): (5, 5)}  # previews
+    ok(run(srv.base_url, "groups", "reset", name, "--shift-by", 3, "--execute"))
+    assert group_offsets(srv, name) == {(name, 0): (8, 2), (name, 1): (8, 2)}
+
+    rows = table(ok(run(srv.base_url, "groups", "list")))
+    assert any(r[0] == name for r in rows)
+    ok(run(srv.base_url, "groups", "delete", name, "--yes"))
+    one_line_error(run(srv.base_url, "groups", "describe", name), "group_not_found")
+
+
+def test_empty_cells_show_a_dash(srv, client, name):
+    client.create_topic(name, partitions=2)
+    client.produce(name, [Record("v", partition=0)])
+    client.set_group_offsets(name, {(name, 0): 1})
+    with client.consumer(name, name):  # the group reads partition 1 too: nothing committed
+        rows = table(ok(run(srv.base_url, "groups", "describe", name)))
+    assert [name, "1", "-", "0", "-"] in rows
 
 
 # -- errors --------------------------------------------------------------------------------
@@ -479,7 +604,7 @@ def test_groups_list_describe_reset_then_replay(srv, client, name):
     (("topics", "create", "{missing}", "--partitions", "0"), ("partitions", "invalid_request")),
     (("topics", "create", "bad/name"), ("invalid_request",)),
     (("groups", "describe", "{missing}"), ("group_not_found",)),
-    (("groups", "reset", "{missing}", "--to", "earliest", "--topic", "{missing}"),
+    (("groups", "reset", "{missing}", "--to-earliest", "--topic", "{missing}"),
      ("topic",)),
 ], ids=["describe", "delete", "produce", "consume", "partitions-0", "bad-name",
         "group", "reset"])
@@ -493,19 +618,29 @@ def test_server_down_is_one_line():
     url = f"http://127.0.0.1:{free_port()}"
     for args in (("topics", "list"), ("produce", "t"), ("consume", "t", "-g", "g"),
                  ("groups", "list")):
-        one_line_error(run(url, *args, input="x\n"), "cannot reach", url)
+        line = one_line_error(run(url, *args, input="x\n"), "cannot reach", url)
+        assert line == f"Error: cannot reach {url}: connection refused"
 
 
 @pytest.mark.parametrize("args, fragments", [
     (("topics", "create", "t", "--partitions", "abc"), ("--partitions", "not a valid integer")),
-    (("consume", "t"), ("Missing option", "--group")),
+    (("consume", "t", "--no-commit"), ("--no-commit", "without --group")),
+    (("consume", "t", "-g", "g", "-p", "0"), ("--partition", "with --group")),
+    (("consume", "t", "-o", "1", "--timestamp", "5"), ("--offset or --timestamp",)),
+    (("consume", "t", "-o", "middle"), ("--offset", "not a number")),
+    (("consume", "t", "--timestamp", "yesterday"), ("--timestamp", "ISO 8601")),
+    (("consume", "t", "-f", "%x"), ("--format", "%x")),
+    (("produce", "t", "--header", "novalue"), ("--header", "NAME=VALUE")),
+    (("groups", "reset", "g"), ("give one of",)),
+    (("groups", "reset", "g", "--to-earliest", "--to-latest"), ("give one of",)),
     (("consume", "t", "-g", "g", "--max", "0"), ("--max",)),
     (("no-such-command",), ("No such command",)),
     (("topics", "frobnicate"), ("No such command",)),
     (("produce", "t", "/no/such/file.txt"), ("/no/such/file.txt",)),
     (("groups", "reset", "g", "--to", "middle"), ("--to",)),
-], ids=["partitions-abc", "missing-group", "max-0", "command", "subcommand", "file",
-        "reset-to"])
+], ids=["partitions-abc", "no-commit-alone", "partition-with-group", "offset-and-timestamp",
+        "offset-word", "timestamp-word", "format-placeholder", "header", "reset-no-target",
+        "reset-two-targets", "max-0", "command", "subcommand", "file", "reset-to"])
 def test_usage_errors(srv, args, fragments):
     usage_error(run(srv.base_url, *args), *fragments)
 
@@ -535,6 +670,15 @@ def test_api_key_option_and_environment(secure_srv, name):
 
 
 # -- serve ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("shell", ["bash", "zsh", "fish"])
+def test_shell_completion_script_as_readme_says(shell):
+    env = {**server_env("unused", CONSUMER_API_DATA_DIR=None),
+           "_CONSUMER_API_COMPLETE": f"{shell}_source"}
+    done = subprocess.run(_cli_command(), env=env, capture_output=True, text=True, timeout=20)
+    assert done.returncode == 0, done.stderr
+    assert "_CONSUMER_API_COMPLETE" in done.stdout and "consumer-api" in done.stdout
+
 
 def test_serve_help():
     out = ok(run(None, "serve", "--help"))
@@ -624,7 +768,7 @@ def test_topics_stats_per_bucket_and_by_key(srv, client, name):
 
 @pytest.mark.parametrize("args, fragments", [
     (["--bucket", "soon"], ["--bucket", "not a duration"]),
-    (["--from", "yesterday"], ["--from", "not a time"]),
+    (["--from", "yesterday"], ["--from", "neither epoch ms nor an ISO 8601 time"]),
     (["--top", "3"], ["--top goes with --keys"]),
     (["--keys", "--bucket", "1m"], ["--bucket"]),
 ])

@@ -22,7 +22,7 @@ import uuid
 import pytest
 import requests
 
-from consumer_api.client import Client, ClientError, ConnectionFailed, Record
+from consumer_api.client import Client, ClientError, ConnectionFailed, Record, TopicPartition
 from consumer_api.client import errors
 from tests.e2e.conftest import free_port, metric, on_store, start_server
 from tests.waiting import wait_until
@@ -300,7 +300,7 @@ def test_consumer_context_manager_joins_and_leaves(client, name):
     with client.consumer(name, topic) as consumer:
         assert consumer.consumer_id is not None
         assert member_ids(client, name) == [consumer.consumer_id]
-        assert consumer.assignment() == {topic: [0]}
+        assert consumer.assignment() == [(topic, 0)]
     assert member_ids(client, name) == []
     assert consumer.consumer_id is None
 
@@ -309,6 +309,18 @@ def test_consumer_chooses_its_groups_assignor(client, name):
     topic = make_topic(client, name, partitions=2)
     with client.consumer(name, topic, assignor="roundrobin"):
         assert client.describe_group(name)["assignor"] == "roundrobin"
+
+
+def test_consumer_filter_hands_out_the_matches_and_commits_past_the_rest(client, name):
+    topic = make_topic(client, name)
+    client.produce(topic, [Record({"n": i}, key=f"k{i}") for i in range(6)])
+    spec = {"value": {"path": "n", "in": [1, 4]}}
+    with client.consumer(name, topic, auto_offset_reset="earliest", value_format="json",
+                         filter=spec, timeout_ms=0) as consumer:
+        assert [r.value for r in consumer.poll()] == [{"n": 1}, {"n": 4}]
+        consumer.commit_handed_out()
+        assert consumer.committed() == {(topic, 0): 6}
+    assert [r.offset for r in client.read(topic, 0, filter={"key": {"equals": "k3"}})] == [3]
 
 
 def test_consumer_leaves_on_exception(client, name):
@@ -386,7 +398,7 @@ def test_commit_position_committed_assignment_seek_replay(client, name):
     client.produce(topic, [Record(f"p{p}-{i}", partition=p) for p in (0, 1) for i in range(3)])
     with client.consumer(name, topic, auto_offset_reset="earliest",
                          value_format="text") as consumer:
-        assert consumer.assignment() == {topic: [0, 1]}
+        assert consumer.assignment() == [(topic, 0), (topic, 1)]
         assert consumer.committed() == {}
         first = poll_until(consumer, 6)
         assert sorted(r.value for r in first) == sorted(f"p{p}-{i}" for p in (0, 1)
@@ -516,11 +528,27 @@ def test_errors_are_typed_and_carry_the_server_code(client, name):
 
 
 def test_connection_failed_for_a_closed_port():
-    with Client(f"http://127.0.0.1:{free_port()}", connect_timeout=2) as dead:
+    url = f"http://127.0.0.1:{free_port()}"
+    with Client(url, connect_timeout=2) as dead:
         with pytest.raises(ConnectionFailed) as exc:
             dead.list_topics()
     assert isinstance(exc.value, ClientError) and not isinstance(exc.value, errors.ApiError)
-    assert "cannot reach" in str(exc.value)
+    assert str(exc.value) == f"cannot reach {url}: connection refused"
+
+
+def test_offsets_have_one_shape_everywhere(client, name):
+    topic = make_topic(client, name, partitions=2)
+    client.produce(topic, [Record("a", partition=0), Record("b", partition=1)])
+    with client.consumer(name, topic, auto_offset_reset="earliest") as consumer:
+        poll_until(consumer, 2)
+        position = consumer.position()
+        assert position == {TopicPartition(topic, 0): 1, TopicPartition(topic, 1): 1}
+        assert all(type(tp) is TopicPartition for tp in position)
+        assert consumer.commit() == position == consumer.committed()
+        assert consumer.seek(topic, 0, offset=0) == {TopicPartition(topic, 0): 0}
+        assert consumer.assignment() == [TopicPartition(topic, 0), TopicPartition(topic, 1)]
+    assert client.set_group_offsets(name, {(topic, 1): 0}) == {TopicPartition(topic, 1): 0}
+    assert client.reset_group(name, "latest") == position
 
 
 def test_unauthorized_and_forbidden(secure_srv, name):

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import base64
 import json
-import shutil
 import time
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -20,33 +19,6 @@ from tests.e2e.conftest import REPO_ROOT
 from tests.waiting import wait_until
 
 SHOTS = REPO_ROOT / ".screenshots"
-
-
-@pytest.fixture(scope="module")
-def browser():
-    chromium = shutil.which("chromium")
-    if chromium is None:
-        pytest.skip("no chromium here: `make test` installs it (deploy/install-test-packages.sh)")
-    from playwright.sync_api import sync_playwright
-    with sync_playwright() as pw:
-        found = pw.chromium.launch(executable_path=chromium, args=["--no-sandbox"])
-        yield found
-        found.close()
-
-
-@pytest.fixture
-def page(browser):
-    """A page at 1280x800 whose console errors, script errors and requests to any host but
-    the server's are collected in ``problems`` (the tests assert there are none)."""
-    context = browser.new_context(viewport={"width": 1280, "height": 800}, timezone_id="UTC")
-    found = context.new_page()
-    found.problems = []
-    found.on("console", lambda msg: msg.type == "error" and found.problems.append(msg.text))
-    found.on("pageerror", lambda exc: found.problems.append(str(exc)))
-    found.on("request", lambda req: urlsplit(req.url).hostname not in ("127.0.0.1", None)
-             and req.url.startswith("http") and found.problems.append(f"asked {req.url}"))
-    yield found
-    context.close()
 
 
 def shot(page, name: str) -> None:
@@ -370,6 +342,16 @@ def test_a_group_is_reset_to_a_time(server, page):
     page.once("dialog", lambda dialog: dialog.accept())
     page.get_by_role("button", name="Reset").click()
     wait_until(lambda: committed(server, "audit") == [2], "the group reset to offset 2")
+    assert page.problems == []
+
+
+def test_the_server_root_leads_to_the_console_and_it_to_swagger_ui(server, page):
+    page.goto(server.url("/"))
+    page.get_by_role("link", name="Topics").wait_for()
+    assert urlsplit(page.url).path == "/console/"
+    page.get_by_role("link", name="API (Swagger UI)").click()
+    page.locator(".opblock").first.wait_for()
+    assert urlsplit(page.url).path == "/swagger/"
     assert page.problems == []
 
 

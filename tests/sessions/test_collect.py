@@ -4,7 +4,9 @@ collector with no room ends the consume at once (without waiting), and ``give_ba
 the returned spans moves the positions back."""
 from __future__ import annotations
 
+from consumer_api.record_filter import compile_filter
 from consumer_api.sessions.collect import WINDOW_BYTES, RecordLists, Span
+from consumer_api.sessions.scan import Scan
 from tests.sessions.conftest import produce
 
 VALUE = b"x" * 10_000
@@ -87,3 +89,19 @@ def test_give_back_moves_the_spans_positions_back(engine, manager):
     manager.seek(cid, "c", 0, 5)
     manager.give_back(cid, spans)  # the position moved since: it stays
     assert manager.positions(cid) == {("c", 0): 5}
+
+
+def test_a_filtered_response_given_back_is_examined_again_from_where_it_began(engine, manager):
+    engine.create_topic("c", 1)
+    for i in range(6):
+        produce(engine, "c", 0, key=b"hit" if i in (2, 4) else b"miss")
+    cid = manager.subscribe("g", ["c"], "earliest")["consumer_id"]
+    scan = Scan(compile_filter({"key": {"equals": "hit"}}))
+    spans, _ = manager.consume(cid, timeout_ms=0, collector=Budgeted(10), scan=scan)
+    assert [(s.first, s.after, s.count) for s in spans] == [(0, 6, 2)]
+    manager.give_back(cid, spans)
+    assert manager.positions(cid) == {("c", 0): 0}
+    again = Budgeted(10)
+    manager.consume(cid, timeout_ms=0, collector=again,
+                    scan=Scan(compile_filter({"key": {"equals": "hit"}})))
+    assert [r[0] for r in again.chunks()[0][2]] == [2, 4]

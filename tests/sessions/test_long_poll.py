@@ -11,6 +11,8 @@ import types
 import pytest
 
 from consumer_api.errors import ConsumerNotFound, Unavailable
+from consumer_api.record_filter import compile_filter
+from consumer_api.sessions.scan import Scan
 from consumer_api.sessions.session import Waiter
 from tests.sessions.conftest import BOUND, offsets_of, owned, produce
 from tests.waiting import wait_until
@@ -277,3 +279,15 @@ def test_waiter_wakes_on_notify_from_another_thread_and_otherwise_sleeps_its_tim
     waiter.notify()  # before or during the wait: either way it is not lost
     sleeper.join(BOUND)
     assert result == [True]
+
+
+def test_a_filtered_consume_waits_on_past_records_it_skips(engine, manager, bg, wait_spy):
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"])["consumer_id"]
+    poll = bg.consume(cid, scan=Scan(compile_filter({"key": {"equals": "hit"}})))
+    assert wait_spy.entered.wait(BOUND), "the consume never started waiting"
+    produce(engine, "t", 0, 3, key=b"miss")
+    wait_until(lambda: manager.positions(cid) == {("t", 0): 3}, "the misses skipped")
+    assert poll.alive()  # skipping is not an answer: it waits on
+    produce(engine, "t", 0, 1, key=b"hit")
+    assert offsets_of(poll.result()) == [("t", 0, 3)]

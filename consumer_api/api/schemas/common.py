@@ -24,6 +24,39 @@ class StrictBoolean(fields.Boolean):
         return value
 
 
+#: the OpenAPI schema of a filter (swagger/template.yml); compiled by api/filtering.py
+FILTER_REF = {"$ref": "#/components/schemas/RecordFilter"}
+
+
+def filter_field() -> fields.Raw:
+    """A consume's ``filter`` (a JSON object, checked when compiled)."""
+    return fields.Raw(metadata={
+        "allOf": [FILTER_REF],
+        "description": "return only the records this filter matches; the position moves "
+                       "past the others too (a commit covers them). A request examines at "
+                       "most the server's max_filter_scan_records records."})
+
+
+def filter_query_field() -> fields.String:
+    """A read's ``filter``: the JSON text of a filter (documented as a JSON-serialised
+    RecordFilter: ``x-json-content``, see api/spec.py)."""
+    return fields.String(metadata={
+        "description": "a RecordFilter as JSON text: return only the records it matches; "
+                       "next_offset moves past the others too. A read examines at most the "
+                       "server's max_filter_scan_records records.",
+        "x-json-content": FILTER_REF})
+
+
+class ScanReportSchema(Schema):
+    """What a filtered response adds (absent without a filter)."""
+
+    scanned = fields.Integer(metadata={
+        "description": "with a filter: the records examined, matched or not"})
+    scan_limit_reached = fields.Boolean(metadata={
+        "description": "with a filter: the request stopped at the server's bound on records "
+                       "examined, with more to examine; ask again to go on"})
+
+
 def encoding_field(**kwargs) -> fields.String:
     return fields.String(
         validate=validate.OneOf(ENCODINGS), load_default="base64",

@@ -3,8 +3,9 @@ from __future__ import annotations
 
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from consumer_api.api.schemas.common import (ENCODINGS, INT64_MAX, StrictBoolean,
-                                             encoding_field, strict_int)
+from consumer_api.api.schemas.common import (ENCODINGS, INT64_MAX, ScanReportSchema,
+                                             StrictBoolean, encoding_field, filter_field,
+                                             strict_int)
 from consumer_api.api.schemas.records import RecordSchema
 from consumer_api.api.schemas.topics import topic_name_field
 from consumer_api.config import KEYWORDS
@@ -30,8 +31,11 @@ class PartitionKey(fields.String):
         return int(text)
 
 
-def offsets_map_field(description: str = "{topic: {\"partition\": offset}}; an offset is "
-                                         "the next one to read", **kwargs):
+def offsets_map_field(description: str = "{topic: {\"partition\": offset}}: partition keys "
+                                         "are decimal numbers (\"0\", \"1\", ...), else 400; an "
+                                         "offset is the next one to read and lies within the "
+                                         "partition's [log start, high watermark], else 400 "
+                                         "offset_out_of_range", **kwargs):
     """``{topic: {"partition": offset}}``."""
     return fields.Dict(keys=fields.String(), values=fields.Dict(
         keys=PartitionKey(), values=strict_int(0, INT64_MAX)), metadata={
@@ -105,11 +109,14 @@ class ConsumeSchema(Schema):
         "description": "truncates the batch (a single larger record still comes alone)"})
     encoding = fields.String(validate=validate.OneOf(ENCODINGS), metadata={
         "description": "default: the session's encoding", "enum": list(ENCODINGS)})
+    filter = filter_field()
 
 
-class ConsumeResponseSchema(Schema):
+class ConsumeResponseSchema(ScanReportSchema):
     records = fields.List(fields.Nested(RecordSchema), required=True)
     timestamp = fields.Integer(required=True, metadata={"description": "server time, epoch ms"})
+    positions = offsets_map_field("with a filter: the session's positions after the consume "
+                                  "(past the records it skipped)")
 
 
 class CommitSchema(Schema):
@@ -124,9 +131,19 @@ class OffsetsResultSchema(Schema):
 
 
 class SeekSchema(Schema):
+    #: exactly one target; an offset names its topic and partition; a partition its topic
+    OPENAPI_RULES = {
+        "oneOf": [{"required": ["offset"]}, {"required": ["position"]},
+                  {"required": ["timestamp"]}],
+        "allOf": [{"anyOf": [{"not": {"required": ["offset"]}},
+                             {"required": ["topic", "partition"]}]},
+                  {"anyOf": [{"not": {"required": ["partition"]}}, {"required": ["topic"]}]}],
+    }
     topic = topic_name_field()
     partition = strict_int(0, 2 ** 31 - 1)
-    offset = strict_int(0, INT64_MAX)
+    offset = strict_int(0, INT64_MAX, metadata={
+        "description": "within the partition's [log start, high watermark], else 400 "
+                       "offset_out_of_range"})
     position = fields.String(validate=validate.OneOf(["beginning", "end"]))
     timestamp = strict_int(0, INT64_MAX, metadata={"description": "epoch ms"})
 

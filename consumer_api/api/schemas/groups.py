@@ -45,10 +45,16 @@ class GroupDescriptionSchema(Schema):
 
 
 class GroupOffsetsRequestSchema(Schema):
+    #: offsets or reset, not both; topics only with reset
+    OPENAPI_RULES = {
+        "oneOf": [{"required": ["offsets"]}, {"required": ["reset"]}],
+        "anyOf": [{"not": {"required": ["topics"]}}, {"required": ["reset"]}],
+    }
     offsets = offsets_map_field()
     reset = fields.String(validate=validate.OneOf(["earliest", "latest"]))
     topics = fields.List(topic_name_field(), metadata={
-        "description": "with reset: the topics to reset (default: those with commits)"})
+        "description": "with reset: the topics to reset (default: those with commits; a "
+                       "group without commits must name them, else 400)"})
 
     @validates_schema
     def _one_way(self, data, **kwargs):

@@ -4,7 +4,8 @@ from __future__ import annotations
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
 from consumer_api.api.encodings import DECODERS, MAX_HEADER_NAME_BYTES, Invalid
-from consumer_api.api.schemas.common import INT64_MAX, encoding_field, strict_int
+from consumer_api.api.schemas.common import (INT64_MAX, ScanReportSchema, encoding_field,
+                                             filter_query_field, strict_int)
 
 
 class Utf8String(fields.String):
@@ -54,6 +55,16 @@ class ProduceRecordSchema(Schema):
         "description": "epoch ms; default: the server's time of append"})
 
 
+#: how keys and values are stated per encoding in the document (api/spec.py makes the
+#: produce body one of three shapes): standard, padded base64 or null; text or null; any JSON
+VALUE_RULES = {
+    "base64": {"type": "string", "nullable": True,
+               "pattern": "^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$"},
+    "text": {"type": "string", "nullable": True},
+    "json": None,
+}
+
+
 class ProduceRequestSchema(Schema):
     records = fields.List(fields.Nested(ProduceRecordSchema), required=True,
                           validate=validate.Length(min=1), metadata={
@@ -100,11 +111,12 @@ class RecordSchema(Schema):
                        "not be shown in the requested encoding"})
 
 
-class RecordListSchema(Schema):
+class RecordListSchema(ScanReportSchema):
     records = fields.List(fields.Nested(RecordSchema), required=True)
     next_offset = fields.Integer(required=True, metadata={
-        "description": "the offset to ask for next: after the last record returned, else "
-                       "where the read started"})
+        "description": "the offset to ask for next: after the last record returned (with a "
+                       "filter: after the last record examined), else where the read "
+                       "started"})
     high_watermark = fields.Integer(required=True, metadata={
         "description": "the partition's high watermark after the read: the read is at the "
                        "end when next_offset reaches it"})
@@ -112,14 +124,17 @@ class RecordListSchema(Schema):
 
 class ReadQuerySchema(Schema):
     offset = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX), metadata={
-        "description": "first offset to read; default: the log start"})
+        "description": "first offset to read (not with timestamp: 400); default: the log "
+                       "start; beyond the high watermark: 400 offset_out_of_range"})
     timestamp = fields.Integer(validate=validate.Range(min=0, max=INT64_MAX), metadata={
         "description": "instead of offset: read from the first record stored at or after "
-                       "this time (epoch ms); the end when there is none"})
+                       "this time (epoch ms); the end when there is none. Not with offset: "
+                       "400"})
     max_records = fields.Integer(validate=validate.Range(min=1, max=10000), load_default=500)
     max_bytes_total = fields.Integer(validate=validate.Range(min=1024, max=104857600),
                                      load_default=1048576)
     encoding = encoding_field()
+    filter = filter_query_field()
 
     @validates_schema
     def one_start(self, data, **_kwargs):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from marshmallow import Schema, fields, validate
 
 from consumer_api.api.schemas.common import INT64_MAX
+from consumer_api.topic_stats.buckets import MAX_LOOKUPS
 from consumer_api.topic_stats.window import DEFAULT_BUCKET_MS, MAX_BUCKETS
 
 #: most keys one answer lists
@@ -28,17 +29,18 @@ def _partition() -> fields.Integer:
 class StatsQuerySchema(Schema):
     from_ms = _time("start of the range, epoch ms (included); default: the whole buckets "
                     "that cover an hour before to_ms")
-    to_ms = _time("end of the range, epoch ms (excluded); default: the end of the bucket "
-                  "holding now")
+    to_ms = _time("end of the range, epoch ms (excluded), after from_ms; default: the end of "
+                  "the bucket holding now")
     bucket_ms = fields.Integer(validate=validate.Range(min=1, max=INT64_MAX), metadata={
         "description": f"bucket width in ms, buckets laid from from_ms; at most {MAX_BUCKETS} "
-                       "buckets", "default": DEFAULT_BUCKET_MS, "example": DEFAULT_BUCKET_MS})
+                       f"buckets, and at most {MAX_LOOKUPS} bucket boundaries x partitions",
+        "default": DEFAULT_BUCKET_MS, "example": DEFAULT_BUCKET_MS})
     partition = _partition()
 
 
 class KeyStatsQuerySchema(Schema):
     from_ms = _time("start of the range, epoch ms (included); default: an hour before to_ms")
-    to_ms = _time("end of the range, epoch ms (excluded); default: now")
+    to_ms = _time("end of the range, epoch ms (excluded), after from_ms; default: now")
     partition = _partition()
     top = fields.Integer(validate=validate.Range(min=1, max=MAX_TOP), load_default=10,
                          metadata={"description": "how many keys to list, most records first"})
@@ -103,4 +105,4 @@ class KeyStatsSchema(Schema):
     stopped_by = fields.String(required=True, allow_none=True,
                                validate=validate.OneOf(["records", "bytes"]), metadata={
                                    "description": "the bound that stopped the count (the "
-                                                  "server's stats_max_scan_records or _bytes)"})
+                                                  "server's max_stats_scan_records or _bytes)"})

@@ -5,14 +5,14 @@ from marshmallow import Schema, ValidationError, fields, validates
 
 from consumer_api.api.schemas.common import strict_int
 from consumer_api.topic_rules import (MAX_PARTITIONS, MAX_SEGMENT_BYTES, MIN_SEGMENT_BYTES,
-                                      TOPIC_NAME_PATTERN, topic_name_problem)
+                                      TOPIC_NAME_DOCUMENTED, topic_name_problem)
 
 
 def topic_name_field(**kwargs):
     return fields.String(metadata={
         "description": "1-249 characters of A-Z a-z 0-9 . _ -; not '.' or '..'; "
                        "not starting with '__'",
-        "pattern": f"^{TOPIC_NAME_PATTERN}$", "example": "orders"}, **kwargs)
+        "pattern": TOPIC_NAME_DOCUMENTED, "example": "orders"}, **kwargs)
 
 
 class TopicConfigSchema(Schema):
