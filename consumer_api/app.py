@@ -20,6 +20,7 @@ from flask_cors import CORS
 
 from consumer_api import console
 from consumer_api.api import consumers, errors, groups, health, metrics, records, topics
+from consumer_api.api import topic_stats
 from consumer_api.api.json_io import OrjsonProvider
 from consumer_api.api.lifecycle import DRAINING, READY, STARTING, Lifecycle
 from consumer_api.api.pipeline import REQUEST_ID_HEADER, init_pipeline
@@ -68,6 +69,7 @@ def create_app(config: Config | None = None, backend: Backend | None = None,
     for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp, metrics.bp,
                       console.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(topic_stats.bp)
     errors.register(app)
     _cors(app, config.cors_origins)
     init_swagger(app, secured=keyring.enabled)

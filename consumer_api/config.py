@@ -72,6 +72,9 @@ class Config:
     sessions_save_interval_ms: int = 1000
     default_assignor: str = "range"
     reserved_threads: int = 16  # threads waiting polls may never take (produce, health...)
+    # counting records by key (GET /api/topics/{topic}/stats/keys): the most one request reads
+    max_stats_scan_records: int = 100_000
+    max_stats_scan_bytes: int = 64 * MiB
     # per client: an API key, or a peer address on an open server
     max_sessions_per_client: int = 1_000
     max_polls_per_client: int = 16
@@ -93,7 +96,8 @@ class Config:
         for name in ("header_timeout_ms", "body_timeout_ms", "send_timeout_ms",
                      "request_buffer_bytes", "response_buffer_bytes", "max_sessions_per_client",
                      "max_polls_per_client", "history_interval_ms", "max_filter_scan_records",
-                     "sessions_save_interval_ms"):
+                     "sessions_save_interval_ms", "max_stats_scan_records",
+                     "max_stats_scan_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.backend == "kafka" and not self.kafka_bootstrap_servers.strip():

@@ -4,6 +4,7 @@
 
     consumer-api serve --data-dir ./data
     consumer-api topics create orders --partitions 3
+    consumer-api topics stats orders --bucket 1m             # records per minute, last hour
     seq 1 1000 | consumer-api produce orders
     consumer-api consume orders -o -10                       # the last 10 of each partition
     consumer-api consume orders --group debug --from-beginning --max 10
@@ -18,9 +19,9 @@ what they share and ``show`` how records print.
 """
 from __future__ import annotations
 
-from consumer_api.cli import consume, groups, produce, serve, topics
+from consumer_api.cli import consume, groups, produce, serve, topic_stats, topics
 from consumer_api.cli.base import main
 
 #: importing a command module adds its commands to ``main``
-COMMANDS = (serve, topics, produce, consume, groups)
+COMMANDS = (serve, topics, topic_stats, produce, consume, groups)
 __all__ = ["main"]

@@ -175,6 +175,27 @@ class Client:
     def delete_topic(self, name: str) -> None:
         self.request("DELETE", f"/api/topics/{_quote(name)}")
 
+    def topic_stats(self, topic: str, from_ms: int | None = None, to_ms: int | None = None,
+                    bucket_ms: int | None = None, partition: int | None = None) -> dict:
+        """Records and bytes per time bucket: the server's answer, ``{from_ms, to_ms,
+        bucket_ms, records, bytes, partitions: [{partition, records, bytes}], buckets:
+        [{start_ms, records, bytes}]}`` (bytes None on the Kafka store). What is not given
+        is the server's default: the last hour in 1-minute buckets, every partition."""
+        params = _given(from_ms=from_ms, to_ms=to_ms, bucket_ms=bucket_ms, partition=partition)
+        return self.request("GET", f"/api/topics/{_quote(topic)}/stats", params=params)
+
+    def top_keys(self, topic: str, from_ms: int | None = None, to_ms: int | None = None,
+                 partition: int | None = None, top: int = 10) -> dict:
+        """The keys with the most records in ``[from_ms, to_ms)`` (default: the last hour):
+        the server's answer with each key as bytes (None for records without one). When
+        ``complete`` is False the server's bound stopped the count at ``scanned_to_ms``:
+        every record before it was counted; ask again from there."""
+        params = _given(from_ms=from_ms, to_ms=to_ms, partition=partition, top=top)
+        answer = self.request("GET", f"/api/topics/{_quote(topic)}/stats/keys", params=params)
+        for row in answer["keys"]:
+            row["key"] = None if row["key"] is None else base64.b64decode(row["key"])
+        return answer
+
     # -- records ---------------------------------------------------------------------------
 
     def produce(self, topic: str, records: Iterable) -> list[dict]:
@@ -266,6 +287,11 @@ class Client:
 
     def delete_group(self, group_id: str) -> None:
         self.request("DELETE", f"/api/consumer-groups/{_quote(group_id)}")
+
+
+def _given(**params) -> dict:
+    """The query parameters that have a value."""
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def _quote(text: str) -> str:

@@ -743,6 +743,9 @@ STATED_IN_WORDS = [
     (400, "invalid_request", "Not a partition number"),  # a key of an offsets map
     (400, "invalid_request", "Give offset or timestamp, not both"),  # two query parameters
     (400, "invalid_request", "name the topics to reset"),  # a group without commits
+    (400, "invalid_request", "to_ms must be after from_ms"),  # a statistics range
+    (400, "invalid_request", "widen bucket_ms or narrow the range"),  # too many buckets
+    (400, "invalid_request", "ask for one partition, wider buckets"),  # too many lookups
 ]
 
 

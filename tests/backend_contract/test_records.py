@@ -99,3 +99,24 @@ def test_stats_show_every_partition(store, knows_sizes):
     else:
         assert rows[("t", 1)].size_bytes is rows[("t", 0)].size_bytes is None
     assert stats.rebalances >= 0
+
+
+def test_positions_for_times_are_where_each_time_starts(store, knows_sizes):
+    store.create_topic("t", 2)
+    values = [b"a", b"bb", b"late", b"dddd"]
+    stamps = (100, 300, 200, 400)
+    store.produce("t", [NewRecord(None, v, None, ts) for v, ts in zip(values, stamps)], [0] * 4)
+    got = store.positions_for_times("t", [0, 1], [0, 150, 300, 301, 401])
+    assert [offset for offset, _ in got[0]] == [0, 1, 1, 3, 4]  # "late" lies after 300
+    assert got[1] == [(0, got[1][0][1])] * 5
+    places = [place for _, place in got[0]]
+    if knows_sizes:  # the records' frames between two positions
+        frames = [37 + len(v) for v in values]
+        assert [b - a for a, b in zip(places, places[1:])] == [
+            frames[0], 0, frames[1] + frames[2], frames[3]]
+    else:
+        assert set(places) == {None}
+    with pytest.raises(PartitionNotFound):
+        store.positions_for_times("t", [2], [0])
+    with pytest.raises(TopicNotFound):
+        store.positions_for_times("nope", [0], [0])

@@ -775,3 +775,57 @@ def test_serve_starts_a_server_and_stops_on_sigterm(tmp_path):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+# -- topic statistics ----------------------------------------------------------------------
+
+def test_topics_stats_per_bucket_and_by_key(srv, client, name):
+    client.create_topic(name, 2)
+    base = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000  # an hour ago
+    client.produce(name, [Record("v", key="hot", partition=0, timestamp=base + 1_000),
+                          Record("v", key="hot", partition=1, timestamp=base + 61_000),
+                          Record("v", key="hot", partition=1, timestamp=base + 62_000),
+                          Record("v", key=b"\xff", partition=0, timestamp=base + 63_000),
+                          Record("v", partition=0, timestamp=base + 64_000)])
+    start = datetime.datetime.fromtimestamp(base / 1000, datetime.timezone.utc)
+    iso = start.strftime("%Y-%m-%dT%H:%M:%S")
+    out = ok(run(srv.base_url, "topics", "stats", name, "--from", iso, "--to", base + 120_000,
+                 "--bucket", "1m"))
+    lines = out.splitlines()
+    assert lines[0].startswith(f"topic {name}: 5 records")
+    rows = table("\n".join(lines[1:]))
+    assert rows[0] == ["start", "records", "bytes"]
+    assert [(r[0], r[1]) for r in rows[2:]] == [(iso + "Z", "1"), (
+        (start + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), "4")]
+    assert rows[3][-1] == "#" * 40 and rows[2][-1] == "#" * 10  # bars to scale
+    one = json.loads(ok(run(srv.base_url, "topics", "stats", name, "--from", base, "--to",
+                            base + 120_000, "--partition", 1, "--json")))
+    assert [b["records"] for b in one["buckets"]] == [0, 2]
+
+    out = ok(run(srv.base_url, "topics", "stats", name, "--from", base, "--to", base + 120_000,
+                 "--keys", "--top", 2))
+    rows = table(out)
+    assert rows[0][:5] == ["topic", f"{name}:", "5", "records", "with"]
+    assert rows[1] == ["key", "records", "share"]
+    assert rows[3:] == [["hot", "3", "60.0%"], ["(null)", "1", "20.0%"]]
+    keys = json.loads(ok(run(srv.base_url, "topics", "stats", name, "--from", base, "--to",
+                             base + 120_000, "--keys", "--json")))
+    assert {k["key"]: k["records"] for k in keys["keys"]} == {"aG90": 3, "/w==": 1, None: 1}
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--bucket", "soon"], ["--bucket", "not a duration"]),
+    (["--from", "yesterday"], ["--from", "neither epoch ms nor an ISO 8601 time"]),
+    (["--top", "3"], ["--top goes with --keys"]),
+    (["--keys", "--bucket", "1m"], ["--bucket"]),
+])
+def test_topics_stats_usage_errors(srv, client, name, args, fragments):
+    client.create_topic(name, 1)
+    usage_error(run(srv.base_url, "topics", "stats", name, *args), *fragments)
+
+
+def test_topics_stats_errors_are_one_line(srv, client, name):
+    client.create_topic(name, 1)
+    one_line_error(run(srv.base_url, "topics", "stats", name, "--from", 10, "--to", 5),
+                   "to_ms must be after from_ms", "invalid_request")
+    one_line_error(run(srv.base_url, "topics", "stats", f"{name}-missing"), "topic_not_found")

@@ -733,3 +733,34 @@ def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_ou
         late.client.close()
         for consumer in holders:
             consumer.close()
+
+
+# -- topic statistics ----------------------------------------------------------------------
+
+def test_records_per_minute_and_the_busiest_keys(client, name, store_name):
+    topic = make_topic(client, name, 2)
+    base = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000  # an hour ago
+    client.produce(topic, [Record("v1", key="hot", partition=0, timestamp=base + 1_000),
+                           Record("v2", key="hot", partition=1, timestamp=base + 2_000),
+                           Record("v3", partition=1, timestamp=base + 125_000),
+                           Record("v4", key="cold", partition=0, timestamp=base + 181_000)])
+    got = client.topic_stats(topic, from_ms=base, to_ms=base + 180_000)
+    assert [(b["start_ms"], b["records"]) for b in got["buckets"]] == [
+        (base, 2), (base + 60_000, 0), (base + 120_000, 1)]
+    if store_name == "embedded":  # frames: 37 bytes each, key and value
+        assert [b["bytes"] for b in got["buckets"]] == [2 * (37 + 5), 0, 37 + 2]
+    else:
+        assert got["bytes"] is None
+    one = client.topic_stats(topic, from_ms=base, to_ms=base + 180_000, bucket_ms=90_000,
+                             partition=1)
+    assert [b["records"] for b in one["buckets"]] == [1, 1]
+    keys = client.top_keys(topic, from_ms=base, to_ms=base + 240_000, top=2)
+    assert [(k["key"], k["records"]) for k in keys["keys"]] == [(b"hot", 2), (None, 1)]
+    assert (keys["distinct_keys"], keys["complete"], keys["scanned_to_ms"]) == (
+        3, True, base + 240_000)
+    assert len(client.topic_stats(topic)["buckets"]) == 60  # the last hour by default
+    with pytest.raises(errors.InvalidRequest) as exc:
+        client.topic_stats(topic, from_ms=base, to_ms=base)
+    assert "to_ms" in exc.value.details
+    with pytest.raises(errors.PartitionNotFound):
+        client.top_keys(topic, partition=2)

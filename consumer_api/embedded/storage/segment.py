@@ -185,12 +185,20 @@ class Segment:
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
         """First offset whose record has a timestamp ``>= timestamp``, None if none here."""
+        found = self.position_for_timestamp(timestamp)
+        return None if found is None else found[0]
+
+    def position_for_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
+        """``(offset, byte position in the log, timestamp)`` of the first record whose
+        timestamp is ``>= timestamp``, None if none here. Cost: a binary search of each
+        index and a scan of at most one index interval (the whole segment if its time
+        index fails a CRC)."""
         if self.max_timestamp < timestamp:
             return None
         rel = self.timeindex.scan_start(timestamp)
         start = self.base_offset + rel
-        pos = self._position(rel)
-        for offset, ts, _pos, _size in records.iter_frames(self.data, pos, self.size):
+        for offset, ts, pos, _size in records.iter_frames(self.data, self._position(rel),
+                                                          self.size):
             if offset >= start and ts >= timestamp:
-                return offset
+                return offset, pos, ts
         return None
