@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8080
 
-.PHONY: run test bench bench-kafka bench-abuse bench-storage clean
+.PHONY: run test bench bench-kafka bench-abuse bench-storage bench-compression bench-stats clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,13 @@ bench-abuse: $(VENV)/.installed-test
 
 bench-storage: $(VENV)/.installed-test
 	$(BIN)/python bench/storage_bench.py $(BENCH_ARGS)
+
+bench-compression: $(VENV)/.installed-test
+	$(BIN)/python bench/compression_bench.py $(BENCH_ARGS)
+
+# topic statistics on 1, 4 and 10 GiB partitions of a day, then on a local Kafka broker
+bench-stats: $(VENV)/.installed-test $(KAFKA_LIBS)/.fetched
+	$(BIN)/python bench/stats_bench.py --kafka $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) *.egg-info

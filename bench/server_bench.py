@@ -4,7 +4,8 @@
 Run from the project root::
 
     .venv/bin/python bench/server_bench.py [--quick] [--only N,...] [--backend kafka]
-        [--baseline CHECKOUT] [--json PATH] [--dir DIR]
+        [--baseline CHECKOUT [--baseline-first]] [--also NAME=VALUE] [--json PATH]
+        [--dir DIR]
 
 Each figure group starts its own server exactly as ``make run`` does (``python -m gunicorn
 -c gunicorn.conf.py --bind 127.0.0.1:<free port>`` from the repository root) on a fresh data
@@ -27,6 +28,8 @@ directory, waits for ``GET /api/health/ready``, measures, and stops it with SIGT
 
 ``--backend kafka`` runs figures 1, 2, 3, 7 and 8 on the Kafka store (a local single-node
 broker) and then the same figures on the embedded engine, in the same run and table.
+``--also CONSUMER_API_X=v`` runs the chosen figures once more with that server setting, in
+the same run and table (a baseline: ``--also CONSUMER_API_PERSIST_SESSIONS=false``).
 
 ``--baseline CHECKOUT`` measures another checkout of the project (e.g. ``git worktree add
 /tmp/before main``) in the same run: each figure group runs on this checkout's server, then
@@ -1256,7 +1259,8 @@ def run_group(name: str, figs: list, workdir: str, env: dict, extra: list, oddit
 def compare_to_baseline(rows: list[Row], label: str = "baseline") -> None:
     """Note on each row of this checkout its ratio to the baseline's same row (and the
     ratio of their records per trivial-request time, where both have one)."""
-    base = {r.key.removesuffix(f"_{label}"): r for r in rows if r.key.endswith(f"_{label}")}
+    tag = f"_{label}"
+    base = {r.key.replace(tag, "", 1): r for r in rows if tag in r.key}
     for r in rows:
         b = base.get(r.key)
         if b is None or b is r or not r.value or not b.value:
@@ -1294,6 +1298,25 @@ FIGURES = {
 }
 
 
+def server_setting(text: str) -> tuple[str, str]:
+    """``--also``: ``CONSUMER_API_<NAME>=<value>``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.startswith("CONSUMER_API_"):
+        raise argparse.ArgumentTypeError("expected CONSUMER_API_<NAME>=<value>")
+    return name, value
+
+
+def tag_rows(rows: list[Row], store: str | None, variant: tuple | None) -> None:
+    """Mark the rows of one store (in a run of two) and of the ``--also`` setting."""
+    for r in rows:
+        if store:
+            r.benchmark += f" [{store}]"
+            r.key += f"_{store}"
+        if variant:
+            r.benchmark += f" [{variant[0].removeprefix('CONSUMER_API_').lower()}={variant[1]}]"
+            r.key += f"_{variant[0].lower()}_{variant[1]}"
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--quick", action="store_true",
@@ -1311,6 +1334,9 @@ def main(argv=None) -> int:
     ap.add_argument("--baseline-first", action="store_true",
                     help="in each figure group, run the baseline's server first (the first "
                          "of a pair can fare differently: run both orders)")
+    ap.add_argument("--also", metavar="NAME=VALUE", type=server_setting,
+                    help="run the figures once more with this server setting (for example "
+                         "CONSUMER_API_PERSIST_SESSIONS=false), in the same run and table")
     add_output_args(ap, "server")
     args = ap.parse_args(argv)
     checkouts = [("", ROOT)]
@@ -1351,19 +1377,20 @@ def main(argv=None) -> int:
     oddities: list[str] = []
     rng = random.Random(20261126)
     stat0 = cpu_times()
+    variants = [None] + ([args.also] if args.also else [])
+    meta["also"] = args.also and "=".join(args.also)
     try:
         with temp_workdir(base, "server-bench-", release=kill_servers) as workdir:
             for store in stores:
                 with store_settings(store, workdir) as store_env:
-                    progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures "
-                             f"{sorted(only)}; store {store}")
-                    got = run_figures(workdir, only, sizes, rng, store_env, oddities,
-                                      checkouts)
-                if len(stores) > 1:
-                    for r in got:
-                        r.benchmark += f" [{store}]"
-                        r.key += f"_{store}"
-                rows += got
+                    for variant in variants:
+                        progress(f"data in {workdir} ({fst}); mode {meta['mode']}; figures "
+                                 f"{sorted(only)}; store {store}; setting {variant}")
+                        env = {**store_env, **dict([variant] if variant else [])}
+                        got = run_figures(workdir, only, sizes, rng, env, oddities,
+                                          checkouts)
+                        tag_rows(got, store if len(stores) > 1 else None, variant)
+                        rows += got
     except KeyboardInterrupt:  # temp_workdir has killed the servers and cleaned up
         return 130
 

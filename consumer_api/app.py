@@ -20,6 +20,7 @@ from flask_cors import CORS
 
 from consumer_api import console
 from consumer_api.api import consumers, errors, groups, health, metrics, records, topics
+from consumer_api.api import topic_stats
 from consumer_api.api.json_io import OrjsonProvider
 from consumer_api.api.lifecycle import DRAINING, READY, STARTING, Lifecycle
 from consumer_api.api.pipeline import REQUEST_ID_HEADER, init_pipeline
@@ -28,13 +29,14 @@ from consumer_api.api.spec import init_swagger
 from consumer_api.api.state import AppState, init_state, state_of
 from consumer_api.auth import KeyRing
 from consumer_api.backend import Backend
-from consumer_api.backends import build_backend, check_store_settings, session_cap
+from consumer_api.backends import build_backend, check_store_settings, session_cap, sessions_path
 from consumer_api.budget import ByteBudget
 from consumer_api.config import Config
 from consumer_api.history import History
 from consumer_api.metrics import Metrics
 from consumer_api.refusals import Refusals
 from consumer_api.sessions.manager import ConsumerManager
+from consumer_api.sessions.saved import SessionLog
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +52,7 @@ def create_app(config: Config | None = None, backend: Backend | None = None,
     app.url_map.strict_slashes = False
     app.url_map.merge_slashes = False  # "a//b" is no resource (a topic "x/" is not "x")
     backend = backend or build_backend(config, defer_open)
-    manager = manager or ConsumerManager(backend, session_cap(config), node_id=config.node_id,
-                                         join_wait_s=config.join_wait_ms / 1000)
+    manager = manager or _manager(config, backend)
     refusals = Refusals()
     buffered = ByteBudget(config.request_buffer_bytes)
     in_flight = ByteBudget(config.response_buffer_bytes)
@@ -68,10 +69,19 @@ def create_app(config: Config | None = None, backend: Backend | None = None,
     for blueprint in (health.bp, topics.bp, records.bp, consumers.bp, groups.bp, metrics.bp,
                       console.bp):
         app.register_blueprint(blueprint)
+    app.register_blueprint(topic_stats.bp)
     errors.register(app)
     _cors(app, config.cors_origins)
     init_swagger(app, secured=keyring.enabled)
     return app
+
+
+def _manager(config: Config, backend: Backend) -> ConsumerManager:
+    path = sessions_path(config)
+    return ConsumerManager(backend, session_cap(config), node_id=config.node_id,
+                           join_wait_s=config.join_wait_ms / 1000,
+                           sessions_log=None if path is None else SessionLog(path),
+                           save_interval_s=config.sessions_save_interval_ms / 1000)
 
 
 def check_settings(environ=None) -> Config:
@@ -91,7 +101,8 @@ def _cors(app: Flask, origins: str) -> None:
     allowed = [o.strip() for o in origins.split(",") if o.strip()]
     if allowed:
         CORS(app, resources={r"/api/*": {"origins": "*" if "*" in allowed else allowed}},
-             allow_headers=["Authorization", "Content-Type", REQUEST_ID_HEADER],
+             allow_headers=["Authorization", "Content-Type", "Content-Encoding",
+                            REQUEST_ID_HEADER],
              expose_headers=[REQUEST_ID_HEADER, "WWW-Authenticate"], max_age=600)
 
 
@@ -132,11 +143,22 @@ def _open_then_run(app: Flask) -> None:
 def _run(app: Flask) -> None:
     backend_of(app).start()
     app_state = state_of(app)
+    _restore_sessions(app_state)
     app_state.manager.start()
     app_state.history.start()
     lifecycle = app_state.lifecycle
     if lifecycle.state == STARTING:
         lifecycle.state = READY
+
+
+def _restore_sessions(app_state: AppState) -> None:
+    """Bring back the consumer sessions saved before the restart (never stops the start:
+    what cannot be restored is logged and dropped)."""
+    keyring = app_state.keyring
+    try:
+        app_state.manager.restore(keyring.owns_sessions)
+    except Exception:
+        log.exception("the saved consumer sessions could not be restored")
 
 
 def _tune_gc() -> None:
@@ -157,10 +179,12 @@ def begin_shutdown(app: Flask) -> None:
 
 
 def shutdown(app: Flask) -> None:
-    """Answer waiting polls, stop the reaper, then flush and close the logs."""
+    """Answer waiting polls, stop the reaper, save the sessions a last time, then flush and
+    close the logs."""
     state_of(app).lifecycle.state = DRAINING
     state_of(app).history.stop()
     try:
         state_of(app).manager.shutdown()
+        state_of(app).manager.stop_saving()
     finally:
         backend_of(app).close()

@@ -99,6 +99,13 @@ class KeyRing:
     def enabled(self) -> bool:
         return bool(self._entries)
 
+    def owns_sessions(self, owner: str | None) -> bool:
+        """Whether a consumer session owned by ``owner`` (a key's name; None: made on an
+        open server) can be used with these keys."""
+        if owner is None:
+            return not self._entries
+        return any(principal.name == owner for _, principal in self._entries)
+
     def authenticate(self, presented: str | None) -> Principal | None:
         """The principal whose key is ``presented``, None for a missing or wrong key."""
         if not self._entries:

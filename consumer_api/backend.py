@@ -208,6 +208,16 @@ class Backend(Protocol):
         """The first offset whose record's timestamp is at or after ``timestamp``; the
         high watermark when there is none."""
 
+    def positions_for_times(self, topic: str, partitions: Sequence[int],
+                            timestamps: Sequence[int]) -> dict[int, list[tuple[int, int | None]]]:
+        """Where each time starts in each partition: ``{partition: [(offset, byte), ...]}``,
+        one pair per timestamp (ascending). ``offset`` is :meth:`offset_for_timestamp`'s
+        answer, as of one moment (the high watermark then when no record is at or after
+        the time); ``byte`` is a position in the partition's stored bytes such that the
+        difference of two is the size of the records between them, or None when the store
+        cannot tell. Both never decrease along a partition's list. Answered from the
+        store's time index, not by reading records. TopicNotFound / PartitionNotFound."""
+
     # -- records -----------------------------------------------------------------------
 
     def produce(self, topic: str, records: list, partitions: list) -> list[dict]:

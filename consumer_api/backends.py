@@ -8,6 +8,7 @@ else in the server sees only :class:`consumer_api.backend.Backend`.
 from __future__ import annotations
 
 import json
+import os
 
 from consumer_api.backend import Backend
 from consumer_api.config import Config
@@ -62,3 +63,19 @@ def session_cap(config: Config) -> int:
     if config.backend == "kafka":
         return min(config.max_sessions, config.kafka_max_sessions)
     return config.max_sessions
+
+
+def sessions_path(config: Config) -> str | None:
+    """Where this node saves its consumer sessions (None: they end with the process):
+    ``sessions.jsonl`` -- ``sessions.<node_id>.jsonl`` on a named node -- in
+    ``CONSUMER_API_SESSIONS_DIR``, by default ``<data_dir>/internal`` on the embedded store;
+    on Kafka, whose nodes need no data directory, only when the directory is set."""
+    if not config.persist_sessions:
+        return None
+    directory = config.sessions_dir
+    if not directory:
+        if config.backend != "embedded":
+            return None
+        directory = os.path.join(config.data_dir, "internal")
+    name = f"sessions.{config.node_id}.jsonl" if config.node_id else "sessions.jsonl"
+    return os.path.join(directory, name)

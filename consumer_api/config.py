@@ -65,8 +65,16 @@ class Config:
     join_wait_ms: int = 10_000  # the most a subscribe waits for its group's first assignment
     history_interval_ms: int = 10_000  # time between two samples of GET /api/metrics/history
     max_sessions: int = 10_000
+    # sessions kept across restarts: in sessions_dir (empty: <data_dir>/internal on the
+    # embedded store; not kept on Kafka unless set); positions saved at least this often
+    persist_sessions: bool = True
+    sessions_dir: str = ""
+    sessions_save_interval_ms: int = 1000
     default_assignor: str = "range"
     reserved_threads: int = 16  # threads waiting polls may never take (produce, health...)
+    # counting records by key (GET /api/topics/{topic}/stats/keys): the most one request reads
+    max_stats_scan_records: int = 100_000
+    max_stats_scan_bytes: int = 64 * MiB
     # per client: an API key, or a peer address on an open server
     max_sessions_per_client: int = 1_000
     max_polls_per_client: int = 16
@@ -87,7 +95,9 @@ class Config:
             raise ValueError("segment_bytes must be at least 1024")
         for name in ("header_timeout_ms", "body_timeout_ms", "send_timeout_ms",
                      "request_buffer_bytes", "response_buffer_bytes", "max_sessions_per_client",
-                     "max_polls_per_client", "history_interval_ms", "max_filter_scan_records"):
+                     "max_polls_per_client", "history_interval_ms", "max_filter_scan_records",
+                     "sessions_save_interval_ms", "max_stats_scan_records",
+                     "max_stats_scan_bytes"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1")
         if self.backend == "kafka" and not self.kafka_bootstrap_servers.strip():

@@ -69,6 +69,20 @@ class TooManyPolls(ConsumerApiError):
     code, message = "too_many_polls", "too many waiting polls"
 
 
+class BodyTooLarge(ConsumerApiError):
+    """A request body is larger than the server takes (after decompression, for a body that
+    came compressed)."""
+
+    code, message = "payload_too_large", "request body too large"
+
+
+class UnsupportedMediaType(ConsumerApiError):
+    """A request body in a media type or content coding the server does not take; the
+    details name what it takes."""
+
+    code, message = "unsupported_media_type", "unsupported media type"
+
+
 class RecordTooLarge(ConsumerApiError):
     """A record is larger than the store takes (a Kafka cluster's ``max.message.bytes``)."""
 

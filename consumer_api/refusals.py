@@ -18,6 +18,7 @@ clients -- counted by reason and logged at most once per client and reason per i
 ``client_polls``       the client's share of waiting polls is taken (429)
 ``client_sessions``    the client's share of consumer sessions is taken (429)
 ``server_sessions``    the server's consumer sessions are all taken (429)
+``stats_scans``        a worker runs as many counts by key as it may (503)
 =====================  =====================================================================
 
 ``client`` names who was refused: an API key's name, or a peer address. Never a key, a

@@ -67,6 +67,15 @@ def test_no_env_keys_and_no_file_leave_the_server_open(value):
     assert ANONYMOUS.superuser
 
 
+def test_a_saved_session_is_usable_only_while_its_owners_key_is_configured(keys_file):
+    ring = KeyRing.from_config("alpha-key", keys_file)
+    owners = [p.name for p in (ring.authenticate("alpha-key"),)]
+    assert ring.owns_sessions(owners[0]) and ring.owns_sessions("billing")
+    assert not ring.owns_sessions("retired") and not ring.owns_sessions(None)
+    open_ring = KeyRing.from_config("", "")
+    assert open_ring.owns_sessions(None) and not open_ring.owns_sessions("billing")
+
+
 def test_keys_from_the_environment_variables(tmp_path):
     path = write_yaml(tmp_path, YAML_KEYS)
     config = Config.from_env({"CONSUMER_API_API_KEYS": "one-key, two-key",

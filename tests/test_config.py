@@ -114,3 +114,20 @@ def test_a_node_id_is_a_short_name_that_cannot_hold_the_separator(node):
     with pytest.raises(ValueError, match="CONSUMER_API_NODE_ID"):
         Config.from_env({"CONSUMER_API_NODE_ID": node})
     assert Config.from_env({"CONSUMER_API_NODE_ID": "node-1_a"}).node_id == "node-1_a"
+
+
+def test_where_sessions_are_saved_depends_on_the_store_and_the_node():
+    from consumer_api.backends import sessions_path
+    kafka = {"backend": "kafka", "kafka_bootstrap_servers": "k:9092"}
+    assert sessions_path(Config(data_dir="/d")) == "/d/internal/sessions.jsonl"
+    assert sessions_path(Config(data_dir="/d", node_id="n1")) == "/d/internal/sessions.n1.jsonl"
+    assert sessions_path(Config(data_dir="/d", sessions_dir="/s")) == "/s/sessions.jsonl"
+    assert sessions_path(Config(**kafka)) is None  # a Kafka node needs no directory
+    assert sessions_path(Config(**kafka, sessions_dir="/s", node_id="n2")) == \
+        "/s/sessions.n2.jsonl"
+    assert sessions_path(Config(data_dir="/d", persist_sessions=False)) is None
+    config = Config.from_env({"CONSUMER_API_PERSIST_SESSIONS": "off",
+                              "CONSUMER_API_SESSIONS_SAVE_INTERVAL_MS": "250"})
+    assert (config.persist_sessions, config.sessions_save_interval_ms) == (False, 250)
+    with pytest.raises(ValueError, match="sessions_save_interval_ms"):
+        Config(sessions_save_interval_ms=0)

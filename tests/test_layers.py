@@ -13,7 +13,7 @@ PACKAGE = pathlib.Path(consumer_api.__file__).parent
 FACTORY = "consumer_api/backends.py"
 #: modules every layer may use; they must not import the layers
 NEUTRAL = ("backend.py", "records.py", "topic_rules.py", "offset_rules.py", "partitioner.py",
-           "errors.py", "config.py", "clock.py")
+           "errors.py", "config.py", "clock.py", "durable.py")
 
 
 def imported_modules(path: pathlib.Path) -> set[str]:

@@ -15,8 +15,7 @@ from consumer_api.api.response_room import RecordBody
 from consumer_api.api.filtering import scan_fields, scan_of
 from consumer_api.api.offsets_wire import offsets_from_wire, offsets_to_wire
 from consumer_api.api.state import state
-from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, json_response,
-                                      query_args)
+from consumer_api.api.json_io import delivery_tracked_json_response, json_body, query_args
 from consumer_api.api.security import client, owner, require, visible
 from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
                                                 ManualAssignmentSchema, SeekSchema,
@@ -70,6 +69,13 @@ def subscribe():
         offset, else at auto_offset_reset. 429 too_many_consumers when the server's
         sessions, or the client's share of them (an API key's, or an address's on an open
         server), are all taken; details name the limit and its scope.
+
+
+        The session survives a restart of the server (SIGTERM or a crash): the same
+        consumer_id goes on with its group, subscription or manual assignment, settings
+        and positions, and its session_timeout_ms counts from the restart (README,
+        "Sessions across restarts"; on the Kafka store only where the node has a sessions
+        directory). While the server starts it answers 503 unavailable: retry.
       tags: [consumers]
       operationId: subscribe
       requestBody:
@@ -126,6 +132,16 @@ def consume(consumer_id):
         past the others too, so a commit covers records the consumer never saw. A filtered
         consume examines at most the server's max_filter_scan_records records, then answers
         with what matched (scan_limit_reached true); its answer adds scanned and positions.
+
+
+        Across a restart of the server the session goes on from its positions: after
+        SIGTERM exactly after the last record delivered; after a crash nothing is lost and
+        at most the records delivered, and not committed, in the last
+        CONSUMER_API_SESSIONS_SAVE_INTERVAL_MS before it come again.
+
+
+        The response is compressed when the request's Accept-Encoding asks for zstd or
+        gzip (q-values honoured) and it has 1 KiB or more; Content-Encoding says how.
       tags: [consumers]
       operationId: consume
       parameters: [consumer_id]
@@ -138,6 +154,9 @@ def consume(consumer_id):
       responses:
         200:
           description: records (possibly none) and the server time
+          headers:
+            Content-Encoding: {$ref: "#/components/headers/ContentEncoding"}
+            Vary: {$ref: "#/components/headers/Vary"}
           content: {application/json: {schema: ConsumeResponseSchema}}
         400: InvalidRequest
         404: NotFound
@@ -159,10 +178,9 @@ def consume(consumer_id):
     except BaseException:
         records.release()
         raise
-    pieces = [b'{"records":[', *records.pieces, tail]
+    pieces = [b'{"records":[', *records.take_pieces(), tail]
     if not spans:
-        records.release()
-        return json_response(b"".join(pieces))
+        return delivery_tracked_json_response(pieces, records.release, records.release)
     return delivery_tracked_json_response(
         pieces, partial(_delivered, state().metrics, spans, records.release),
         partial(_undelivered, state().manager, consumer_id, spans, records.release))

@@ -33,6 +33,8 @@ STATUS = {
     e.PartitionNotAssigned: 409,
     e.GroupNotEmpty: 409,
     e.RecordTooLarge: 413,
+    e.BodyTooLarge: 413,
+    e.UnsupportedMediaType: 415,
     e.TooManyConsumers: 429,
     e.TooManyPolls: 429,
     e.Unavailable: 503,
@@ -57,7 +59,8 @@ HTTP_CODES = {
     404: ("not_found", "no such route"),
     405: ("method_not_allowed", "method not allowed on this route"),
     413: ("payload_too_large", "request body too large"),
-    415: ("invalid_request", "the request body must be JSON (Content-Type: application/json)"),
+    415: ("unsupported_media_type",
+          "the request body must be JSON (Content-Type: application/json)"),
 }
 
 

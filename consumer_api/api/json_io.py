@@ -6,8 +6,13 @@ such a body holding a run of 20+ digits is parsed with the standard library inst
 any other body a huge integer is refused by the schemas either way).
 
 ``json_body(schema)`` / ``query_args(schema)`` validate with a marshmallow schema and turn
-every failure (wrong content type, malformed JSON, schema violation) into
-``InvalidRequest`` with ``details`` naming the fields.
+every failure (malformed JSON, schema violation) into ``InvalidRequest`` with ``details``
+naming the fields; a body that is not ``application/json``, or in a ``Content-Encoding``
+other than gzip and zstd, is ``UnsupportedMediaType`` (415). A compressed body is
+decompressed within ``max_body_bytes`` (:mod:`consumer_api.api.content_coding`).
+
+Record responses (:func:`delivery_tracked_json_response`) are compressed when the client
+asks for it in ``Accept-Encoding`` and the body is at least :data:`MIN_COMPRESS_BYTES`.
 """
 from __future__ import annotations
 
@@ -18,11 +23,17 @@ from flask import current_app, request
 from flask.json.provider import JSONProvider
 from marshmallow import Schema, ValidationError
 
-from consumer_api.errors import InvalidRequest
+from consumer_api.api import content_coding
+from consumer_api.api.security import client
+from consumer_api.api.state import state
+from consumer_api.errors import InvalidRequest, Unavailable, UnsupportedMediaType
 
 _DIGITS_TO_ZERO = bytes(48 if 48 <= i <= 57 else 32 for i in range(256))
 _TWENTY_ZEROS = b"0" * 20
 _DUMP_OPTS = orjson.OPT_NON_STR_KEYS
+#: smaller record responses go uncompressed (the saving would not pay for the work)
+MIN_COMPRESS_BYTES = 1024
+JSON_ONLY = {"accepted_media_types": ["application/json"]}
 
 
 def _default(obj):
@@ -67,22 +78,40 @@ class OrjsonProvider(JSONProvider):
         return self._app.response_class(dumps(obj), mimetype=self.mimetype)
 
 
-def json_response(body: bytes):
-    """A 200 response whose JSON body was serialised already (the record hot paths)."""
-    return current_app.response_class(body, mimetype="application/json")
-
-
 def delivery_tracked_json_response(body, delivered, undelivered):
-    """Like :func:`json_response` (``body``: bytes, or a list of bytes chunks), and then
-    exactly one of ``delivered()`` -- the server wrote the whole body to the connection --
-    or ``undelivered()`` -- it did not (the client went away, the write failed or timed
-    out). Both run after the request, outside its context. Content-Length is set, so the
-    response is not chunked."""
-    tracked = TrackedBody([body] if isinstance(body, bytes) else body, delivered, undelivered)
+    """A 200 response whose JSON body was serialised already (``body``: bytes, or a list
+    of bytes chunks: the record responses), and then exactly one of ``delivered()`` --
+    the server wrote the whole body to the connection -- or ``undelivered()`` -- it did
+    not (the client went away, the write failed or timed out, or the response could not
+    be built). Both run after the request, outside its context, except an
+    ``undelivered()`` for a response that could not be built. Content-Length is set, so
+    the response is not chunked.
+
+    The body is compressed in the coding the request's ``Accept-Encoding`` prefers
+    (``Content-Encoding`` says which) when it has at least MIN_COMPRESS_BYTES;
+    ``Vary: Accept-Encoding`` is set either way."""
+    try:
+        chunks, coding = _encoded([body] if isinstance(body, bytes) else body)
+    except BaseException:
+        undelivered()
+        raise
+    tracked = TrackedBody(chunks, delivered, undelivered)
     resp = current_app.response_class(tracked, mimetype="application/json",
                                       direct_passthrough=True)
-    resp.headers["Content-Length"] = str(sum(len(c) for c in tracked.chunks))
+    resp.headers["Content-Length"] = str(sum(len(c) for c in chunks))
+    resp.headers["Vary"] = "Accept-Encoding"
+    if coding is not None:
+        resp.headers["Content-Encoding"] = coding
     return resp
+
+
+def _encoded(chunks: list) -> tuple:
+    """``(chunks, coding)``: the body in the coding the client prefers, or as it is
+    (coding None) when it asked for none or the body is small."""
+    coding = content_coding.response_coding(request.headers.get("Accept-Encoding"))
+    if coding is None or sum(len(c) for c in chunks) < MIN_COMPRESS_BYTES:
+        return chunks, None
+    return [content_coding.compress(chunks, coding)], coding
 
 
 class TrackedBody:
@@ -120,15 +149,42 @@ class TrackedBody:
 
 
 def raw_json_body(empty_ok: bool = False):
-    """The parsed JSON body. An empty body is ``{}`` when ``empty_ok``."""
-    data = request.get_data(cache=False)
+    """The parsed JSON body, decompressed first when it came compressed. An empty body is
+    ``{}`` when ``empty_ok``."""
+    coding = content_coding.request_coding(request.headers.get("Content-Encoding"))
+    data = _decoded(request.get_data(cache=False), coding)
+    try:
+        return _parse(data, empty_ok)
+    finally:
+        if coding is not None:
+            state().request_budget.give(len(data))
+
+
+def _decoded(data: bytes, coding: str | None):
+    """``data`` decompressed, charged to the request budget (503 when it is spent)."""
+    app_state = state()
+    try:
+        return content_coding.decode(data, coding, app_state.config.max_body_bytes,
+                                     app_state.request_budget)
+    except content_coding.NoRoom:
+        app_state.refusals.record("request_budget", client().name,
+                                  "no room to decompress a request body")
+        exc = Unavailable("the server holds as many request bodies as it may; retry shortly",
+                          {"reason": "request_budget"})
+        exc.headers = {"Retry-After": "1"}
+        raise exc from None
+
+
+def _parse(data, empty_ok: bool):
     if not data.strip():
         if empty_ok:
             return {}
         raise InvalidRequest("the request needs a JSON body", {"body": ["Missing data."]})
     if request.mimetype != "application/json":
-        raise InvalidRequest("the request body must be JSON (Content-Type: application/json)",
-                             {"content_type": [f"must be application/json, not {request.mimetype or 'empty'!r}"]})
+        given = request.mimetype or "empty"
+        raise UnsupportedMediaType(
+            f"the request body must be JSON (Content-Type: application/json), not {given!r}",
+            {"content_type": given[:100], **JSON_ONLY})
     try:
         return loads(data)
     except ValueError as exc:

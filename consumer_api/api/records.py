@@ -44,6 +44,9 @@ def produce(topic):
       parameters: [topic]
       requestBody:
         required: true
+        description: >
+          JSON; it may come compressed (Content-Encoding gzip or zstd), the body limit
+          applying to its decompressed size too.
         content:
           application/json:
             schema: ProduceRequestSchema
@@ -75,6 +78,9 @@ def read(topic, partition):
     ---
     get:
       summary: Read records of one partition from an offset (no consumer group)
+      description: >
+        The response is compressed when the request's Accept-Encoding asks for zstd or
+        gzip (q-values honoured) and it has 1 KiB or more; Content-Encoding says how.
       tags: [records]
       operationId: readPartition
       parameters:
@@ -85,6 +91,9 @@ def read(topic, partition):
       responses:
         200:
           description: up to max_records records from the offset on (empty at the end)
+          headers:
+            Content-Encoding: {$ref: "#/components/headers/ContentEncoding"}
+            Vary: {$ref: "#/components/headers/Vary"}
           content:
             application/json:
               schema: RecordListSchema
@@ -110,7 +119,7 @@ def read(topic, partition):
         body.release()
         raise
     tail = b'],"next_offset":%d,"high_watermark":%d%s}' % (after, end, scan_fields(scan))
-    return delivery_tracked_json_response([b'{"records":[', *body.pieces, tail],
+    return delivery_tracked_json_response([b'{"records":[', *body.take_pieces(), tail],
                                           body.release, body.release)
 
 

@@ -10,7 +10,8 @@ window may hold -- fewer when the budget runs short, none when it is spent. The 
 encoded at once (:meth:`RecordBody.add`) and its records dropped, so a response never holds
 its records and their JSON whole at once; its exact size stays reserved until the server
 has sent the response or given up on it (:meth:`RecordBody.release`, which the response
-body's close calls). A response that would carry no record because the budget is spent --
+body's close calls) -- a response sent compressed keeps the room of its JSON, the larger
+size, while it is built and sent. A response that would carry no record because the budget is spent --
 no room at all, or the one record that comes alone does not fit -- is ``503 unavailable``
 with ``Retry-After`` instead (:func:`too_busy`).
 
@@ -74,6 +75,12 @@ class RecordBody:
         self.pieces.append(piece)
         self.count += len(records)
         return True
+
+    def take_pieces(self) -> list:
+        """The pieces, handed over: this body keeps no reference to them (a server that
+        frees each chunk once sent, or a response compressed at once, is not held back)."""
+        pieces, self.pieces = self.pieces, []
+        return pieces
 
     def unused(self) -> None:
         """Give back room taken for a window that brought nothing."""

@@ -59,6 +59,8 @@ def build_spec(app: Flask, secured: bool = False) -> dict:
         spec.components.parameter(name, value.pop("in"), value)
     for name, value in components.get("responses", {}).items():
         spec.components.response(name, value)
+    for name, value in components.get("headers", {}).items():
+        spec.components.header(name, value)
     for name, value in components.get("schemas", {}).items():
         spec.components.schema(name, value)
     with app.test_request_context():
@@ -128,7 +130,7 @@ def _add_schema_rules(document: dict) -> None:
 
 
 #: responses any operation of a kind can give, added so no docstring can forget them
-_BODY_RESPONSES = {"413": "PayloadTooLarge"}
+_BODY_RESPONSES = {"413": "PayloadTooLarge", "415": "UnsupportedMediaType"}
 _WRITE_RESPONSES = {"507": "InsufficientStorage"}
 
 
@@ -137,7 +139,8 @@ _SECURED_RESPONSES = {"401": "Unauthorized", "403": "Forbidden"}
 
 
 def _add_common_responses(document: dict, secured: bool) -> None:
-    """Every operation with a body can get 413 (the body limit); every write (POST, PUT,
+    """Every operation with a body can get 413 (the body limit) and 415 (a body not JSON,
+    or in a content coding the server does not take); every write (POST, PUT,
     DELETE: they append to a topic or the offsets log) can get 507 (disk full); every API
     operation (all but those declaring ``security: []``) can get 503 (starting or shutting
     down) and, when the server has API keys (``secured``: the document then requires the

@@ -31,10 +31,15 @@ class _Cli(click.Group):
 @click.option("--api-key", envvar="CONSUMER_API_KEY", default=None,
               help="API key (env CONSUMER_API_KEY).")
 @click.option("--json", "as_json", is_flag=True, help="Print JSON instead of tables.")
+@click.option("--compression", type=click.Choice(["zstd", "gzip", "none"]), default="zstd",
+              envvar="CONSUMER_API_COMPRESSION", show_default=True,
+              help="Compress request bodies of 1 KiB or more in this coding and ask for "
+                   "compressed records; none: neither (env CONSUMER_API_COMPRESSION).")
 @click.pass_context
-def main(ctx, url, api_key, as_json):
+def main(ctx, url, api_key, as_json, compression):
     """Drive a consumer-api server: topics, records, consumer groups."""
-    ctx.obj = {"url": url, "api_key": api_key, "json": as_json}
+    ctx.obj = {"url": url, "api_key": api_key, "json": as_json,
+               "compression": None if compression == "none" else compression}
 
 
 def _json_flag(ctx, _param, value):
@@ -50,7 +55,8 @@ json_option = click.option("--json", "as_json", is_flag=True, expose_value=False
 def client_of(ctx) -> Client:
     """The command's client (one per invocation)."""
     if "client" not in ctx.obj:
-        ctx.obj["client"] = Client(ctx.obj["url"], ctx.obj["api_key"])
+        ctx.obj["client"] = Client(ctx.obj["url"], ctx.obj["api_key"],
+                                   compression=ctx.obj["compression"])
     return ctx.obj["client"]
 
 

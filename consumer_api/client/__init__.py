@@ -21,10 +21,17 @@ timestamps. Everything travels base64-encoded, so any bytes survive.
 One ``requests.Session`` (keep-alive) per client; not meant to be shared by threads that
 use it at the same time (make a client per thread). Errors are the typed exceptions of
 :mod:`consumer_api.client.errors`, carrying the server's ``code``.
+
+Compression is on by default (``compression="zstd"``): request bodies of
+:data:`COMPRESS_MIN_BYTES` or more go compressed in that coding, and responses are asked
+for in zstd or gzip (urllib3 decodes them). ``compression="gzip"`` compresses request
+bodies with gzip instead; ``compression=None`` sends and asks for nothing compressed (see
+README, "Compression", for when to turn it off).
 """
 from __future__ import annotations
 
 import base64
+import gzip
 import json
 from dataclasses import dataclass
 from typing import Any, Iterable
@@ -32,6 +39,7 @@ from urllib.parse import quote
 
 import requests
 
+from consumer_api.zstd_codec import zstd
 from consumer_api.client import errors
 from consumer_api.client.consumer import ConsumedRecord, Consumer
 from consumer_api.client.errors import (ApiError, ClientError, ConnectionFailed,
@@ -44,6 +52,11 @@ __all__ = ["Client", "Record", "Consumer", "ConsumedRecord", "errors", "ApiError
 #: records per produce request, and payload bytes per request (the server takes 16 MiB)
 BATCH_RECORDS = 5000
 BATCH_BYTES = 8 << 20
+#: request bodies smaller than this go uncompressed
+COMPRESS_MIN_BYTES = 1024
+#: the codings ``compression`` may name: request body -> compressed bytes
+COMPRESSORS = {"zstd": lambda data: zstd.compress(data, 1),
+               "gzip": lambda data: gzip.compress(data, 1, mtime=0)}
 
 
 @dataclass
@@ -87,12 +100,18 @@ def _wire_record(item) -> dict:
 
 class Client:
     def __init__(self, base_url: str = "http://127.0.0.1:8080", api_key: str | None = None,
-                 timeout: float = 30.0, connect_timeout: float = 5.0):
+                 timeout: float = 30.0, connect_timeout: float = 5.0,
+                 compression: str | None = "zstd"):
+        if compression is not None and compression not in COMPRESSORS:
+            raise ValueError(f"compression must be one of {', '.join(COMPRESSORS)} or None, "
+                             f"not {compression!r}")
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.connect_timeout = connect_timeout
+        self.compression = compression
         self.session = requests.Session()
         self.session.headers["Accept"] = "application/json"
+        self.session.headers["Accept-Encoding"] = "zstd, gzip" if compression else "identity"
         if api_key:
             self.session.headers["Authorization"] = f"Bearer {api_key}"
 
@@ -101,9 +120,10 @@ class Client:
     def request(self, method: str, path: str, json_body=None, params=None,
                 read_timeout: float | None = None):
         """Send a request; return the parsed JSON body, raise a typed error otherwise."""
+        data, headers = self._body(json_body)
         try:
             resp = self.session.request(
-                method, self.base_url + path, json=json_body, params=params,
+                method, self.base_url + path, data=data, headers=headers, params=params,
                 timeout=(self.connect_timeout, read_timeout or self.timeout))
         except requests.RequestException as exc:
             raise ConnectionFailed(f"cannot reach {self.base_url}: {why_unreachable(exc)}") \
@@ -115,6 +135,19 @@ class Client:
         if resp.status_code >= 400:
             raise errors.from_response(resp.status_code, body, resp.headers)
         return body
+
+    def _body(self, json_body) -> tuple:
+        """``(data, headers)`` of a request with ``json_body`` (None: no body), compressed
+        when it is large enough and compression is on."""
+        if json_body is None:
+            return None, None
+        data = json.dumps(json_body, separators=(",", ":"), ensure_ascii=False,
+                          allow_nan=False).encode("utf-8")
+        headers = {"Content-Type": "application/json"}
+        if self.compression and len(data) >= COMPRESS_MIN_BYTES:
+            data = COMPRESSORS[self.compression](data)
+            headers["Content-Encoding"] = self.compression
+        return data, headers
 
     def close(self) -> None:
         self.session.close()
@@ -141,6 +174,27 @@ class Client:
 
     def delete_topic(self, name: str) -> None:
         self.request("DELETE", f"/api/topics/{_quote(name)}")
+
+    def topic_stats(self, topic: str, from_ms: int | None = None, to_ms: int | None = None,
+                    bucket_ms: int | None = None, partition: int | None = None) -> dict:
+        """Records and bytes per time bucket: the server's answer, ``{from_ms, to_ms,
+        bucket_ms, records, bytes, partitions: [{partition, records, bytes}], buckets:
+        [{start_ms, records, bytes}]}`` (bytes None on the Kafka store). What is not given
+        is the server's default: the last hour in 1-minute buckets, every partition."""
+        params = _given(from_ms=from_ms, to_ms=to_ms, bucket_ms=bucket_ms, partition=partition)
+        return self.request("GET", f"/api/topics/{_quote(topic)}/stats", params=params)
+
+    def top_keys(self, topic: str, from_ms: int | None = None, to_ms: int | None = None,
+                 partition: int | None = None, top: int = 10) -> dict:
+        """The keys with the most records in ``[from_ms, to_ms)`` (default: the last hour):
+        the server's answer with each key as bytes (None for records without one). When
+        ``complete`` is False the server's bound stopped the count at ``scanned_to_ms``:
+        every record before it was counted; ask again from there."""
+        params = _given(from_ms=from_ms, to_ms=to_ms, partition=partition, top=top)
+        answer = self.request("GET", f"/api/topics/{_quote(topic)}/stats/keys", params=params)
+        for row in answer["keys"]:
+            row["key"] = None if row["key"] is None else base64.b64decode(row["key"])
+        return answer
 
     # -- records ---------------------------------------------------------------------------
 
@@ -201,7 +255,8 @@ class Client:
         exit). Options: auto_offset_reset, value_format, key_format, session_timeout_ms,
         auto_commit, commit_each_batch, max_records, timeout_ms, max_bytes_total,
         recreate_on_expiry, assignor (the group's, when this is its first member), filter
-        (only the records it matches are returned; commits cover the skipped ones)."""
+        (only the records it matches are returned; commits cover the skipped ones),
+        restart_wait_s (how long session calls wait out a restarting server)."""
         return Consumer(self, group_id, [topics] if isinstance(topics, str) else list(topics),
                         **options)
 
@@ -232,6 +287,11 @@ class Client:
 
     def delete_group(self, group_id: str) -> None:
         self.request("DELETE", f"/api/consumer-groups/{_quote(group_id)}")
+
+
+def _given(**params) -> dict:
+    """The query parameters that have a value."""
+    return {name: value for name, value in params.items() if value is not None}
 
 
 def _quote(text: str) -> str:

@@ -9,6 +9,12 @@ A poll the server refuses for want of a waiting slot (``429 too_many_polls``) is
 error: the poll pauses as ``Retry-After`` says (doubling on each refusal, at most
 :data:`MAX_BACKOFF_S`, with jitter) and asks again, within its own ``timeout_ms``; once that
 has passed it asks one last time without waiting (which is never refused).
+
+A server restart does not end a session (the server saves its sessions): while the server
+cannot be reached or answers ``503 unavailable`` (starting, shutting down), every session
+call -- poll, commit, seek... -- asks again with the same pauses, for up to
+``restart_wait_s`` (30 s by default; 0 fails at once), and then goes on with the same
+consumer id. A poll whose response was lost is answered again with the same records.
 """
 from __future__ import annotations
 
@@ -20,8 +26,8 @@ import time
 from dataclasses import dataclass
 from urllib.parse import quote
 
-from consumer_api.client.errors import (ClientError, ConsumerNotFound, PartitionNotAssigned,
-                                        TooManyPolls)
+from consumer_api.client.errors import (ClientError, ConnectionFailed, ConsumerNotFound,
+                                        PartitionNotAssigned, TooManyPolls, Unavailable)
 from consumer_api.client.offsets import (TopicPartition, assignment_from_wire,
                                          offsets_from_wire, offsets_to_wire)
 
@@ -86,7 +92,7 @@ class Consumer:
                  commit_each_batch: bool = False, max_records: int = 500,
                  timeout_ms: int = 30000, max_bytes_total: int | None = None,
                  recreate_on_expiry: bool = False, assignor: str | None = None,
-                 filter: dict | None = None):
+                 filter: dict | None = None, restart_wait_s: float = 30.0):
         if value_format not in FORMATS or (key_format or "bytes") not in FORMATS:
             raise ValueError(f"formats are one of {', '.join(FORMATS)}")
         self.client = client
@@ -96,6 +102,7 @@ class Consumer:
         self.key_format = key_format or ("bytes" if value_format == "bytes" else "text")
         self.commit_each_batch = commit_each_batch
         self.recreate_on_expiry = recreate_on_expiry
+        self.restart_wait_s = restart_wait_s
         self.max_records = max_records
         self.timeout_ms = timeout_ms
         self.max_bytes_total = max_bytes_total
@@ -148,16 +155,33 @@ class Consumer:
     def _call(self, method: str, action: str, body=None, read_timeout: float | None = None):
         if self.consumer_id is None:
             self.subscribe()
-        path = f"/api/consumers/{quote(self.consumer_id, safe='')}/{action}".rstrip("/")
         try:
-            return self.client.request(method, path, body, read_timeout=read_timeout)
+            return self._send(method, action, body, read_timeout)
         except ConsumerNotFound:
             if not self.recreate_on_expiry:
                 raise
             log.info("consumer session of group %s expired: subscribing again", self.group_id)
             self.subscribe()
-            path = f"/api/consumers/{quote(self.consumer_id, safe='')}/{action}".rstrip("/")
-            return self.client.request(method, path, body, read_timeout=read_timeout)
+            return self._send(method, action, body, read_timeout)
+
+    def _send(self, method: str, action: str, body, read_timeout: float | None):
+        """One call on the session; while the server is unreachable or unavailable (a
+        restart), asked again after :func:`backoff_s` pauses for up to ``restart_wait_s``."""
+        path = f"/api/consumers/{quote(self.consumer_id, safe='')}/{action}".rstrip("/")
+        deadline = self.clock() + self.restart_wait_s
+        attempt = 0
+        while True:
+            try:
+                return self.client.request(method, path, body, read_timeout=read_timeout)
+            except (ConnectionFailed, Unavailable) as exc:
+                left = deadline - self.clock()
+                if left <= 0:
+                    raise
+                pause = min(backoff_s(0, attempt), left)
+                log.info("consumer session of group %s: %s; asking again in %.1f s",
+                         self.group_id, exc, pause)
+                self.sleep(pause)
+                attempt += 1
 
     def poll(self, timeout_ms: int | None = None, max_records: int | None = None) -> list:
         """One long-poll: records as soon as there are any, [] after ``timeout_ms``. With

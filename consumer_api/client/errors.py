@@ -79,6 +79,8 @@ PartitionNotAssigned = _error("PartitionNotAssigned", "partition_not_assigned",
                               "409: the partition belongs to another member now")
 GroupNotEmpty = _error("GroupNotEmpty", "group_not_empty", "409")
 PayloadTooLarge = _error("PayloadTooLarge", "payload_too_large", "413")
+UnsupportedMediaType = _error("UnsupportedMediaType", "unsupported_media_type",
+                              "415: the body's media type or content coding is not taken")
 TooManyConsumers = _error("TooManyConsumers", "too_many_consumers", "429")
 
 
@@ -102,8 +104,8 @@ InsufficientStorage = _error("InsufficientStorage", "insufficient_storage", "507
 BY_CODE = {cls.code: cls for cls in (
     InvalidRequest, OffsetOutOfRange, Unauthorized, Forbidden, NotFound, ConsumerNotFound,
     TopicNotFound, PartitionNotFound, GroupNotFound, TopicExists, PartitionNotAssigned,
-    GroupNotEmpty, PayloadTooLarge, TooManyConsumers, TooManyPolls, Unavailable,
-    InsufficientStorage)}
+    GroupNotEmpty, PayloadTooLarge, UnsupportedMediaType, TooManyConsumers, TooManyPolls,
+    Unavailable, InsufficientStorage)}
 
 
 def from_response(status: int, body, headers=None) -> ApiError:

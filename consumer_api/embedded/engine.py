@@ -184,6 +184,12 @@ class Engine:
         found = plog.offset_for_timestamp(timestamp)
         return plog.high_watermark if found is None else found
 
+    def positions_for_times(self, topic: str, partitions, timestamps) -> dict:
+        """``{partition: [(offset, byte), ...]}``: see PartitionLog.positions_for_times."""
+        found = self.topics.get(topic)
+        logs = {p: found.partition(p) for p in partitions}  # PartitionNotFound first
+        return {p: plog.positions_for_times(timestamps) for p, plog in logs.items()}
+
     def stats(self) -> BackendStats:
         partitions = []
         for topic in self.topics.list():

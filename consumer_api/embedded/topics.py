@@ -35,7 +35,7 @@ from consumer_api.topic_rules import (MAX_PARTITIONS, MAX_SEGMENT_BYTES, MIN_SEG
                                       check_topic_name, topic_name_problem)
 from consumer_api.embedded.storage.mapped_file import is_disk_full
 from consumer_api.clock import wall_clock_ms
-from consumer_api.embedded.storage.durable import fsync_dir
+from consumer_api.durable import fsync_dir
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
 
 log = logging.getLogger(__name__)

@@ -42,6 +42,10 @@ def kafka_error(exc: BaseException) -> KafkaError | None:
     return None
 
 
+#: ListOffsets requests one call of :meth:`KafkaAdmin.offsets_for_times` keeps in flight
+TIME_LOOKUPS_IN_FLIGHT = 100
+
+
 class KafkaAdmin:
     def __init__(self, client_config: dict, timeout_s: float = 30.0,
                  replication_factor: int = -1, metadata_max_age_s: float = 30.0):
@@ -162,6 +166,24 @@ class KafkaAdmin:
         offset = found[partition]
         return self.log_offsets(topic, partition)[1] if offset < 0 else offset
 
+    def offsets_for_times(self, topic: str, partitions, timestamps) -> dict[int, list[int]]:
+        """``{partition: [offset per timestamp]}``, each as :meth:`offset_for_timestamp`
+        answers, all as of one moment: the high watermarks are read first and bound every
+        answer. Kafka takes a partition once per ListOffsets request, so there is one
+        request per timestamp (for every partition), TIME_LOOKUPS_IN_FLIGHT of them in
+        flight at a time."""
+        for p in partitions:
+            self.check_partition(topic, p)
+        ends = self._list_offsets(topic, partitions, OffsetSpec.latest())
+        out: dict[int, list[int]] = {p: [] for p in partitions}
+        for first in range(0, len(timestamps), TIME_LOOKUPS_IN_FLIGHT):
+            specs = [OffsetSpec.for_timestamp(t)
+                     for t in timestamps[first:first + TIME_LOOKUPS_IN_FLIGHT]]
+            for found in self._list_offsets_at_once(topic, partitions, specs):
+                for p in partitions:
+                    out[p].append(found[p] if 0 <= found[p] <= ends[p] else ends[p])
+        return out
+
     def check_offset(self, topic: str, partition: int, offset: int) -> tuple[int, int]:
         """OffsetOutOfRange unless ``offset`` is in ``[log start, high watermark]``;
         returns those two."""
@@ -186,6 +208,21 @@ class KafkaAdmin:
                         error.retriable() or error.code() in PASSING):
                     raise _refused(exc, "list offsets", topic) from None
             time.sleep(0.02)
+
+    def _list_offsets_at_once(self, topic: str, partitions, specs) -> list[dict[int, int]]:
+        """:meth:`_list_offsets` for each of ``specs``, every request sent before any
+        answer is awaited; one that fails is asked again alone (with its retries)."""
+        sent = [(spec, self._client.list_offsets(
+                    {TopicPartition(topic, p): spec for p in partitions},
+                    request_timeout=self.timeout_s)) for spec in specs]
+        out = []
+        for spec, futures in sent:
+            try:
+                out.append({tp.partition: future.result(self.timeout_s).offset
+                            for tp, future in futures.items()})
+            except KafkaException:
+                out.append(self._list_offsets(topic, partitions, spec))
+        return out
 
     # -- internals -------------------------------------------------------------------------
 

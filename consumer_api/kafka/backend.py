@@ -115,6 +115,11 @@ class KafkaBackend:
     def offset_for_timestamp(self, topic: str, partition: int, timestamp: int) -> int:
         return self.admin.offset_for_timestamp(topic, partition, timestamp)
 
+    def positions_for_times(self, topic: str, partitions, timestamps) -> dict:
+        """Offsets from the cluster's time index; bytes None (Kafka does not tell them)."""
+        found = self.admin.offsets_for_times(topic, partitions, timestamps)
+        return {p: [(offset, None) for offset in offsets] for p, offsets in found.items()}
+
     # -- records -----------------------------------------------------------------------------
 
     def produce(self, topic: str, records: list, partitions: list) -> list[dict]:

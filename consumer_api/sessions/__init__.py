@@ -1,1 +1,2 @@
-"""HTTP consumer sessions: heartbeats, expiry, long-poll waiting. No Flask, no files."""
+"""HTTP consumer sessions: heartbeats, expiry, long-poll waiting, and the log that carries
+them across a restart (:mod:`consumer_api.sessions.saved`). No Flask."""

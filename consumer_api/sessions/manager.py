@@ -9,7 +9,11 @@ sleep-and-retry and no waking of unrelated consumers (the long-poll:
 :mod:`consumer_api.sessions.long_poll`; reading the records:
 :mod:`consumer_api.sessions.reading`). The reaper keeps (deadline, id) pairs in a heap,
 sleeps until the earliest, expires sessions under the lock and makes them leave their groups
-outside it. Sessions live in memory: a restart ends them (committed offsets persist).
+outside it. Sessions live in memory; with a :class:`~consumer_api.sessions.saved.SessionLog`
+they are also saved (:mod:`consumer_api.sessions.saver`: at once for a session created,
+closed or expired, a manual assignment or a seek; within ``save_interval_s`` for positions
+and commits) and :meth:`ConsumerManager.restore` brings them back after a restart
+(:mod:`consumer_api.sessions.restore`).
 
 Shares: a consume that finds nothing and may wait takes a *poll slot* before it sleeps and
 gives it back however the wait ends. Slots are capped server-wide (``max_waiting_polls``:
@@ -31,7 +35,8 @@ Per-session state has the session's own locks (see :mod:`consumer_api.sessions.s
 Lock order: manager lock -> nothing; session lock -> the store's locks (on the embedded
 store: the group coordinator's, the offset store's, a partition's, taken by assignment
 reads, start-offset lookups, seeks and out-of-range resets); a store's lock -> a session's
-waiter lock (a wake-up: rebalances and appends wake sessions under the store's locks).
+waiter lock (a wake-up: rebalances and appends wake sessions under the store's locks);
+the saver's write lock -> manager lock (it lists the live sessions).
 """
 from __future__ import annotations
 
@@ -53,6 +58,9 @@ from consumer_api.sessions.scan import Scan
 from consumer_api.sessions.long_poll import poll
 from consumer_api.sessions.quota import ClientQuota, Tally
 from consumer_api.sessions.reading import retreat
+from consumer_api.sessions.restore import restore_sessions, resume_at
+from consumer_api.sessions.saved import SavedSession, SessionLog
+from consumer_api.sessions.saver import NoSaver, SessionSaver
 from consumer_api.sessions.session import Session, Waiter
 
 log = logging.getLogger(__name__)
@@ -73,11 +81,14 @@ class ConsumerManager:
     caps the consumes waiting at once, server-wide (None: no cap; see
     :meth:`limit_waiting_polls`). ``node_id``, when set, starts every consumer id this
     manager makes (``<node_id>.<32 hex digits>``), so that a proxy in front of several
-    nodes can send a session's requests to the node that holds it."""
+    nodes can send a session's requests to the node that holds it. ``sessions_log``, when
+    given, is where the sessions are saved (positions at most ``save_interval_s`` real
+    seconds late) and restored from."""
 
     def __init__(self, backend: Backend, max_sessions: int = 10_000, clock=time.monotonic,
                  now_ms=wall_clock_ms, max_waiting_polls: int | None = None,
-                 node_id: str = "", join_wait_s: float = JOIN_WAIT_S):
+                 node_id: str = "", join_wait_s: float = JOIN_WAIT_S,
+                 sessions_log: SessionLog | None = None, save_interval_s: float = 1.0):
         self.backend = backend
         self.max_sessions = max_sessions
         self.max_waiting_polls = max_waiting_polls
@@ -95,6 +106,8 @@ class ConsumerManager:
         self.expired_total = 0
         self._id_prefix = f"{node_id}." if node_id else ""
         self.join_wait_s = join_wait_s
+        self.saver = NoSaver() if sessions_log is None else SessionSaver(
+            sessions_log, self._live, save_interval_s)
 
     # -- session table ---------------------------------------------------------------------
 
@@ -146,7 +159,7 @@ class ConsumerManager:
         topics = list(dict.fromkeys(topics))
         session = Session(self._id_prefix + uuid.uuid4().hex, group_id, topics, auto_offset_reset,
                           session_timeout_ms, auto_commit, encoding, owner, self.clock(),
-                          None if client is None else sys.intern(client.name))
+                          None if client is None else sys.intern(client.name), assignor)
         session.member = self.backend.member(group_id, session.consumer_id, session.wake)
         with self._lock:
             if self._stopping:
@@ -157,20 +170,22 @@ class ConsumerManager:
             self._push_deadline(session)
             self._cond.notify()  # the reaper may need an earlier wake-up
         try:
-            assignment = session.member.join(topics, assignor) or self._await_join(session)
+            assignment = session.member.join(topics, assignor) or self.await_join(
+                session, time.monotonic() + self.join_wait_s)
         except BaseException:
             with self._lock:
                 self._forget(session)
             raise
         with session.lock:
             self._apply_assignment(session, assignment)
+        self.saver.put(session)
         return self._assignment_body(session)
 
-    def _await_join(self, session: Session) -> Assignment:
-        """Wait (at most ``join_wait_s``) for a join that completes later; the assignment,
-        or none yet (the session's requests pick it up once it comes)."""
+    def await_join(self, session: Session, deadline: float) -> Assignment:
+        """Wait (until ``deadline``, on the real monotonic clock) for a join that completes
+        later; the assignment, or none yet (the session's requests pick it up once it
+        comes)."""
         waiter = session.waiter = Waiter()
-        deadline = time.monotonic() + self.join_wait_s
         try:
             while (found := session.member.assignment()) is None:
                 remaining = deadline - time.monotonic()
@@ -212,6 +227,7 @@ class ConsumerManager:
         if commit:
             self.commit(consumer_id, None, owner)
         self._end(session, "closed")
+        self.saver.drop([session])
 
     def _end(self, session: Session, why: str) -> None:
         with self._lock:
@@ -264,12 +280,21 @@ class ConsumerManager:
         # would move the group's offset back over that member's commits: drop it
         session.pending_commit = {tp: o for tp, o in session.pending_commit.items()
                                   if tp in kept}
+        session.acked = {tp: o for tp, o in session.acked.items() if tp in kept}
+        if assignment is not NO_ASSIGNMENT:
+            session.restored = {}  # claims hold for the first assignment after a restore
+        self.saver.changed(session)
 
     def _start_offset(self, session: Session, tp, committed: int | None) -> int:
         try:
             start, end = self.backend.log_offsets(*tp)
         except (TopicNotFound, PartitionNotFound):
             return 0  # deleted meanwhile: the rebalance that follows drops it
+        claim = session.restored.get(tp)
+        if claim is not None:
+            resumed = resume_at(claim, committed, session.acked.get(tp))
+            if start <= resumed <= end:
+                return resumed
         if committed is not None and start <= committed <= end:
             return committed
         return start if session.auto_offset_reset == "earliest" else end
@@ -320,6 +345,7 @@ class ConsumerManager:
             session.manual = True
             self._apply_assignment(session, assignment)
         session.wake()
+        self.saver.put(session)
         return self._assignment_body(session)
 
     # -- consume ---------------------------------------------------------------------------
@@ -368,6 +394,7 @@ class ConsumerManager:
         finally:  # heartbeat first: the reaper must never see a finished, stale consume
             session.last_heartbeat = self.clock()
             session.end_consume()
+            self.saver.changed(session)
         return (collector.chunks() if keep else spans), encoding
 
     def take_poll_slot(self, client: ClientQuota | None) -> None:
@@ -410,6 +437,7 @@ class ConsumerManager:
             if moved_back:
                 retreat(session, tp, span.after, span.first)
                 returned += span.count
+        self.saver.changed(session)
         log.warning("consumer %s: a response of %d records did not reach the client; %d of "
                     "them will be consumed again", consumer_id,
                     sum(span.count for span in spans), returned)
@@ -424,7 +452,15 @@ class ConsumerManager:
             try:
                 session.member.commit(pending)
             except PartitionNotAssigned:  # a rebalance raced us; the new owner resumes
-                pass
+                return
+            self._acknowledge(session, pending)
+
+    @staticmethod
+    def _acknowledge(session: Session, committed: dict) -> None:
+        """Note the offsets the session committed itself (see restore.resume_at)."""
+        with session.lock:
+            session.acked.update((tp, o) for tp, o in committed.items()
+                                 if tp in session.positions)
 
     # -- commit, seek, position ------------------------------------------------------------
 
@@ -439,6 +475,8 @@ class ConsumerManager:
             else:
                 self._require_owned(session, offsets)
         session.member.commit(offsets)
+        self._acknowledge(session, offsets)
+        self.saver.changed(session)
         return offsets
 
     @staticmethod
@@ -479,6 +517,7 @@ class ConsumerManager:
             for tp, offset in new.items():
                 session.pending_commit.pop(tp, None)
                 session.member.reposition(*tp, offset)
+        self.saver.put(session)
         return new
 
     def _seek_targets(self, session: Session, topic, partition) -> list:
@@ -553,6 +592,8 @@ class ConsumerManager:
         for session in expired:
             self._end(session, f"expired (no heartbeat for {session.session_timeout_ms} ms)")
         self.expired_total += len(expired)
+        if expired:
+            self.saver.drop(expired)
         return [s.consumer_id for s in expired]
 
     def _collect_expired(self, now: float) -> list:
@@ -571,10 +612,72 @@ class ConsumerManager:
                 out.append(session)
         return out
 
+    # -- saved across restarts -------------------------------------------------------------
+
+    def _live(self) -> list[Session]:
+        with self._lock:
+            return list(self._sessions.values())
+
+    def restore(self, owner_known=lambda owner: True) -> int:
+        """Bring back the sessions of the sessions log (see
+        :mod:`consumer_api.sessions.restore`); how many came back. Call once, with the store
+        open, before the first request. ``owner_known(owner)``: whether a saved owner (an
+        API key's name, or None on an open server) may still use its sessions."""
+        saved_log = self.saver.log
+        if saved_log is None:
+            return 0
+        saved = saved_log.read()
+        back = restore_sessions(self, saved, owner_known)
+        self.saver.rewrite()  # the log holds what came back, and nothing else
+        if saved:
+            log.info("restored %d of %d saved consumer sessions from %s", len(back),
+                     len(saved), saved_log.path)
+        return len(back)
+
+    @property
+    def id_prefix(self) -> str:
+        """What starts every consumer id of this manager (its node's, or nothing)."""
+        return self._id_prefix
+
+    def adopt(self, saved: SavedSession, resume: dict) -> Session:
+        """Put a saved session back in the table with a fresh heartbeat and a member not
+        yet in its group; ``resume`` is what its first assignment resumes from.
+        TooManyConsumers when the server holds ``max_sessions`` already."""
+        session = Session(saved.consumer_id, saved.group_id, saved.topics,
+                          saved.auto_offset_reset, saved.session_timeout_ms, saved.auto_commit,
+                          saved.encoding, saved.owner, self.clock(),
+                          None if saved.client is None else sys.intern(saved.client),
+                          saved.assignor)
+        session.acked, session.restored = dict(saved.acked), dict(resume)
+        session.member = self.backend.member(saved.group_id, session.consumer_id, session.wake)
+        with self._lock:
+            self._admit_session(None, saved.owner)
+            self._sessions[session.consumer_id] = session
+            self._session_tally.add(session.client)
+            self._push_deadline(session)
+            self._cond.notify()
+        return session
+
+    def settle(self, session: Session, manual: Assignment | None) -> None:
+        """Place an adopted session: its manual assignment, or its group's current one
+        (none yet while its join is in progress: the assignment that completes it is
+        placed by the session's next request)."""
+        with session.lock:
+            if manual is not None:
+                session.manual = True
+                self._apply_assignment(session, manual)
+            else:
+                self.sync(session)
+
+    def discard(self, session: Session, why: str) -> None:
+        """Take an adopted session out again (it leaves its group)."""
+        self._end(session, f"not restored: {why}")
+
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> None:
-        """Start the reaper thread (idempotent; call after any fork)."""
+        """Start the reaper thread and the saver's (idempotent; call after any fork)."""
+        self.saver.start()
         if self._reaper is None:
             self._reaper = threading.Thread(target=self._reap, name="session-reaper", daemon=True)
             self._reaper.start()
@@ -596,7 +699,8 @@ class ConsumerManager:
 
     def shutdown(self) -> None:
         """Stop taking consumes, answer every waiting poll (empty; nothing is committed on
-        the clients' behalf) and stop the reaper."""
+        the clients' behalf) and stop the reaper. The sessions are saved; see also
+        :meth:`stop_saving`."""
         with self._lock:
             self._stopping = True
             sessions = list(self._sessions.values())
@@ -605,3 +709,9 @@ class ConsumerManager:
             session.wake()
         if self._reaper is not None:
             self._reaper.join(timeout=5)
+        self.saver.flush()
+
+    def stop_saving(self) -> None:
+        """Save the sessions a last time, as they are once the requests in flight are done
+        (call after :meth:`shutdown`, before the store closes), and no more after."""
+        self.saver.stop()

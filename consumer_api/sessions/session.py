@@ -5,7 +5,10 @@ group's coordinator and change on every rebalance) or *manually assigned* (``man
 True: it named its partitions with PUT /assignment and left group management).
 
 ``positions`` maps ``(topic, partition)`` to the next offset to read, for exactly the
-partitions the session currently owns (as of ``generation``).
+partitions the session currently owns (as of ``generation``). ``acked`` keeps, per owned
+partition, the last offset the session itself committed; ``restored``, for a session
+brought back after a restart, the saved positions its first assignment resumes from (see
+:mod:`consumer_api.sessions.restore`).
 
 Consumes on one session take turns, newest first: a consume takes the next
 ``consume_ticket`` and wakes the consume running on the session, if any; a consume whose
@@ -16,12 +19,14 @@ poll it gave up on is served instead of queued behind it (:meth:`Session.begin_c
 
 Thread-safety:
 * ``lock`` guards ``positions``, ``assignment``, ``generation``, ``partitions``,
-  ``pending_commit``, ``consume_ticket``, ``consuming`` and ``_turn``; it is held briefly,
+  ``pending_commit``, ``acked``, ``restored``, ``consume_ticket``, ``consuming`` and
+  ``_turn``; it is held briefly,
   never across a wait (``_turn``, a Condition on it made when a consume first has to queue,
   releases it while the consume queues).
 * ``last_heartbeat``, ``consuming`` and ``closed`` are single attribute writes read by the
   reaper under the manager's lock (atomic under the GIL); a running consume reads
-  ``consume_ticket`` without the lock the same way.
+  ``consume_ticket`` without the lock the same way; ``unsaved`` is set by any thread and
+  cleared by the saver, also without it.
 * ``client`` (the name of the client whose share the session counts in) and ``member`` (its
   place in its group, :class:`consumer_api.backend.Member`) never change once the session
   is in the manager's table; the member's join, assign, leave and reposition are called
@@ -63,11 +68,11 @@ class Session:
                  "auto_commit", "encoding", "owner", "manual", "generation", "assignment",
                  "partitions", "positions", "pending_commit", "last_heartbeat", "consuming",
                  "closed", "waiter", "rotation", "lock", "_turn", "consume_ticket", "client",
-                 "member")
+                 "member", "assignor", "acked", "restored", "unsaved")
 
     def __init__(self, consumer_id: str, group_id: str, topics: list, auto_offset_reset: str,
                  session_timeout_ms: int, auto_commit: bool, encoding: str, owner, now_s: float,
-                 client: str | None = None):
+                 client: str | None = None, assignor: str | None = None):
         self.consumer_id = consumer_id
         self.group_id = group_id
         self.topics = topics
@@ -92,6 +97,10 @@ class Session:
         self.consume_ticket = 0  # the number of the newest consume on this session
         self.client = client
         self.member = None  # its consumer_api.backend.Member, set by the manager at once
+        self.assignor = assignor  # the one it asked its group for, if any
+        self.acked: dict = {}
+        self.restored: dict = {}
+        self.unsaved = False  # changed since the saver last wrote it (see sessions.saver)
 
     @property
     def session_timeout_ms(self) -> int:

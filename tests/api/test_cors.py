@@ -45,6 +45,14 @@ def test_preflight_from_an_allowed_origin(make_api):
     assert api.client.get("/api/topics").get_json() == {"topics": []}
 
 
+def test_preflight_allows_a_compressed_body(make_api):
+    api = make_api(cors_origins=UI)
+    resp = preflight(api.client, UI, path="/api/topics/t/records",
+                     headers="authorization,content-type,content-encoding")
+    assert resp.status_code == 200 and resp.headers[ACAO] == UI
+    assert "content-encoding" in header_set(resp, "Access-Control-Allow-Headers")
+
+
 def test_preflight_for_a_consumer_route_and_a_delete(make_api):
     api = make_api(cors_origins=UI)
     resp = preflight(api.client, UI, path="/api/consumers/abc/consume")

@@ -68,12 +68,14 @@ def test_malformed_json_is_400_invalid_request_naming_body(api, topic, path):
     ("/api/topics", '{"name": "x", "partitions": 1}'),
     ("/api/topics/t/records", '{"records": [{"value": "aGk="}]}'),
 ])
-def test_wrong_content_type_is_400_naming_content_type(api, topic, path, body):
+def test_wrong_content_type_is_415_naming_what_is_accepted(api, topic, path, body):
     for content_type in ("text/plain", "application/x-www-form-urlencoded", "application/xml",
-                         "", "multipart/form-data", "text/json"):
+                         "", "multipart/form-data", "text/json",
+                         "application/vnd.kafka.json.v2+json", "application/vnd.kafka.v2+json"):
         resp = api.client.post(path, data=body, headers={"Content-Type": content_type})
-        details = assert_envelope(resp, 400, "invalid_request")
-        assert list(details) == ["content_type"], content_type
+        details = assert_envelope(resp, 415, "unsupported_media_type")
+        assert details == {"content_type": content_type or "empty",
+                           "accepted_media_types": ["application/json"]}, content_type
     assert api.client.get("/api/topics/x").status_code == 404
     assert api.watermarks("t") == [0, 0]
 

@@ -89,3 +89,11 @@ def test_records_another_client_stored_reach_a_waiting_consume(client, kafka_bro
     got = ok(client.post(f"/api/consumers/{cid}/consume", json={"timeout_ms": 10_000}))
     assert [base64.b64decode(r["value"]) for r in got["records"]] == [b"from elsewhere"]
 
+
+
+def test_topic_stats_count_records_but_bytes_are_null(api, orders):
+    ok(api.produce(orders, [{"value": b64("v"), "partition": 0}]))
+    got = ok(api.client.get(f"/api/topics/{orders}/stats"))  # the last hour
+    assert got["records"] == 1 and got["bytes"] is None
+    assert {b["bytes"] for b in got["buckets"]} == {None}
+    assert [p["bytes"] for p in got["partitions"]] == [None, None]

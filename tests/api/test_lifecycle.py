@@ -321,6 +321,47 @@ def test_shutdown_of_an_app_that_never_started(make_app, data_dir):
     shutdown(other)
 
 
+# -- sessions across a restart ---------------------------------------------------------------
+
+def start(app):
+    start_background(app)
+    client = app.test_client()
+    wait_until(lambda: client.get(READY).status_code == 200, "ready")
+    return client
+
+
+def test_sessions_come_back_at_start_and_a_bad_table_never_stops_it(make_app, data_dir):
+    seed(data_dir, n=4)
+    first = make_app()
+    client = start(first)
+    cid = assert_ok(client.post("/api/consumers/subscribe", json={
+        "group_id": "g", "topics": ["kept"], "auto_offset_reset": "earliest"}))["consumer_id"]
+    assert len(assert_ok(client.post(f"/api/consumers/{cid}/consume",
+                                     json={"max_records": 2, "timeout_ms": 0}))["records"]) == 2
+    shutdown(first)  # saves the sessions as they are
+
+    client = start(make_app())
+    offsets = assert_ok(client.get(f"/api/consumers/{cid}/position"))["offsets"]
+    assert offsets == {"kept": {"0": 2}}
+    shutdown(client.application)
+
+    saved = Path(data_dir) / "internal" / "sessions.jsonl"
+    saved.write_bytes(b"\x00" + saved.read_bytes())  # not the log any more
+    client = start(make_app())
+    assert_error(client.get(f"/api/consumers/{cid}/position"), 404, "consumer_not_found")
+    assert (Path(data_dir) / "internal" / "sessions.jsonl.corrupt").exists()
+
+
+def test_with_persist_sessions_off_nothing_is_saved(make_app, data_dir):
+    seed(data_dir)
+    app = make_app(persist_sessions=False)
+    client = start(app)
+    assert_ok(client.post("/api/consumers/subscribe", json={"group_id": "g",
+                                                            "topics": ["kept"]}))
+    shutdown(app)
+    assert not (Path(data_dir) / "internal" / "sessions.jsonl").exists()
+
+
 # -- one process per data directory ---------------------------------------------------------
 
 @pytest.mark.parametrize("first_deferred", [True, False])

@@ -99,3 +99,26 @@ def test_stats_show_every_partition(store, knows_sizes):
     else:
         assert rows[("t", 1)].size_bytes is rows[("t", 0)].size_bytes is None
     assert stats.rebalances >= 0
+
+
+def test_positions_for_times_are_where_each_time_starts(store, knows_sizes):
+    store.create_topic("t", 2)
+    values = [b"a", b"bb", b"late", b"dddd"]
+    stamps = (100, 300, 200, 400)
+    store.produce("t", [NewRecord(None, v, None, ts) for v, ts in zip(values, stamps)], [0] * 4)
+    got = store.positions_for_times("t", [0, 1], [0, 150, 300, 301, 401])
+    assert [offset for offset, _ in got[0]] == [0, 1, 1, 3, 4]  # "late" lies after 300
+    assert got[1] == [(0, got[1][0][1])] * 5
+    places = [place for _, place in got[0]]
+    if knows_sizes:  # the bytes of the records between two positions: one batch, of a
+        # 38-byte header, 1-byte value lengths and 2-byte timestamp deltas (storage/batches.py)
+        shares = [1 + 2 + len(v) for v in values]
+        shares[0] += 38
+        assert [b - a for a, b in zip(places, places[1:])] == [
+            shares[0], 0, shares[1] + shares[2], shares[3]]
+    else:
+        assert set(places) == {None}
+    with pytest.raises(PartitionNotFound):
+        store.positions_for_times("t", [2], [0])
+    with pytest.raises(TopicNotFound):
+        store.positions_for_times("nope", [0], [0])

@@ -290,6 +290,31 @@ def server(server_factory) -> ServerProcess:
     return server_factory()
 
 
+@pytest.fixture
+def wire(monkeypatch) -> list:
+    """What every ``requests`` call of the test put on the wire, in order: a dict per
+    exchange with ``method``, ``path``, ``sent_coding`` / ``accept`` (the request's
+    Content-Encoding and Accept-Encoding), ``got_coding`` (the response's
+    Content-Encoding), ``wire_bytes`` (its Content-Length) and ``body_bytes`` (its body as
+    decoded by ``requests``)."""
+    seen: list = []
+    send = requests.Session.send
+
+    def recording_send(session, prepared, **kwargs):
+        resp = send(session, prepared, **kwargs)
+        seen.append({
+            "method": prepared.method, "path": prepared.path_url.split("?")[0],
+            "sent_coding": prepared.headers.get("Content-Encoding"),
+            "accept": prepared.headers.get("Accept-Encoding"),
+            "got_coding": resp.headers.get("Content-Encoding"),
+            "wire_bytes": int(resp.headers.get("Content-Length", -1)),
+            "body_bytes": len(resp.content)})
+        return resp
+
+    monkeypatch.setattr(requests.Session, "send", recording_send)
+    return seen
+
+
 # -- a real browser (Playwright driving Debian's Chromium) -----------------------------------
 
 @pytest.fixture(scope="module")

@@ -33,7 +33,8 @@ from tests.e2e.conftest import free_port, metric, on_store, server_env, start_se
 from tests.waiting import wait_until
 
 API_KEY = "cli-e2e-secret-key"
-CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None}
+CLEAN_ENV = {"CONSUMER_API_URL": None, "CONSUMER_API_KEY": None,
+             "CONSUMER_API_COMPRESSION": None}
 
 
 ON_STORES = ("embedded", "kafka")
@@ -289,6 +290,52 @@ def test_produce_progress_from_stdin_shows_no_fake_total(srv, client, name, term
     ok(result)
     assert client.describe_topic(name)["partitions"][0]["high_watermark"] == 2
     assert "/0" not in result.stderr, result.stderr
+
+
+# -- compression ---------------------------------------------------------------------------
+
+LINES = "".join(f'{{"order_id":{i},"status":"shipped","customer":"c-{i % 7}"}}\n'
+                for i in range(500))
+
+
+def record_exchanges(wire: list) -> list:
+    return [w for w in wire if w["path"].endswith(("/records", "/consume"))]
+
+
+def test_produce_and_consume_compress_by_default(srv, client, name, wire):
+    client.create_topic(name)
+    ok(run(srv.base_url, "produce", name, "--format", "json", input=LINES))
+    out = ok(run(srv.base_url, "consume", name, "--group", name, "--from-beginning",
+                 "--max", 500))
+    assert out.splitlines() == [f"{name}[0]@{i}\t{line}"
+                                for i, line in enumerate(LINES.splitlines())]
+    produce, *consumes = record_exchanges(wire)
+    assert produce["sent_coding"] == "zstd"
+    assert consumes and all(w["accept"] == "zstd, gzip" for w in consumes)
+    assert any(w["got_coding"] == "zstd" and w["wire_bytes"] * 3 < w["body_bytes"]
+               for w in consumes)
+
+
+@pytest.mark.parametrize("how", [["--compression", "none"], "env"])
+def test_compression_none_sends_and_asks_for_nothing_compressed(srv, client, name, wire, how):
+    client.create_topic(name)
+    options, env = (how, None) if how != "env" else ([], {"CONSUMER_API_COMPRESSION": "none"})
+    ok(run(srv.base_url, *options, "produce", name, "--format", "json", input=LINES, env=env))
+    ok(run(srv.base_url, *options, "consume", name, "--group", name, "--from-beginning",
+           "--max", 500, env=env))
+    exchanges = record_exchanges(wire)
+    assert len(exchanges) >= 2
+    for w in exchanges:
+        assert w["sent_coding"] is None and w["got_coding"] is None
+        assert w["accept"] == "identity"
+
+
+def test_compression_gzip_compresses_what_it_sends_with_gzip(srv, client, name, wire):
+    client.create_topic(name)
+    ok(run(srv.base_url, "--compression", "gzip", "produce", name, input=LINES))
+    (produce,) = record_exchanges(wire)
+    assert produce["sent_coding"] == "gzip"
+    assert len(client.read(name, 0, max_records=1000)) == 500
 
 
 # -- consume -------------------------------------------------------------------------------
@@ -728,3 +775,57 @@ def test_serve_starts_a_server_and_stops_on_sigterm(tmp_path):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(proc.pid, signal.SIGKILL)
             proc.wait(timeout=5)
+
+
+# -- topic statistics ----------------------------------------------------------------------
+
+def test_topics_stats_per_bucket_and_by_key(srv, client, name):
+    client.create_topic(name, 2)
+    base = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000  # an hour ago
+    client.produce(name, [Record("v", key="hot", partition=0, timestamp=base + 1_000),
+                          Record("v", key="hot", partition=1, timestamp=base + 61_000),
+                          Record("v", key="hot", partition=1, timestamp=base + 62_000),
+                          Record("v", key=b"\xff", partition=0, timestamp=base + 63_000),
+                          Record("v", partition=0, timestamp=base + 64_000)])
+    start = datetime.datetime.fromtimestamp(base / 1000, datetime.timezone.utc)
+    iso = start.strftime("%Y-%m-%dT%H:%M:%S")
+    out = ok(run(srv.base_url, "topics", "stats", name, "--from", iso, "--to", base + 120_000,
+                 "--bucket", "1m"))
+    lines = out.splitlines()
+    assert lines[0].startswith(f"topic {name}: 5 records")
+    rows = table("\n".join(lines[1:]))
+    assert rows[0] == ["start", "records", "bytes"]
+    assert [(r[0], r[1]) for r in rows[2:]] == [(iso + "Z", "1"), (
+        (start + datetime.timedelta(minutes=1)).strftime("%Y-%m-%dT%H:%M:%SZ"), "4")]
+    assert rows[3][-1] == "#" * 40 and rows[2][-1] == "#" * 10  # bars to scale
+    one = json.loads(ok(run(srv.base_url, "topics", "stats", name, "--from", base, "--to",
+                            base + 120_000, "--partition", 1, "--json")))
+    assert [b["records"] for b in one["buckets"]] == [0, 2]
+
+    out = ok(run(srv.base_url, "topics", "stats", name, "--from", base, "--to", base + 120_000,
+                 "--keys", "--top", 2))
+    rows = table(out)
+    assert rows[0][:5] == ["topic", f"{name}:", "5", "records", "with"]
+    assert rows[1] == ["key", "records", "share"]
+    assert rows[3:] == [["hot", "3", "60.0%"], ["(null)", "1", "20.0%"]]
+    keys = json.loads(ok(run(srv.base_url, "topics", "stats", name, "--from", base, "--to",
+                             base + 120_000, "--keys", "--json")))
+    assert {k["key"]: k["records"] for k in keys["keys"]} == {"aG90": 3, "/w==": 1, None: 1}
+
+
+@pytest.mark.parametrize("args, fragments", [
+    (["--bucket", "soon"], ["--bucket", "not a duration"]),
+    (["--from", "yesterday"], ["--from", "neither epoch ms nor an ISO 8601 time"]),
+    (["--top", "3"], ["--top goes with --keys"]),
+    (["--keys", "--bucket", "1m"], ["--bucket"]),
+])
+def test_topics_stats_usage_errors(srv, client, name, args, fragments):
+    client.create_topic(name, 1)
+    usage_error(run(srv.base_url, "topics", "stats", name, *args), *fragments)
+
+
+def test_topics_stats_errors_are_one_line(srv, client, name):
+    client.create_topic(name, 1)
+    one_line_error(run(srv.base_url, "topics", "stats", name, "--from", 10, "--to", 5),
+                   "to_ms must be after from_ms", "invalid_request")
+    one_line_error(run(srv.base_url, "topics", "stats", f"{name}-missing"), "topic_not_found")

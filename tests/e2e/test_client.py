@@ -293,6 +293,52 @@ def test_large_values_are_split_by_size(client, name):
         assert rec.value == values[i]
 
 
+# -- compression ---------------------------------------------------------------------------
+
+ORDERS = [{"order_id": i, "customer": f"customer-{i % 17}", "status": "shipped",
+           "items": [{"sku": f"SKU-{i % 97:05d}", "qty": 1 + i % 3}]} for i in range(300)]
+
+
+def exchanges(wire: list, method: str, suffix: str) -> list:
+    return [w for w in wire if w["method"] == method and w["path"].endswith(suffix)]
+
+
+def test_compression_is_on_by_default_both_ways(srv, name, wire):
+    with Client(srv.base_url) as client:
+        topic = make_topic(client, name)
+        client.produce(topic, ORDERS)
+        client.produce(topic, [{"small": True}])
+        got = client.read(topic, 0, max_records=1000, value_format="json")
+        with client.consumer(name, topic, auto_offset_reset="earliest",
+                             value_format="json") as consumer:
+            consumed = poll_until(consumer, len(ORDERS) + 1)
+    assert [r.value for r in got] == [r.value for r in consumed] == ORDERS + [{"small": True}]
+    big, small = exchanges(wire, "POST", "/records")
+    assert big["sent_coding"] == "zstd" and small["sent_coding"] is None  # small: as it is
+    for exchange in exchanges(wire, "GET", "/records") + exchanges(wire, "POST", "/consume"):
+        assert exchange["accept"] == "zstd, gzip"
+        if exchange["body_bytes"] >= 1024:
+            assert exchange["got_coding"] == "zstd"
+            assert exchange["wire_bytes"] * 3 < exchange["body_bytes"]
+
+
+def test_compression_gzip_and_none(srv, name, wire):
+    with Client(srv.base_url, compression="gzip") as client:
+        topic = make_topic(client, name)
+        client.produce(topic, ORDERS)
+    with Client(srv.base_url, compression=None) as client:
+        client.produce(topic, ORDERS)
+        got = client.read(topic, 0, max_records=1000, value_format="json")
+    assert [r.value for r in got] == ORDERS * 2
+    gzipped, plain = exchanges(wire, "POST", "/records")
+    assert gzipped["sent_coding"] == "gzip" and plain["sent_coding"] is None
+    (read,) = exchanges(wire, "GET", "/records")
+    assert read["accept"] == "identity" and read["got_coding"] is None
+    assert read["wire_bytes"] == read["body_bytes"]
+    with pytest.raises(ValueError, match="compression must be one of zstd, gzip"):
+        Client(srv.base_url, compression="br")
+
+
 # -- the consumer context manager ----------------------------------------------------------
 
 def test_consumer_context_manager_joins_and_leaves(client, name):
@@ -687,3 +733,34 @@ def test_polls_past_the_servers_slots_are_refused_and_the_consumer_rides_them_ou
         late.client.close()
         for consumer in holders:
             consumer.close()
+
+
+# -- topic statistics ----------------------------------------------------------------------
+
+def test_records_per_minute_and_the_busiest_keys(client, name, store_name):
+    topic = make_topic(client, name, 2)
+    base = (int(time.time() * 1000) - 3_600_000) // 60_000 * 60_000  # an hour ago
+    client.produce(topic, [Record("v1", key="hot", partition=0, timestamp=base + 1_000),
+                           Record("v2", key="hot", partition=1, timestamp=base + 2_000),
+                           Record("v3", partition=1, timestamp=base + 125_000),
+                           Record("v4", key="cold", partition=0, timestamp=base + 181_000)])
+    got = client.topic_stats(topic, from_ms=base, to_ms=base + 180_000)
+    assert [(b["start_ms"], b["records"]) for b in got["buckets"]] == [
+        (base, 2), (base + 60_000, 0), (base + 120_000, 1)]
+    if store_name == "embedded":  # frames: 37 bytes each, key and value
+        assert [b["bytes"] for b in got["buckets"]] == [2 * (37 + 5), 0, 37 + 2]
+    else:
+        assert got["bytes"] is None
+    one = client.topic_stats(topic, from_ms=base, to_ms=base + 180_000, bucket_ms=90_000,
+                             partition=1)
+    assert [b["records"] for b in one["buckets"]] == [1, 1]
+    keys = client.top_keys(topic, from_ms=base, to_ms=base + 240_000, top=2)
+    assert [(k["key"], k["records"]) for k in keys["keys"]] == [(b"hot", 2), (None, 1)]
+    assert (keys["distinct_keys"], keys["complete"], keys["scanned_to_ms"]) == (
+        3, True, base + 240_000)
+    assert len(client.topic_stats(topic)["buckets"]) == 60  # the last hour by default
+    with pytest.raises(errors.InvalidRequest) as exc:
+        client.topic_stats(topic, from_ms=base, to_ms=base)
+    assert "to_ms" in exc.value.details
+    with pytest.raises(errors.PartitionNotFound):
+        client.top_keys(topic, partition=2)

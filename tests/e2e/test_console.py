@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -351,4 +352,26 @@ def test_the_server_root_leads_to_the_console_and_it_to_swagger_ui(server, page)
     page.get_by_role("link", name="API (Swagger UI)").click()
     page.locator(".opblock").first.wait_for()
     assert urlsplit(page.url).path == "/swagger/"
+    assert page.problems == []
+
+
+def test_a_topic_page_charts_the_last_day_and_lists_the_busiest_keys(server, page):
+    requests.post(server.url("/api/topics"), json={"name": "hot", "partitions": 2},
+                  timeout=5).raise_for_status()
+    now = int(time.time() * 1000)
+    records = [{"key": b64(b"user-7"), "value": "", "timestamp": now - 3_600_000 * h}
+               for h in (5, 0, 0, 0)]  # oldest first: each counts at its own time
+    records += [{"value": "", "timestamp": now}, {"key": b64(b"\xff\x00"), "value": ""}]
+    requests.post(server.url("/api/topics/hot/records"), json={"records": records},
+                  timeout=5).raise_for_status()
+    page.goto(server.url("/console/#/topics/hot"))
+    page.get_by_role("heading", name="Records by time and by key").wait_for()
+    chart = page.get_by_role("img", name="Records per 10 minutes in hot, last 24 hours")
+    assert chart.locator("polyline.series").count() == 1
+    rows = page.locator("table.keys tbody tr")
+    assert rows.count() == 3
+    assert [rows.nth(i).locator("td").all_inner_texts() for i in range(3)] == [
+        ["user-7", "3", "60.0%"], ["(no key)", "1", "20.0%"], ["ff 00", "1", "20.0%"]]
+    assert "5 records of the last hour, 3 keys" in page.locator("main").inner_text()
+    shot(page, "topic-statistics")
     assert page.problems == []

@@ -2,7 +2,9 @@
 
 * The lifecycle of the design's example -- subscribe, consume, commit, seek, replay,
   unsubscribe -- with a server restart (SIGTERM, then a new server on the same data
-  directory) in the middle: sessions end with the server, committed offsets do not.
+  directory) in the middle, on servers that do not keep their sessions
+  (``CONSUMER_API_PERSIST_SESSIONS=false``): sessions end with the server, committed offsets
+  do not. (Sessions kept across restarts: test_sessions_across_restarts.py.)
 * Long-polls: an append to an owned partition wakes a waiting consume at once; an append
   to a topic it does not read does not end its wait.
 
@@ -25,6 +27,8 @@ PARTITIONS = 3
 PER_PARTITION = 10
 GROUP = "lifecycle"
 HTTP_TIMEOUT = (2.0, 60.0)
+#: servers whose sessions end with them
+FORGETFUL = {"CONSUMER_API_PERSIST_SESSIONS": "false"}
 
 
 class Api:
@@ -107,7 +111,7 @@ def wire(offsets: dict) -> dict:
 # -- lifecycle across a restart -------------------------------------------------------------
 
 def test_lifecycle_survives_a_restart_with_no_committed_offset_lost(server_factory):
-    first = server_factory()
+    first = server_factory(**FORGETFUL)
     api = Api(first.base_url)
     api.call("POST", "/api/topics", 201, json={"name": TOPIC, "partitions": PARTITIONS})
     for p in range(PARTITIONS):
@@ -140,7 +144,7 @@ def test_lifecycle_survives_a_restart_with_no_committed_offset_lost(server_facto
     api.close()
     rc = first.stop(signal.SIGTERM)
     assert rc == 0, first.describe()
-    second = server_factory(first.data_dir)
+    second = server_factory(first.data_dir, **FORGETFUL)
     api = Api(second.base_url)
 
     # the session ended with the old server
@@ -193,7 +197,7 @@ def test_lifecycle_survives_a_restart_with_no_committed_offset_lost(server_facto
 
 
 def test_committed_offsets_survive_a_crash(server_factory):
-    first = server_factory()
+    first = server_factory(**FORGETFUL)
     api = Api(first.base_url)
     api.call("POST", "/api/topics", 201, json={"name": TOPIC, "partitions": 1})
     api.produce(TOPIC, [f"p0-{o}" for o in range(5)], 0)
@@ -204,7 +208,7 @@ def test_committed_offsets_survive_a_crash(server_factory):
         TOPIC: {"0": 3}}
     api.close()
     first.kill()  # SIGKILL: no shutdown hook runs
-    second = server_factory(first.data_dir)
+    second = server_factory(first.data_dir, **FORGETFUL)
     api = Api(second.base_url)
     new_id = api.subscribe(GROUP, [TOPIC], encoding="text")["consumer_id"]
     assert api.positions(new_id) == {TOPIC: {"0": 3}}

@@ -25,6 +25,7 @@ not stop the server.
 from __future__ import annotations
 
 import contextlib
+import gzip
 import http.client
 import json
 import os
@@ -41,7 +42,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from consumer_api.client import Client
 from consumer_api.config import Config
+from consumer_api.zstd_codec import zstd
 from tests.e2e.conftest import (_SERVERS_ATTR, REPO_ROOT, free_port,
                                 reset_mid_response, start_server)
 from tests.waiting import wait_until
@@ -454,6 +457,56 @@ def test_chunked_bodies_stream_through_up_to_the_limit(stack):
     resp = stack.post("/api/topics/limits/records", data=body(),
                       headers={**AUTH, "Content-Type": "application/json"})
     assert_error(stack, resp, 413, "payload_too_large")
+
+
+def test_compressed_bodies_pass_through_both_ways(stack):
+    """nginx passes compressed request bodies and the server's compressed record
+    responses through untouched, and compresses nothing itself (gzip off: see README,
+    "Compression")."""
+    topic = "nginx-compressed"
+    assert stack.post("/api/topics", json={"name": topic, "partitions": 1},
+                      headers=AUTH).status_code == 201
+    body = json.dumps({"encoding": "json", "records": [
+        {"value": {"order_id": i, "status": "shipped", "customer": f"c-{i % 7}"}}
+        for i in range(500)]}).encode()
+    for coding, compress in (("zstd", zstd.compress), ("gzip", gzip.compress)):
+        resp = stack.post(f"/api/topics/{topic}/records", data=compress(body), headers={
+            **AUTH, "Content-Type": "application/json", "Content-Encoding": coding})
+        assert resp.status_code == 200, stack.describe(resp)
+    for coding, decompress in (("zstd", zstd.decompress), ("gzip", gzip.decompress)):
+        resp = stack.get(f"/api/topics/{topic}/partitions/0/records", stream=True,
+                         params={"max_records": 1000, "encoding": "json"},
+                         headers={**AUTH, "Accept-Encoding": coding})
+        raw = resp.raw.read(decode_content=False)
+        assert resp.status_code == 200 and resp.headers["Content-Encoding"] == coding, \
+            stack.describe(resp)
+        assert resp.headers["Vary"] == "Accept-Encoding"
+        records = json.loads(decompress(raw))["records"]
+        assert [r["value"]["order_id"] for r in records] == list(range(500)) * 2
+        assert len(raw) * 5 < len(json.dumps(records))
+    listing = stack.get("/api/topics", headers={**AUTH, "Accept-Encoding": "gzip"})
+    assert listing.status_code == 200 and "Content-Encoding" not in listing.headers
+    # a bomb small enough for nginx's limit is refused by the server once decompressed
+    bomb = gzip.compress(b" " * (Config().max_body_bytes + 1), 9)
+    resp = stack.post(f"/api/topics/{topic}/records", data=bomb, headers={
+        **AUTH, "Content-Type": "application/json", "Content-Encoding": "gzip"})
+    assert assert_error(stack, resp, 413, "payload_too_large")["details"] == {
+        "max_body_bytes": Config().max_body_bytes}
+
+
+def test_the_client_compresses_through_nginx(stack):
+    with Client(stack.nginx.base_url, api_key=API_KEY) as client:
+        client.create_topic("nginx-client")
+        client.produce("nginx-client", [{"n": i, "text": "compressible " * 8}
+                                        for i in range(300)])
+        got = client.read("nginx-client", 0, max_records=1000, value_format="json")
+    assert [r.value["n"] for r in got] == list(range(300))
+    sent = re.findall(r'"POST /api/topics/nginx-client/records HTTP/1.1" 200 (\d+) ',
+                      stack.nginx.read("access.log"))
+    read = re.findall(r'"GET /api/topics/nginx-client/partitions/0/records\S* HTTP/1.1" '
+                      r'200 (\d+) ', stack.nginx.read("access.log"))
+    assert sent and read, stack.nginx.read("access.log")[-2000:]
+    assert int(read[0]) * 5 < sum(len(json.dumps(r.value)) for r in got)  # sent compressed
 
 
 def test_request_id_is_the_clients_or_nginxs_and_reaches_both_logs(stack):

@@ -74,3 +74,15 @@ def test_the_tour_ends_as_its_comments_say(server):
         printed
     expected = next(line for line in python.splitlines() if line.startswith("# [("))
     assert ast.literal_eval(printed[-1]) == ast.literal_eval(expected[2:].split(":")[0])
+
+
+def test_the_topic_statistics_example_answers_as_shown(server):
+    lines = section("Topic statistics")
+    [shell] = code_blocks(lines, "bash")
+    [shown] = code_blocks(lines, "json")
+    env = {"URL": server.base_url, "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(["bash", "-e", "-c", shell], env=env, capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    _created, _produced, *answers = json_documents(done.stdout)
+    assert answers == json_documents(shown)

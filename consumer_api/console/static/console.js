@@ -322,8 +322,9 @@ function sparkline(values, label) {
 }
 
 async function topicPage(name) {
-  const [topic, history, readers] = await Promise.all([
-    api("GET", `/api/topics/${enc(name)}`), api("GET", "/api/metrics/history"), groupsReading(name)]);
+  const [topic, history, readers, stats] = await Promise.all([
+    api("GET", `/api/topics/${enc(name)}`), api("GET", "/api/metrics/history"), groupsReading(name),
+    topicStats(name)]);
   const samples = history.samples.filter((s) => s.topics[name]);
   show(el("h1", {}, "Topic ", el("code", {}, name)),
     el("p", {}, el("a", { href: `#/topics/${enc(name)}/records` }, "Browse records"), " · ",
@@ -349,7 +350,39 @@ async function topicPage(name) {
     readers.length ? el("table", {}, el("thead", {}, el("tr", {}, el("th", {}, "group"), el("th", {}, "state"), el("th", { class: "num" }, "lag"))),
       el("tbody", {}, readers.map((g) => el("tr", {}, el("td", {}, el("a", { href: `#/groups/${enc(g.group_id)}` }, g.group_id)),
         el("td", {}, g.state), el("td", { class: "num" }, fmt.count(g.lag))))))
-      : el("p", { class: "muted" }, "No group reads it."));
+      : el("p", { class: "muted" }, "No group reads it."),
+    el("h2", {}, "Records by time and by key"),
+    stats.day instanceof Error ? errorBox(stats.day) : lineChart(`Records per 10 minutes in ${name}, last 24 hours`,
+      stats.day.buckets.map((b) => ({ time_ms: b.start_ms, records: b.records })),
+      [{ name: "records, by their timestamps", cls: "in", value: (s) => s.records }]),
+    stats.keys instanceof Error ? errorBox(stats.keys) : keysTable(stats.keys));
+}
+
+async function topicStats(name) {
+  // records per 10 minutes over the last day and the last hour's busiest keys; each may fail alone
+  const step = 600000, from = Math.floor((Date.now() - 86400000) / step) * step;
+  const [day, keys] = await Promise.all([
+    api("GET", `/api/topics/${enc(name)}/stats?from_ms=${from}&bucket_ms=${step}`).catch((e) => e),
+    api("GET", `/api/topics/${enc(name)}/stats/keys?top=10`).catch((e) => e)]);
+  return { day, keys };
+}
+
+function keysTable(answer) {
+  if (!answer.keys.length) return el("p", { class: "muted" }, "No records in the last hour.");
+  const counted = `${fmt.count(answer.scanned_records)} records of the last hour, ${fmt.count(answer.distinct_keys)} keys`;
+  const note = answer.complete ? counted
+    : el("span", {}, `${counted}, up to `, fmt.time(answer.scanned_to_ms), " (the server's bound on a count)");
+  const shown = (b64) => {
+    if (b64 == null) return "(no key)";
+    const bytes = bytesOf(b64);
+    return textOf(bytes) ?? hexOf(bytes);
+  };
+  return el("div", {}, el("p", { class: "muted" }, "Busiest keys: ", note),
+    el("table", { class: "keys" }, el("thead", {}, el("tr", {}, el("th", {}, "key"), el("th", { class: "num" }, "records"),
+      el("th", { class: "num" }, "share"))),
+    el("tbody", {}, answer.keys.map((k) => el("tr", {}, el("td", {}, el("code", {}, shown(k.key))),
+      el("td", { class: "num" }, fmt.count(k.records)),
+      el("td", { class: "num" }, `${(100 * k.records / Math.max(1, answer.scanned_records)).toFixed(1)}%`))))));
 }
 
 // -- records ----------------------------------------------------------------------------------

@@ -32,7 +32,7 @@ import os
 import threading
 
 from consumer_api.clock import wall_clock_ms
-from consumer_api.embedded.storage.durable import fsync_dir
+from consumer_api.durable import fsync_dir
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
 from consumer_api.records import NewRecord
 

@@ -212,7 +212,8 @@ class _Columns:
     """One batch's columns, unpacked; records are sliced out by :meth:`records`.
     CorruptRecordError when the lengths do not add up to the batch's size."""
 
-    __slots__ = ("base", "count", "first_ts", "values", "keys", "headers", "deltas", "buf")
+    __slots__ = ("base", "count", "first_ts", "values", "keys", "headers", "deltas", "buf",
+                 "data_at_start")
 
     def __init__(self, buf, pos: int, size: int):
         (_length, _crc, self.base, n, self.first_ts, _max, attributes,
@@ -229,6 +230,7 @@ class _Columns:
             cols.append(struct.unpack_from(f"<{n}{_CODES[code]}", buf, at))
             at += n * _WIDTHS[code]
         self.deltas = cols[3]
+        self.data_at_start = at - pos  # the columns end, the bytes start
         self.values = self.keys = self.headers = None
         for name, raw in zip(("values", "keys", "headers"), cols):
             if raw is not None:
@@ -237,6 +239,14 @@ class _Columns:
                 at += column.total
         if at != pos + size:
             raise CorruptRecordError(f"a damaged batch at byte {pos} (lengths do not add up)")
+
+    def share_start(self, i: int) -> int:
+        """Where record ``i``'s share of the batch starts, from the batch's start (see
+        :func:`position_for_timestamp`)."""
+        if not i:
+            return 0
+        entries = (self.data_at_start - HEADER_SIZE) // self.count
+        return HEADER_SIZE + i * entries + sum(sum(c.lens[:i]) for c in self._data_columns())
 
     def _data_columns(self):
         return [c for c in (self.values, self.keys, self.headers) if c is not None]
@@ -327,10 +337,14 @@ def _fitting(sizes: list, room: int) -> int:
     return len(sizes)
 
 
-def offset_for_timestamp(buf, pos: int, end: int, start_offset: int, timestamp: int):
-    """The first offset ``>= start_offset`` whose record's timestamp is ``>= timestamp``
-    among the batches from ``pos`` (a batch start) to ``end``, or None. Batches whose
-    largest timestamp is older are skipped by their header."""
+def position_for_timestamp(buf, pos: int, end: int, start_offset: int, timestamp: int):
+    """``(offset, position, timestamp)`` of the first record at an offset ``>=
+    start_offset`` whose timestamp is ``>= timestamp`` among the batches from ``pos`` (a
+    batch start) to ``end``, or None. Batches whose largest timestamp is older are skipped
+    by their header. A record's position is where its share of its batch starts: the
+    first record's share is the header, its column entries and its bytes, each other
+    record's its column entries and bytes -- so the difference of two positions is the
+    bytes the records between them take, and a batch's shares add up to its size."""
     while pos < end:
         found = header_at(buf, pos, end)
         if found is None:
@@ -341,7 +355,7 @@ def offset_for_timestamp(buf, pos: int, end: int, start_offset: int, timestamp: 
             deltas = batch.deltas or repeat(0, count)
             for i, delta in enumerate(deltas):
                 if base + i >= start_offset and first + delta >= timestamp:
-                    return base + i
+                    return base + i, pos + batch.share_start(i), first + delta
         pos += size
     return None
 

@@ -4,7 +4,7 @@ Format 2 (:mod:`batches`) files start with its file header; anything else that h
 records is format 1 (:mod:`records`), which has none. A file with nothing in it yet (empty,
 or zeros where a header or frame would be) may become either: its opener decides. Both
 modules offer the same functions (``encode_batch``, ``decode_from``, ``scan``,
-``header_at``, ``batch_at``, ``offset_for_timestamp``) and ``FILE_HEADER``, so a segment
+``header_at``, ``batch_at``, ``position_for_timestamp``) and ``FILE_HEADER``, so a segment
 holds its format as a module and calls it.
 """
 from __future__ import annotations

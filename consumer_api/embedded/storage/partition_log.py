@@ -19,7 +19,9 @@ from __future__ import annotations
 
 import bisect
 import contextlib
+import itertools
 import logging
+import math
 import os
 import shutil
 import threading
@@ -31,8 +33,8 @@ from consumer_api.clock import wall_clock_ms
 from consumer_api.config import Config, MiB
 from consumer_api.errors import CorruptLog, OffsetOutOfRange, Unavailable
 from consumer_api.offset_rules import out_of_range
+from consumer_api.durable import fsync_dir
 from consumer_api.embedded.storage import formats, records, segment_loader
-from consumer_api.embedded.storage.durable import fsync_dir
 from consumer_api.embedded.storage.segment import Segment
 
 log = logging.getLogger(__name__)
@@ -108,6 +110,7 @@ class PartitionLog:
         os.makedirs(directory, exist_ok=True)
         self.segments: list[Segment] = []
         self._bases: list[int] = []
+        self._byte_bases: list[int] = []  # bytes before each segment: positions_for_times
         self.recovery = self._open()
         self._unflushed_since_ms = None
         self._unflushed_records = 0
@@ -150,8 +153,10 @@ class PartitionLog:
             self._roll(self.config.segment_bytes)
 
     def _add_segment(self, seg: Segment) -> None:
+        before = self._byte_bases[-1] + self.segments[-1].batch_bytes if self.segments else 0
         self.segments.append(seg)
         self._bases.append(seg.base_offset)
+        self._byte_bases.append(before)
 
     @property
     def active(self) -> Segment:
@@ -319,11 +324,52 @@ class PartitionLog:
         None when every record is older."""
         with self.lock:
             self._check_open()
-            for seg in self.segments:
-                found = seg.offset_for_timestamp(timestamp)
-                if found is not None:
-                    return found
-            return None
+            offset = self._position_at(timestamp, self._reach())[0]
+            return None if offset == self.active.next_offset else offset
+
+    def positions_for_times(self, timestamps: Sequence[int],
+                            chunk: int = 64) -> list[tuple[int, int]]:
+        """For each of ``timestamps`` (epoch ms, ascending): ``(offset, byte)`` of the
+        first record whose timestamp is ``>= timestamp``, else of the end of the log as
+        it stood when the call began (records appended meanwhile are not seen). ``byte``
+        counts the log's frame bytes from an origin fixed for the life of this object, so
+        the difference of two positions is the size of the records between them. Both
+        fields never decrease along the answer.
+
+        Cost: per timestamp, binary searches of one segment's indexes and a scan of at
+        most one index interval. The lock is taken for ``chunk`` lookups at a time, so
+        appends are never held up for long; retention may delete segments in between,
+        which only moves later positions up."""
+        with self.lock:
+            self._check_open()
+            end = (self.active.next_offset, self._byte_bases[-1] + self.active.batch_bytes)
+        out = []
+        found = None  # (offset, byte, timestamp): each time up to that timestamp starts there
+        for first in range(0, len(timestamps), chunk):
+            with self.lock:
+                self._check_open()
+                reach = self._reach()
+                for t in timestamps[first:first + chunk]:
+                    if found is None or t > found[2]:
+                        found = self._position_at(t, reach)
+                    out.append(min(found[:2], end))
+        return out
+
+    def _reach(self) -> list[int]:
+        """The largest timestamp in each segment and every segment before it. Lock held."""
+        return list(itertools.accumulate((seg.max_timestamp for seg in self.segments), max))
+
+    def _position_at(self, timestamp: int, reach: list[int]) -> tuple[int, int, float]:
+        """``(offset, byte, its timestamp)`` of the first record with a timestamp
+        ``>= timestamp``, or ``(end, end byte, inf)``; ``reach`` is :meth:`_reach`. Lock
+        held."""
+        for i in range(bisect.bisect_left(reach, timestamp), len(reach)):
+            found = self.segments[i].position_for_timestamp(timestamp)
+            if found is not None:  # the first segment searched has it
+                offset, pos, ts = found
+                return offset, self._byte_bases[i] + pos - self.segments[i].start, ts
+        return (self.active.next_offset, self._byte_bases[-1] + self.active.batch_bytes,
+                math.inf)
 
     # -- retention -------------------------------------------------------------------------
 
@@ -369,6 +415,7 @@ class PartitionLog:
     def _delete_oldest(self) -> int:
         seg = self.segments.pop(0)
         self._bases.pop(0)
+        self._byte_bases.pop(0)
         seg.close(sync=False)
         seg.remove_files()
         return 1

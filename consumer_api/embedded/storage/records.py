@@ -283,12 +283,13 @@ def batch_at(buf, pos: int, limit: int) -> int | None:
     return frame[0] if frame is not None and frame[2] & FIRST_IN_BATCH else None
 
 
-def offset_for_timestamp(buf, pos: int, end: int, start_offset: int, timestamp: int):
-    """The first offset ``>= start_offset`` whose record's timestamp is ``>= timestamp``
-    among the frames from ``pos`` to ``end``, or None."""
-    for offset, ts, _pos, _size in iter_frames(buf, pos, end):
+def position_for_timestamp(buf, pos: int, end: int, start_offset: int, timestamp: int):
+    """``(offset, position of its frame, timestamp)`` of the first record at an offset
+    ``>= start_offset`` whose timestamp is ``>= timestamp`` among the frames from ``pos``
+    to ``end``, or None."""
+    for offset, ts, at, _size in iter_frames(buf, pos, end):
         if offset >= start_offset and ts >= timestamp:
-            return offset
+            return offset, at, ts
     return None
 
 

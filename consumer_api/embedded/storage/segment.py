@@ -216,9 +216,17 @@ class Segment:
 
     def offset_for_timestamp(self, timestamp: int) -> int | None:
         """First offset whose record has a timestamp ``>= timestamp``, None if none here."""
+        found = self.position_for_timestamp(timestamp)
+        return None if found is None else found[0]
+
+    def position_for_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
+        """``(offset, byte position in the log, timestamp)`` of the first record whose
+        timestamp is ``>= timestamp``, None if none here. Cost: a binary search of each
+        index and a scan of at most one index interval (the whole segment if its time
+        index fails a CRC)."""
         if self.max_timestamp < timestamp:
             return None
         rel = self.timeindex.scan_start(timestamp)
         start = self.base_offset + rel
-        pos = self._position(rel)
-        return self.codec.offset_for_timestamp(self.data, pos, self.size, start, timestamp)
+        return self.codec.position_for_timestamp(self.data, self._position(rel), self.size,
+                                                 start, timestamp)

@@ -9,7 +9,7 @@ import zlib
 import pytest
 from hypothesis import given, settings, strategies as st
 
-from consumer_api.embedded.storage import batch_reference, batches
+from consumer_api.embedded.storage import batch_reference, batches, records
 from consumer_api.embedded.storage.batches import (
     HEADER_SIZE, CorruptRecordError, decode_from, encode_batch, scan)
 
@@ -122,13 +122,27 @@ def test_scan_stops_at_an_offset_gap_and_marks_batches_like_encoding():
 
 @settings(max_examples=200, deadline=None)
 @given(st.lists(_batch, min_size=1, max_size=4), st.integers(0, 2 ** 62), st.integers(0, 60))
-def test_offset_for_timestamp_is_the_first_record_at_or_after(batch_list, target, start):
+def test_position_for_timestamp_is_the_first_record_at_or_after(batch_list, target, start):
     data, reference = encode_log(batch_list)
-    want = next((r[0] for r in reference if r[0] >= start and r[1] >= target), None)
-    assert batches.offset_for_timestamp(data, 0, len(data), start, target) == want
-    near = reference[len(reference) // 2][1]
-    want = next((r[0] for r in reference if r[0] >= start and r[1] >= near), None)
-    assert batches.offset_for_timestamp(data, 0, len(data), start, near) == want
+    for t in (target, reference[len(reference) // 2][1]):
+        want = next((r for r in reference if r[0] >= start and r[1] >= t), None)
+        got = batches.position_for_timestamp(data, 0, len(data), start, t)
+        assert (got and got[0], got and got[2]) == (want and want[0], want and want[1])
+        if got:  # where its share starts: the bytes of the records before it
+            assert got[1] == sum(shares(batch_list)[:got[0]])
+
+
+def shares(batch_list) -> list:
+    """Each record's share of its batch's bytes: its column entries and bytes, the first
+    record's also the batch header."""
+    out = []
+    for recs in batch_list:
+        size = len(encode_batch(recs, 0, NOW, NO_MARKS, 0, -1).data)
+        data = [len(k or b"") + len(v or b"") + len(records.encode_headers(h))
+                for k, v, h, _ts in recs]
+        entries = (size - HEADER_SIZE - sum(data)) // len(recs)
+        out += [HEADER_SIZE + entries + data[0]] + [entries + n for n in data[1:]]
+    return out
 
 
 def test_columns_take_the_narrowest_width_and_are_left_out_when_empty():

@@ -29,10 +29,19 @@ class Model:
     def __init__(self):
         self.records: list[Record] = []
         self.batch_bytes: dict[int, int] = {}  # base offset -> bytes of its batch on disk
+        self.shares: list[int] = []  # per record: the bytes of its batch it accounts for
 
     def add(self, base, batch, now):
         assert base == len(self.records), "base offsets must be dense"
-        self.batch_bytes[base] = len(batches.encode_batch(batch, base, now, 1, 0, -1).data)
+        size = len(batches.encode_batch(batch, base, now, 1, 0, -1).data)
+        self.batch_bytes[base] = size
+        # each record's share of its batch: its column entries and bytes, the first's also
+        # the header (batches.position_for_timestamp)
+        data = [len(r.key or b"") + len(r.value or b"") + len(encode_headers(r.headers))
+                for r in batch]
+        entries = (size - batches.HEADER_SIZE - sum(data)) // len(batch)
+        self.shares += [entries + n for n in data]
+        self.shares[base] += batches.HEADER_SIZE
         for i, r in enumerate(batch):
             self.records.append(Record(base + i, now if r.timestamp is None else r.timestamp,
                                        r.key, r.value, dict(r.headers) if r.headers else None))
