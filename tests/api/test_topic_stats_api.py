@@ -78,14 +78,17 @@ def test_records_and_bytes_per_minute_summed_over_partitions(api, orders, bytes_
         (BASE, 2), (BASE + MINUTE, 1), (BASE + 2 * MINUTE, 0), (BASE + 3 * MINUTE, 1)]
     assert (got["topic"], got["from_ms"], got["to_ms"], got["bucket_ms"], got["records"]) == (
         orders, BASE, BASE + 4 * MINUTE, MINUTE, 4)
-    sizes = [size("a", "x" * 10) + size(None, "y" * 20, {"trace": "abc"}),
-             size("bb", "z"), 0, size(None, "")]
+    # on disk (storage/batches.py) the request is a batch per partition, each record taking
+    # its key, value and headers, 6 bytes of columns (1-byte lengths, a 4-byte time delta)
+    # and, the first of a batch, its 38-byte header
+    a, y = 38 + 6 + 1 + 10, 38 + 6 + 20 + (2 + 5 + 4 + 3)
+    bb, empty = 6 + 2 + 1, 6
+    sizes = [a + y, bb, 0, empty]
     if bytes_told:
         assert [b["bytes"] for b in got["buckets"]] == sizes
         assert got["bytes"] == sum(sizes)
-        assert got["partitions"] == [
-            {"partition": 0, "records": 2, "bytes": size("a", "x" * 10) + size("bb", "z")},
-            {"partition": 1, "records": 2, "bytes": sizes[0] + sizes[3] - size("a", "x" * 10)}]
+        assert got["partitions"] == [{"partition": 0, "records": 2, "bytes": a + bb},
+                                     {"partition": 1, "records": 2, "bytes": y + empty}]
     else:
         assert {b["bytes"] for b in got["buckets"]} == {None} and got["bytes"] is None
         assert got["partitions"] == [{"partition": 0, "records": 2, "bytes": None},
@@ -187,10 +190,12 @@ def test_keys_with_the_most_records_first_null_counted(api, orders, bytes_told):
     assert keys_of(got) == [("a", 3), (None, 2), ("b", 2), ("c", 1)]  # ties: null, then by key
     assert (got["distinct_keys"], got["scanned_records"], got["complete"], got["stopped_by"],
             got["scanned_to_ms"], got["partitions"]) == (4, 8, True, None, BASE + MINUTE, [0, 1])
-    assert got["scanned_bytes"] == 8 * FRAME + 6 + 8  # keys and values
-    if bytes_told:  # the same records, the same bytes as the buckets say
-        assert got["scanned_bytes"] == stats(api, orders, from_ms=BASE, to_ms=BASE + MINUTE)[
-            "bytes"]
+    assert got["scanned_bytes"] == 8 * FRAME + 6 + 8  # keys and values, as max_bytes counts
+    if bytes_told:  # the buckets count the same records' bytes on disk: a batch per
+        # partition (headers), 1-byte key and value lengths, time deltas of 4 bytes in
+        # partition 0 (its last record is a minute later) and 2 in partition 1, the data
+        assert stats(api, orders, from_ms=BASE, to_ms=BASE + MINUTE)["bytes"] == \
+            2 * 38 + 4 * (1 + 1 + 4) + 4 * (1 + 1 + 2) + 6 + 8
     assert keys_of(key_stats(api, orders, from_ms=BASE, to_ms=BASE + MINUTE, top=2)) == [
         ("a", 3), (None, 2)]
     assert keys_of(key_stats(api, orders, from_ms=BASE, to_ms=BASE + MINUTE, partition=1)) == [
