@@ -51,3 +51,18 @@ class FrozenHeaders(dict):
 
 
 NO_HEADERS = FrozenHeaders()
+
+
+#: what a record costs against ``max_bytes`` besides its key, value and headers (the
+#: embedded store's format-1 frame: every store counts records alike)
+RECORD_OVERHEAD = 37
+
+
+def record_size(record) -> int:
+    """A record tuple ``(offset, timestamp, key, value, headers)``'s size as ``max_bytes``
+    counts it: RECORD_OVERHEAD, key, value, and per header 6 + its UTF-8 name and value."""
+    _offset, _ts, key, value, headers = record
+    size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
+    for name, text in (headers or {}).items():
+        size += 6 + len(name.encode("utf-8")) + len(text.encode("utf-8"))
+    return size

@@ -13,7 +13,8 @@ from consumer_api.offset_rules import out_of_range
 from consumer_api.records import NewRecord
 from consumer_api.topic_stats import top_keys as top_keys_module
 from consumer_api.topic_stats.buckets import time_buckets
-from consumer_api.topic_stats.top_keys import Bound, record_size, top_keys
+from consumer_api.records import record_size
+from consumer_api.topic_stats.top_keys import Bound, top_keys
 from consumer_api.topic_stats.window import Window
 
 T0 = 1_000_000

@@ -19,10 +19,8 @@ from concurrent.futures import Future
 from confluent_kafka import Consumer, KafkaError, KafkaException, TopicPartition
 
 from consumer_api.errors import Unavailable
-from consumer_api.records import FrozenHeaders
+from consumer_api.records import RECORD_OVERHEAD, FrozenHeaders
 
-#: bytes a record costs on top of its key, value and headers, for ``max_bytes``
-RECORD_OVERHEAD = 37
 
 
 def stored_size(key, value, headers) -> int:

@@ -10,9 +10,7 @@ what matched so far, so a filter that matches nothing cannot hold a thread.
 """
 from __future__ import annotations
 
-#: what a record costs against ``max_bytes`` beyond its key, value and headers (the
-#: embedded engine's ``storage.batches.RECORD_OVERHEAD``)
-RECORD_OVERHEAD = 37
+from consumer_api.records import record_size
 
 
 class Scan:
@@ -58,15 +56,5 @@ class Scan:
                 if len(kept) == wanted:
                     break
             else:
-                skipped += stored_size(record)
+                skipped += record_size(record)
         return kept, last + 1, skipped
-
-
-def stored_size(record) -> int:
-    """About what a record ``(offset, timestamp, key, value, headers)`` counted against
-    ``max_bytes`` when it was read."""
-    _offset, _ts, key, value, headers = record
-    size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
-    for name, text in (headers or {}).items():
-        size += 6 + len(name) + len(text or "")
-    return size

@@ -21,6 +21,7 @@ from typing import NamedTuple
 
 from consumer_api.backend import Backend
 from consumer_api.errors import OffsetOutOfRange
+from consumer_api.records import record_size
 
 #: most records one read of a partition brings
 WINDOW_RECORDS = 1000
@@ -28,8 +29,6 @@ WINDOW_RECORDS = 1000
 WINDOW_BYTES = (4 << 10, 1 << 20)
 #: bytes the reads of all partitions bring, together (while each gets its least)
 WINDOWS_BYTES = 4 << 20
-#: what a record costs besides its key, value and headers (the embedded store's frame)
-RECORD_OVERHEAD = 37
 
 
 class Bound(NamedTuple):
@@ -38,14 +37,6 @@ class Bound(NamedTuple):
     records: int
     bytes: int
 
-
-def record_size(record) -> int:
-    """A record tuple's stored size: its frame on the embedded store."""
-    _offset, _ts, key, value, headers = record
-    size = RECORD_OVERHEAD + len(key or b"") + len(value or b"")
-    for name, text in (headers or {}).items():
-        size += 6 + len(name.encode("utf-8")) + len(text.encode("utf-8"))
-    return size
 
 
 class _Partition:

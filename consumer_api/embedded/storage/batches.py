@@ -45,7 +45,7 @@ from operator import add
 
 from consumer_api.embedded.storage.records import (
     CorruptRecordError, EncodedBatch, IndexMark, ScanResult, decode_headers, encode_headers)
-from consumer_api.records import FrozenHeaders
+from consumer_api.records import RECORD_OVERHEAD, FrozenHeaders
 
 #: the first bytes of every ``.log`` file of this format (no format-1 file can start so:
 #: read as a frame length they say 1.2 GiB, more than a frame may hold)
@@ -63,8 +63,6 @@ HAS_KEYS = 2
 HAS_HEADERS = 4
 _ATTRIBUTES = HAS_TIMESTAMPS | HAS_KEYS | HAS_HEADERS
 
-#: what a record counts against ``max_bytes`` beyond its key, value and encoded headers
-RECORD_OVERHEAD = 37
 #: largest batch accepted when scanning; anything larger is corruption
 MAX_BATCH_BYTES = 1 << 30
 
