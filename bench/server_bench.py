@@ -223,6 +223,9 @@ def new_session() -> requests.Session:
     # per request in requests, nothing to do with the server)
     s.trust_env = False
     s.headers.update(JSON_CT)
+    # uncompressed answers, as before compression existed: requests asks for gzip/zstd by
+    # default, and compressing is measured on its own (bench/compression_bench.py)
+    s.headers["Accept-Encoding"] = "identity"
     _sessions.append(s)
     return s
 

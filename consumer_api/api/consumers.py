@@ -15,9 +15,11 @@ from consumer_api.api.response_room import RecordBody
 from consumer_api.api.filtering import scan_fields, scan_of
 from consumer_api.api.offsets_wire import offsets_from_wire, offsets_to_wire
 from consumer_api.api.state import state
-from consumer_api.api.json_io import delivery_tracked_json_response, json_body, query_args
+from consumer_api.api.consume_body import parse_consume_body
+from consumer_api.api.json_io import (delivery_tracked_json_response, json_body, query_args,
+                                     raw_json_body)
 from consumer_api.api.security import client, owner, require, visible
-from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema, ConsumeSchema,
+from consumer_api.api.schemas.consumers import (CloseQuerySchema, CommitSchema,
                                                 ManualAssignmentSchema, SeekSchema,
                                                 SubscribeSchema)
 
@@ -33,7 +35,7 @@ class ConsumerIdConverter(BaseConverter):
 
 bp.record_once(lambda setup: setup.app.url_map.converters.setdefault(
     "consumer_id", ConsumerIdConverter))  # before the routes below are added
-_subscribe, _consume, _commit = SubscribeSchema(), ConsumeSchema(), CommitSchema()
+_subscribe, _commit = SubscribeSchema(), CommitSchema()
 _seek, _assign, _close = SeekSchema(), ManualAssignmentSchema(), CloseQuerySchema()
 
 
@@ -163,7 +165,7 @@ def consume(consumer_id):
         429: TooManyPolls
         503: NoRoom
     """
-    body = json_body(_consume, empty_ok=True)
+    body = parse_consume_body(raw_json_body(empty_ok=True))
     scan = scan_of(body.get("filter"))
     records = RecordBody()
     try:

@@ -17,6 +17,7 @@ zstd: :mod:`consumer_api.zstd_codec`. Pure functions: thread-safe.
 from __future__ import annotations
 
 import zlib
+from functools import lru_cache
 
 from werkzeug.http import parse_accept_header
 
@@ -39,6 +40,7 @@ class NoRoom(Exception):
 
 # -- responses ------------------------------------------------------------------------------
 
+@lru_cache(maxsize=256)  # a client sends the same header on every request
 def response_coding(accept_encoding: str | None) -> str | None:
     """The coding of :data:`CODINGS` to answer a request with ``accept_encoding`` in, or
     None for none (identity): the one with the highest q-value above 0 -- a coding not

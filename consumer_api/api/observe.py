@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import re
 import time
+from functools import lru_cache
 
 from flask import g, request
 
@@ -22,6 +23,13 @@ access_log = logging.getLogger("consumer_api.access")
 #: a converter in a route template (``<consumer_id:consumer_id>``): logged as ``<consumer_id>``
 CONVERTER = re.compile(r"<(?:[^:<>]+:)?([^<>]+)>")
 
+
+@lru_cache(maxsize=None)  # one entry per route of the app
+def route_template(rule: str) -> str:
+    """A route rule as logged: converters named only (``<consumer_id>``)."""
+    return CONVERTER.sub(r"<\1>", rule)
+
+
 def start() -> None:
     """Before the request (see :mod:`consumer_api.api.pipeline`)."""
     g.started = time.perf_counter()
@@ -31,7 +39,7 @@ def finish(resp, metrics: Metrics):
     """After the request: a metrics sample and the access line."""
     seconds = time.perf_counter() - g.get("started", time.perf_counter())
     method, rule = request.method, request.url_rule
-    route = CONVERTER.sub(r"<\1>", rule.rule) if rule is not None else "<unmatched>"
+    route = route_template(rule.rule) if rule is not None else "<unmatched>"
     status = resp.status_code
     metrics.observe_request(method, route, status, seconds)
     if access_log.isEnabledFor(logging.INFO):

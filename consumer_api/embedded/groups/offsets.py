@@ -31,6 +31,8 @@ import logging
 import os
 import threading
 
+import orjson
+
 from consumer_api.clock import wall_clock_ms
 from consumer_api.durable import fsync_dir
 from consumer_api.embedded.storage.partition_log import LogConfig, PartitionLog
@@ -51,7 +53,8 @@ def offsets_log_config(topic_defaults: LogConfig) -> LogConfig:
 
 
 def _dumps(obj) -> bytes:
-    return json.dumps(obj, separators=(",", ":")).encode()
+    """Compact JSON, UTF-8 (what ``json.loads`` reads back)."""
+    return orjson.dumps(obj)
 
 
 class OffsetStore:
