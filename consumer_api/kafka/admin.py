@@ -42,6 +42,17 @@ def kafka_error(exc: BaseException) -> KafkaError | None:
     return None
 
 
+def answer(future, timeout_s: float):
+    """A cluster request's result, waited for at most ``timeout_s``; when it has not come
+    by then, a KafkaException carrying ``_TIMED_OUT`` (not retriable), which callers turn
+    into their domain error as they do the cluster's own errors."""
+    try:
+        return future.result(timeout_s)
+    except TimeoutError:
+        raise KafkaException(KafkaError(KafkaError._TIMED_OUT,
+                                        f"no answer within {timeout_s:g} s")) from None
+
+
 #: ListOffsets requests one call of :meth:`KafkaAdmin.offsets_for_times` keeps in flight
 TIME_LOOKUPS_IN_FLIGHT = 100
 
@@ -63,7 +74,7 @@ class KafkaAdmin:
         settings = _topic_settings(partitions, config or {})
         topic = NewTopic(name, partitions, self._replication, config=settings)
         try:
-            self._client.create_topics([topic])[name].result(self.timeout_s)
+            answer(self._client.create_topics([topic])[name], self.timeout_s)
         except KafkaException as exc:
             error = kafka_error(exc)
             if error is not None and error.code() == KafkaError.TOPIC_ALREADY_EXISTS:
@@ -92,7 +103,7 @@ class KafkaAdmin:
         """Delete a topic and wait (at most ``timeout_s``) until the cluster no longer lists
         it: Kafka answers a delete before every broker has dropped the topic."""
         try:
-            self._client.delete_topics([name])[name].result(self.timeout_s)
+            answer(self._client.delete_topics([name])[name], self.timeout_s)
         except KafkaException as exc:
             raise _refused(exc, "delete the topic", name) from None
         finally:
@@ -140,7 +151,7 @@ class KafkaAdmin:
         """Our settings of a topic, read back from the cluster's configs."""
         resource = ConfigResource(ConfigResource.Type.TOPIC, name)
         try:
-            entries = self._client.describe_configs([resource])[resource].result(self.timeout_s)
+            entries = answer(self._client.describe_configs([resource])[resource], self.timeout_s)
         except KafkaException as exc:
             raise _refused(exc, "describe the topic", name) from None
         return {ours: int(entries[theirs].value) for ours, theirs in TOPIC_CONFIGS.items()
@@ -200,7 +211,7 @@ class KafkaAdmin:
         while True:
             try:
                 futures = self._client.list_offsets(request, request_timeout=self.timeout_s)
-                return {tp.partition: future.result(self.timeout_s).offset
+                return {tp.partition: answer(future, self.timeout_s).offset
                         for tp, future in futures.items()}
             except KafkaException as exc:
                 error = kafka_error(exc)
@@ -218,7 +229,7 @@ class KafkaAdmin:
         out = []
         for spec, futures in sent:
             try:
-                out.append({tp.partition: future.result(self.timeout_s).offset
+                out.append({tp.partition: answer(future, self.timeout_s).offset
                             for tp, future in futures.items()})
             except KafkaException:
                 out.append(self._list_offsets(topic, partitions, spec))

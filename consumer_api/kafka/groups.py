@@ -15,7 +15,7 @@ from confluent_kafka import (ConsumerGroupTopicPartitions, KafkaError, KafkaExce
                              TopicPartition)
 
 from consumer_api.errors import GroupNotEmpty, GroupNotFound, Unavailable
-from consumer_api.kafka.admin import KafkaAdmin, kafka_error
+from consumer_api.kafka.admin import KafkaAdmin, answer, kafka_error
 from consumer_api.offset_rules import check_commit, reset_topics
 
 #: librdkafka's assignor names that are not ours
@@ -35,8 +35,8 @@ class KafkaGroups:
 
     def group_ids(self) -> list[str]:
         try:
-            listed = self._client.list_consumer_groups(
-                request_timeout=self.timeout_s).result(self.timeout_s)
+            listed = answer(self._client.list_consumer_groups(
+                request_timeout=self.timeout_s), self.timeout_s)
         except KafkaException as exc:
             raise Unavailable(f"the Kafka cluster could not list groups: {exc}") from None
         return sorted(g.group_id for g in listed.valid)
@@ -44,8 +44,8 @@ class KafkaGroups:
     def _description(self, group_id: str):
         """Kafka's description of a group, or None when it does not exist."""
         try:
-            found = self._client.describe_consumer_groups(
-                [group_id], request_timeout=self.timeout_s)[group_id].result(self.timeout_s)
+            found = answer(self._client.describe_consumer_groups(
+                [group_id], request_timeout=self.timeout_s)[group_id], self.timeout_s)
         except KafkaException as exc:
             error = kafka_error(exc)
             if error is not None and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
@@ -58,8 +58,8 @@ class KafkaGroups:
         """``{(topic, partition): offset}`` of every committed offset ({} for none)."""
         request = [ConsumerGroupTopicPartitions(group_id)]
         try:
-            found = self._client.list_consumer_group_offsets(
-                request, request_timeout=self.timeout_s)[group_id].result(self.timeout_s)
+            found = answer(self._client.list_consumer_group_offsets(
+                request, request_timeout=self.timeout_s)[group_id], self.timeout_s)
         except KafkaException as exc:
             error = kafka_error(exc)
             if error is not None and error.code() == KafkaError.GROUP_ID_NOT_FOUND:
@@ -120,8 +120,8 @@ class KafkaGroups:
         request = [ConsumerGroupTopicPartitions(
             group_id, [TopicPartition(t, p, o) for (t, p), o in offsets.items()])]
         try:
-            self._client.alter_consumer_group_offsets(
-                request, request_timeout=self.timeout_s)[group_id].result(self.timeout_s)
+            answer(self._client.alter_consumer_group_offsets(
+                request, request_timeout=self.timeout_s)[group_id], self.timeout_s)
         except KafkaException as exc:
             raise _group_error(exc, group_id, "set the offsets of") from None
         return offsets
@@ -145,8 +145,8 @@ class KafkaGroups:
         if self._description(group_id) is None and not self.committed(group_id):
             raise GroupNotFound(f"group {group_id!r} does not exist", {"group_id": group_id})
         try:
-            self._client.delete_consumer_groups(
-                [group_id], request_timeout=self.timeout_s)[group_id].result(self.timeout_s)
+            answer(self._client.delete_consumer_groups(
+                [group_id], request_timeout=self.timeout_s)[group_id], self.timeout_s)
         except KafkaException as exc:
             raise _group_error(exc, group_id, "delete") from None
 

@@ -51,7 +51,9 @@ class PartitionOffsetsSchema(Schema):
 
 
 class PartitionDescriptionSchema(PartitionOffsetsSchema):
-    size_bytes = fields.Integer(required=True, metadata={"description": "bytes of records on disk"})
+    size_bytes = fields.Integer(required=True, allow_none=True, metadata={
+        "description": "bytes of records on disk (null on the Kafka store, which does not "
+                       "tell)"})
 
 
 class TopicSummarySchema(Schema):
