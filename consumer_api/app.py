@@ -80,7 +80,8 @@ def _manager(config: Config, backend: Backend) -> ConsumerManager:
     path = sessions_path(config)
     return ConsumerManager(backend, session_cap(config), node_id=config.node_id,
                            join_wait_s=config.join_wait_ms / 1000,
-                           sessions_log=None if path is None else SessionLog(path),
+                           sessions_log=None if path is None else SessionLog(
+                               path, sync_each_append=config.flush_policy == "always"),
                            save_interval_s=config.sessions_save_interval_ms / 1000)
 
 

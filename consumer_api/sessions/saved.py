@@ -13,8 +13,10 @@ closed or expired). A record::
 
 ``assignment`` is the manual assignment (``{}`` for a group member); ``positions`` the next
 offset to read of each partition the session held; ``acked`` the last offset the session
-itself committed on each of them. A change appends a line and syncs it (one small write,
-whatever the number of sessions); once the appends outgrow the log's last rewrite, the log
+itself committed on each of them. A change appends a line (one small write, whatever the
+number of sessions), synced to disk as records are (``CONSUMER_API_FLUSH_POLICY``: at once
+with ``always``, else by :meth:`SessionLog.sync` at the saver's next turn -- a line written
+is safe from ``kill -9`` either way); once the appends outgrow the log's last rewrite, the log
 is rewritten whole -- to a temporary file that is fsynced and renamed over it, then the
 directory is fsynced -- so a crash leaves the old log or the new one, and at most a torn
 last line, which is not read. The file is readable by the server's user only: it holds
@@ -143,8 +145,10 @@ class SessionLog:
     its owner (the :class:`~consumer_api.sessions.saver.SessionSaver`) serialises every
     call. OSError from the file system as raised."""
 
-    def __init__(self, path: str):
+    def __init__(self, path: str, sync_each_append: bool = True):
         self.path = path
+        self.sync_each_append = sync_each_append
+        self._unsynced = False  # appended since the last sync
         self._fd: int | None = None
         self._appended = 0  # bytes appended since the last rewrite
         self._rewritten = 0  # the size of the last rewrite
@@ -157,14 +161,23 @@ class SessionLog:
         return self._appended > max(COMPACT_MIN_BYTES, self._rewritten)
 
     def append(self, lines: list[dict]) -> None:
-        """Append ``lines`` (``{"put": record}`` / ``{"drop": id}``) and sync them."""
+        """Append ``lines`` (``{"put": record}`` / ``{"drop": id}``), synced at once when
+        ``sync_each_append``, else at the next :meth:`sync`."""
         if self._fd is None:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
         data = b"".join(orjson.dumps(line) + b"\n" for line in lines)
         _write_all(self._fd, data)
-        os.fdatasync(self._fd)
         self._appended += len(data)
+        self._unsynced = True
+        if self.sync_each_append:
+            self.sync()
+
+    def sync(self) -> None:
+        """Sync what was appended since the last sync to disk (nothing to do: no call)."""
+        if self._unsynced and self._fd is not None:
+            os.fdatasync(self._fd)
+        self._unsynced = False
 
     def rewrite(self, records: list[dict]) -> None:
         """Replace the log with one ``put`` per record, atomically and durably."""
@@ -183,6 +196,7 @@ class SessionLog:
         fsync_dir(directory)
         self.close()
         self._appended, self._rewritten = 0, len(data)
+        self._unsynced = False
 
     def close(self) -> None:
         if self._fd is not None:

@@ -9,7 +9,10 @@ Two kinds of change:
   those changes.
 * :meth:`SessionSaver.put` (a session created, a manual assignment, a seek) and
   :meth:`SessionSaver.drop` (sessions closed or expired): the session's line is appended
-  and synced before the call returns -- one small write, whatever the number of sessions.
+  before the call returns -- one small write, whatever the number of sessions.
+
+Lines reach the disk as the log's ``sync_each_append`` says (the flush policy): at once,
+or at the thread's next turn, which syncs whatever was appended since the last one.
 
 Once the appends outgrow the log's last rewrite, it is rewritten from the live sessions.
 Every write holds ``_write_lock`` (consumes never take it); so a session's lines are in the
@@ -68,7 +71,8 @@ class SessionSaver:
             self._append([{"drop": s.consumer_id} for s in sessions])
 
     def flush(self) -> None:
-        """Save every session marked by :meth:`changed` (and rewrite the log when due)."""
+        """Save every session marked by :meth:`changed` (and rewrite the log when due), and
+        sync what was appended."""
         with self._write_lock:
             marked = [s for s in self._live() if s.unsaved and not s.closed]
             for session in marked:
@@ -77,6 +81,8 @@ class SessionSaver:
                 self._append([{"put": record_of(s)} for s in marked])
             if self.log.due_for_rewrite:
                 self._rewrite()
+            if not (self._stopped or self._broken):
+                self._attempt(lambda _nothing: self.log.sync(), None)
 
     def rewrite(self) -> None:
         """Rewrite the log from the live sessions."""

@@ -1,5 +1,5 @@
 """The saved session log (consumer_api/sessions/saved.py) and its writer (saver.py): a
-change is one synced line; the log is rewritten whole, atomically, once the appends outgrow
+change is one line, synced at once or at the saver's next turn (the flush policy); the log is rewritten whole, atomically, once the appends outgrow
 it; it is readable by its owner only; a torn last line is not read; what cannot be read is
 dropped or set aside with a log line that carries no secret; marked sessions are saved by
 the thread within the interval, and nothing is written after the last save."""
@@ -192,6 +192,41 @@ def test_put_and_drop_are_on_disk_when_they_return(saved_log):
     assert saved_log.read() == []
     saver.put(a)  # a closed session is never put back
     assert saved_log.read() == []
+
+
+@pytest.fixture
+def syncs(monkeypatch):
+    """The paths of the files fdatasync'd, in order."""
+    synced = []
+    real = os.fdatasync
+
+    def counting(fd):
+        synced.append(os.readlink(f"/proc/self/fd/{fd}"))
+        real(fd)
+
+    monkeypatch.setattr(os, "fdatasync", counting)
+    return synced
+
+
+def test_with_sync_each_append_a_put_is_synced_before_it_returns(saved_log, syncs):
+    SessionSaver(saved_log, Live(), interval_s=3600).put(session())
+    assert syncs == [saved_log.path]
+
+
+def test_without_it_lines_are_written_at_once_and_synced_at_the_next_turn(tmp_path, syncs):
+    # the flush policy "interval": a line is in the file (safe from kill -9) when put
+    # returns, and on disk after the saver's next turn
+    log_file = SessionLog(str(tmp_path / "sessions.jsonl"), sync_each_append=False)
+    saver = SessionSaver(log_file, Live(), interval_s=3600)
+    saver.put(session())
+    saver.drop([session(OTHER)])
+    assert lines_of(log_file) == [
+        {"put": saved_module.record_of(session())}, {"drop": OTHER}]
+    assert syncs == []
+    saver.flush()
+    assert syncs == [log_file.path]
+    saver.flush()  # nothing appended since: nothing to sync
+    assert syncs == [log_file.path]
 
 
 def test_marked_sessions_are_saved_by_the_thread_within_the_interval(saved_log):
