@@ -4,7 +4,8 @@
 Run from the project root::
 
     .venv/bin/python bench/server_bench.py [--quick] [--only N,...] [--backend kafka]
-        [--baseline CHECKOUT [--baseline-first]] [--also NAME=VALUE] [--json PATH]
+        [--baseline CHECKOUT [--baseline-first]] [--also NAME=VALUE] [--min-records N]
+        [--json PATH]
         [--dir DIR]
 
 Each figure group starts its own server exactly as ``make run`` does (``python -m gunicorn
@@ -19,7 +20,8 @@ directory, waits for ``GET /api/health/ready``, measures, and stops it with SIGT
 4. 1,000 consumers waiting at once (10 groups x 100 on 100 partitions), one record produced
    to each partition: wake-up latency and correctness violations;
 5. memory: worker RSS with 0 and 10,000 idle sessions (KiB per session);
-6. end-to-end: 2 producers and 8 consumers in one group on 32 partitions for 60 s;
+6. end-to-end: 2 producers and 8 consumers in one group on 32 partitions for 60 s
+   (``--min-records N``: the consumers ask each consume to wait for N records);
 7. the HTTP ceiling: GET /api/health requests/s with 1 and 4 clients;
 8. subscribe to first record: a new group's member, from sending its subscribe until its
    first consume returns a record (4 partitions with records; 20 samples);
@@ -1073,7 +1075,9 @@ def fig6_e2e(srv: Server, sizes: dict, rng: random.Random) -> list[Row]:
         owned.append(get(s, f"{srv.base}/api/consumers/{cid}/assignment")["assignment"][topic])
     bodies = produce_bodies(rng)
     produce_url = f"{srv.base}/api/topics/{topic}/records"
-    consume_body = orjson.dumps({"max_records": BATCH, "timeout_ms": 1000})
+    min_records = sizes.get("e2e_min_records", 1)
+    consume_body = orjson.dumps({"max_records": BATCH, "timeout_ms": 1000,
+                                 **({"min_records": min_records} if min_records > 1 else {})})
     progress(f"fig 6: {n_prod} producers, {n_cons} consumers, {n_parts} partitions, {dur:.0f} s ...")
 
     def producer(i, cs):
@@ -1118,8 +1122,9 @@ def fig6_e2e(srv: Server, sizes: dict, rng: random.Random) -> list[Row]:
     reqs = sum(r[3] for r in res[n_prod:])
     empties = sum(r[4] for r in res[n_prod:])
     settings = (f"{n_prod} producers ({BATCH} x {VALUE_BYTES} B), {n_cons} consumers in 1 group, "
-                f"{n_parts} partitions, {dur:.0f} s; consume max_records={BATCH} timeout_ms=1000, "
-                f"auto_commit=true + a final commit")
+                f"{n_parts} partitions, {dur:.0f} s; consume max_records={BATCH} timeout_ms=1000"
+                + (f" min_records={min_records}" if min_records > 1 else "")
+                + ", auto_commit=true + a final commit")
     oddity = "" if committed == consumed and hw == produced else (
         f"; MISMATCH committed {committed:,} vs consumed {consumed:,}, hw {hw:,} vs produced {produced:,}")
     params = dict(producers=n_prod, consumers=n_cons, partitions=n_parts, seconds=dur,
@@ -1340,6 +1345,10 @@ def main(argv=None) -> int:
     ap.add_argument("--also", metavar="NAME=VALUE", type=server_setting,
                     help="run the figures once more with this server setting (for example "
                          "CONSUMER_API_PERSIST_SESSIONS=false), in the same run and table")
+    ap.add_argument("--min-records", metavar="N", type=int, default=1,
+                    help="figure 6's consumers ask for min_records N: each consume waits "
+                         "(up to its timeout) for N records -- fewer, larger consumes (a "
+                         "server without min_records refuses them)")
     add_output_args(ap, "server")
     args = ap.parse_args(argv)
     checkouts = [("", ROOT)]
@@ -1352,7 +1361,7 @@ def main(argv=None) -> int:
     only = parse_only(args.only, set(FIGURES), "figure")
     if args.backend == "kafka":
         only &= KAFKA_FIGURES
-    sizes = QUICK if args.quick else FULL
+    sizes = dict(QUICK if args.quick else FULL, e2e_min_records=args.min_records)
 
     prepared = prepare_base_dir(args.dir, sizes["min_free"], fmt=lambda n: f"{n / MiB:,.0f} MiB",
                                 hint=" (use --dir)")

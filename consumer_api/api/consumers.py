@@ -172,7 +172,7 @@ def consume(consumer_id):
         spans, _encoding = state().manager.consume(
             consumer_id, body["max_records"], body["timeout_ms"], body["max_bytes_total"],
             body.get("encoding"), owner(), connection_closed(request.environ), client(),
-            records, scan)
+            records, scan, body["min_records"])
         if records.refused:
             raise response_room.too_busy()
         tail = b'],"timestamp":%d%s}' % (state().manager.now_ms(),

@@ -256,7 +256,9 @@ class Client:
         auto_commit, commit_each_batch, max_records, timeout_ms, max_bytes_total,
         recreate_on_expiry, assignor (the group's, when this is its first member), filter
         (only the records it matches are returned; commits cover the skipped ones),
-        restart_wait_s (how long session calls wait out a restarting server)."""
+        restart_wait_s (how long session calls wait out a restarting server), min_records
+        (each poll waits, up to timeout_ms, until that many records are ready: fewer,
+        larger batches)."""
         return Consumer(self, group_id, [topics] if isinstance(topics, str) else list(topics),
                         **options)
 

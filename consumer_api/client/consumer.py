@@ -92,7 +92,8 @@ class Consumer:
                  commit_each_batch: bool = False, max_records: int = 500,
                  timeout_ms: int = 30000, max_bytes_total: int | None = None,
                  recreate_on_expiry: bool = False, assignor: str | None = None,
-                 filter: dict | None = None, restart_wait_s: float = 30.0):
+                 filter: dict | None = None, restart_wait_s: float = 30.0,
+                 min_records: int = 1):
         if value_format not in FORMATS or (key_format or "bytes") not in FORMATS:
             raise ValueError(f"formats are one of {', '.join(FORMATS)}")
         self.client = client
@@ -104,6 +105,7 @@ class Consumer:
         self.recreate_on_expiry = recreate_on_expiry
         self.restart_wait_s = restart_wait_s
         self.max_records = max_records
+        self.min_records = min_records
         self.timeout_ms = timeout_ms
         self.max_bytes_total = max_bytes_total
         self.filter = filter
@@ -210,6 +212,8 @@ class Consumer:
         body = {"timeout_ms": timeout_ms, "max_records": max_records or self.max_records}
         if self.max_bytes_total:
             body["max_bytes_total"] = self.max_bytes_total
+        if self.min_records > 1:
+            body["min_records"] = self.min_records
         if self.filter is not None:
             body["filter"] = self.filter
         got = self._consume(body)

@@ -32,15 +32,18 @@ log = logging.getLogger(__name__)
 
 def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: int,
          timeout_ms: int, max_bytes: int, abandoned, client: ClientQuota | None,
-         collector: Collector, scan: Scan) -> list:
+         collector: Collector, scan: Scan, min_records: int = 1) -> list:
     """The spans a consume returns (see :meth:`ConsumerManager.consume`): records as soon as
     any owned partition has some ``scan`` keeps, else ``[]`` after ``timeout_ms``, at
     shutdown, when superseded, when ``abandoned()`` says the caller left, or once the scan
-    examined as many records as it may."""
+    examined as many records as it may. With ``min_records`` > 1 it first waits (up to
+    ``timeout_ms``) until that many records -- at most ``max_records`` -- are ready in
+    the owned partitions (counted before any filter), then reads what there is."""
     check_live(session)
     if session.auto_commit:
         manager.auto_commit(session)
     deadline = manager.clock() + timeout_ms / 1000
+    wanted = min(min_records, max_records)
     waiter = Waiter()
     session.waiter = waiter  # before the first superseded() check: no wake-up is lost
     watched: set = set()
@@ -53,11 +56,14 @@ def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: i
             with session.lock:
                 partitions = manager.sync(session)
             watch_exactly(session, watched, partitions)
-            spans, blocked = fetch_pass(manager.backend, session, partitions, max_records,
-                                        max_bytes, collector, scan)
-            if spans or blocked or scan.exhausted:
-                return spans
             remaining = deadline - manager.clock()
+            gathering = remaining > 0 and ready(session, partitions, wanted) < wanted
+            if not gathering:
+                spans, blocked = fetch_pass(manager.backend, session, partitions,
+                                            max_records, max_bytes, collector, scan)
+                if spans or blocked or scan.exhausted:
+                    return spans
+                remaining = deadline - manager.clock()
             if remaining <= 0:
                 return []
             if not slot:
@@ -74,6 +80,21 @@ def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: i
         session.waiter = None
         for tp in watched:
             session.member.unwatch(*tp)
+
+
+def ready(session: Session, partitions: list, enough: int) -> int:
+    """Records the session could read now in ``partitions`` (high watermark - position;
+    the count stops once it reaches ``enough``)."""
+    count = 0
+    if enough <= 1:
+        return enough
+    for tp in partitions:
+        position = session.positions.get(tp)
+        if position is not None:
+            count += max(0, session.member.high_watermark(*tp) - position)
+            if count >= enough:
+                break
+    return count
 
 
 def check_live(session: Session) -> None:

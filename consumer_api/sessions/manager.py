@@ -353,10 +353,14 @@ class ConsumerManager:
     def consume(self, consumer_id: str, max_records: int = 500, timeout_ms: int = 30_000,
                 max_bytes: int = 1 << 20, encoding: str | None = None, owner=None,
                 abandoned=None, client: ClientQuota | None = None,
-                collector: Collector | None = None, scan: Scan | None = None):
+                collector: Collector | None = None, scan: Scan | None = None,
+                min_records: int = 1):
         """Long-poll. Returns as soon as any owned partition has records, or with none
         after ``timeout_ms`` (or at once when the server shuts down). Positions advance
-        past exactly the records taken.
+        past exactly the records taken. With ``min_records`` > 1 it returns once that many
+        (at most ``max_records``) are ready to read, or after ``timeout_ms`` with what
+        there is: fewer, larger answers for a consumer that can wait (Kafka's
+        ``fetch.min.bytes``, counted in records).
 
         Without ``collector``: ``(chunks, encoding)``, chunks a list of ``(topic,
         partition, records)``. With one (see :mod:`consumer_api.sessions.collect`): the
@@ -390,7 +394,7 @@ class ConsumerManager:
         try:
             remaining_ms = max(0, int((deadline - self.clock()) * 1000))
             spans = poll(self, session, ticket, max_records, remaining_ms, max_bytes,
-                         abandoned, client, collector, scan or Scan())
+                         abandoned, client, collector, scan or Scan(), min_records)
         finally:  # heartbeat first: the reaper must never see a finished, stale consume
             session.last_heartbeat = self.clock()
             session.end_consume()

@@ -22,8 +22,8 @@ EDGES = st.sampled_from([0, 1, 1023, 1024, 9999, 10000, 10001, 300000, 300001,
 VALUES = st.one_of(EDGES, st.integers(), st.booleans(), st.none(), st.floats(allow_nan=False),
                    st.text(max_size=8), st.sampled_from(["base64", "text", "json", "BASE64"]),
                    st.lists(st.integers(), max_size=2), st.just({"key": {"equals": "a"}}))
-NAMES = st.sampled_from(["max_records", "timeout_ms", "max_bytes_total", "encoding",
-                         "filter", "other", ""])
+NAMES = st.sampled_from(["max_records", "min_records", "timeout_ms", "max_bytes_total",
+                         "encoding", "filter", "other", ""])
 BODIES = st.one_of(st.dictionaries(NAMES, VALUES, max_size=5), st.lists(st.integers()),
                    st.integers(), st.none())
 
@@ -45,7 +45,8 @@ def test_what_the_quick_check_takes_the_schema_loads_the_same(body):
 
 @FAST
 @given(st.fixed_dictionaries({}, optional={
-    "max_records": st.integers(1, 10000), "timeout_ms": st.integers(0, 300000),
+    "max_records": st.integers(1, 10000), "min_records": st.integers(1, 10000),
+    "timeout_ms": st.integers(0, 300000),
     "max_bytes_total": st.integers(1024, 104857600),
     "encoding": st.sampled_from(["base64", "text", "json"])}))
 def test_every_valid_body_without_a_filter_takes_the_quick_path(body):

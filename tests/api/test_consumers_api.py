@@ -897,6 +897,33 @@ def test_closing_a_session_while_it_waits_answers_its_consume_404(app, client, t
     assert_error(future.result(timeout=10), 404, "consumer_not_found")
 
 
+def test_min_records_gathers_several_produces_into_one_answer(app, client, api, topic,
+                                                              manager):
+    cid = subscribe(client, "g", [topic])["consumer_id"]
+    future = start_consume(app, cid, timeout_ms=300_000, min_records=3)
+    wait_until_waiting(manager)
+    for value in ("a", "b", "c"):
+        produce(api, topic, [value])
+    out = ok(future.result(timeout=30))
+    assert [unb64(r["value"]) for r in out["records"]] == [b"a", b"b", b"c"]
+
+
+def test_min_records_with_no_time_to_wait_gives_what_there_is(client, api, topic):
+    # (the wait until timeout_ms: tests/sessions/test_long_poll.py, with a fake clock)
+    produce(api, topic, ["a", "b"])
+    cid = subscribe(client, "g", [topic], auto_offset_reset="earliest")["consumer_id"]
+    got = consume(client, cid, min_records=5, timeout_ms=0)
+    assert [unb64(r["value"]) for r in got] == [b"a", b"b"]
+
+
+@pytest.mark.parametrize("value", [0, 10001, "3", 2.5, True])
+def test_min_records_out_of_range_is_invalid(client, topic, value):
+    cid = subscribe(client, "g", [topic])["consumer_id"]
+    details = assert_error(client.post(f"/api/consumers/{cid}/consume",
+                                       json={"min_records": value}), 400, "invalid_request")
+    assert "min_records" in details
+
+
 def test_group_ids_with_url_special_characters(client, api, topic):
     group = "billing team?x=1#frag %41 é"
     sub = subscribe(client, group, [topic])

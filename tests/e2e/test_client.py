@@ -369,6 +369,24 @@ def test_consumer_filter_hands_out_the_matches_and_commits_past_the_rest(client,
     assert [r.offset for r in client.read(topic, 0, filter={"key": {"equals": "k3"}})] == [3]
 
 
+def test_consumer_min_records_gathers_produces_into_one_poll(client, srv, name):
+    topic = make_topic(client, name)
+    with client.consumer(name, topic, value_format="text", min_records=3,
+                         timeout_ms=60_000) as consumer:
+        consumer.assignment()  # joined: the records below come after its start
+
+        def producer():
+            with Client(srv.base_url) as other:  # a client per thread
+                for i in range(3):
+                    other.produce(topic, [f"m{i}"])
+
+        thread = threading.Thread(target=producer, daemon=True)
+        thread.start()
+        got = [r.value for r in consumer.poll()]
+        thread.join(10)
+    assert got == ["m0", "m1", "m2"]  # one poll: it waited for the third
+
+
 def test_consumer_leaves_on_exception(client, name):
     topic = make_topic(client, name)
     with pytest.raises(ValueError, match="boom"):

@@ -291,3 +291,52 @@ def test_a_filtered_consume_waits_on_past_records_it_skips(engine, manager, bg, 
     assert poll.alive()  # skipping is not an answer: it waits on
     produce(engine, "t", 0, 1, key=b"hit")
     assert offsets_of(poll.result()) == [("t", 0, 3)]
+
+
+# -- min_records: waiting for enough records ----------------------------------------------
+
+def test_a_consume_waits_until_min_records_are_ready_then_takes_them_all(engine, manager, bg,
+                                                                         wait_spy):
+    engine.create_topic("t", 2)
+    cid = manager.subscribe("g", ["t"])["consumer_id"]
+    poll = bg.consume(cid, min_records=5, max_records=100)
+    assert wait_spy.entered.wait(BOUND), "the consume never started waiting"
+    produce(engine, "t", 0, 4)  # one append: the wake-up sees all four
+    wait_until(lambda: len(wait_spy.calls) >= 2 and wait_spy.calls[-1][1] is None,
+               "woken by the append and waiting again")
+    assert poll.alive() and manager.positions(cid) == {("t", 0): 0, ("t", 1): 0}
+    produce(engine, "t", 1, 1)
+    assert sorted(offsets_of(poll.result())) == [
+        ("t", 0, 0), ("t", 0, 1), ("t", 0, 2), ("t", 0, 3), ("t", 1, 0)]
+
+
+def test_records_already_ready_come_at_once(engine, manager):
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"], auto_offset_reset="earliest")["consumer_id"]
+    produce(engine, "t", 0, 7)
+    chunks, _ = manager.consume(cid, min_records=5, timeout_ms=30_000)
+    assert len(offsets_of(chunks)) == 7  # enough were there: all of them, no wait
+
+
+def test_at_the_timeout_a_consume_returns_the_fewer_records_there_are(engine, manager, clock,
+                                                                       bg, wait_spy):
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"])["consumer_id"]
+    poll = bg.consume(cid, min_records=10, timeout_ms=30_000)
+    assert wait_spy.entered.wait(BOUND), "the consume never started waiting"
+    produce(engine, "t", 0, 3)
+    wait_until(lambda: len(wait_spy.calls) >= 2 and wait_spy.calls[-1][1] is None,
+               "woken by the append and waiting again")
+    assert poll.alive()
+    clock.advance(30_000)
+    produce(engine, "t", 0, 1)  # wakes it: past its deadline it reads what is there
+    assert offsets_of(poll.result()) == [("t", 0, o) for o in range(4)]
+
+
+def test_min_records_above_max_records_waits_for_max_records(engine, manager, bg, wait_spy):
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"])["consumer_id"]
+    poll = bg.consume(cid, min_records=50, max_records=3)
+    assert wait_spy.entered.wait(BOUND), "the consume never started waiting"
+    produce(engine, "t", 0, 3)
+    assert offsets_of(poll.result()) == [("t", 0, o) for o in range(3)]

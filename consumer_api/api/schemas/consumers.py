@@ -104,7 +104,13 @@ class SessionListSchema(Schema):
 class ConsumeSchema(Schema):
     max_records = strict_int(1, 10000, load_default=500)
     timeout_ms = strict_int(0, 300000, load_default=30000, metadata={
-        "description": "longest wait for the first record; returns as soon as one exists"})
+        "description": "longest wait for the first record (for min_records of them); "
+                       "returns as soon as they exist"})
+    min_records = strict_int(1, 10000, load_default=1, metadata={
+        "description": "wait until this many records (at most max_records) are ready in "
+                       "the owned partitions, counted before any filter, or until "
+                       "timeout_ms, then return what there is: fewer, larger answers "
+                       "(Kafka's fetch.min.bytes, in records)"})
     max_bytes_total = strict_int(1024, 104857600, load_default=1048576, metadata={
         "description": "truncates the batch (a single larger record still comes alone)"})
     encoding = fields.String(validate=validate.OneOf(ENCODINGS), metadata={
