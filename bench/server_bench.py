@@ -5,8 +5,7 @@ Run from the project root::
 
     .venv/bin/python bench/server_bench.py [--quick] [--only N,...] [--backend kafka]
         [--baseline CHECKOUT [--baseline-first]] [--also NAME=VALUE] [--min-records N]
-        [--json PATH]
-        [--dir DIR]
+        [--json PATH] [--dir DIR]
 
 Each figure group starts its own server exactly as ``make run`` does (``python -m gunicorn
 -c gunicorn.conf.py --bind 127.0.0.1:<free port>`` from the repository root) on a fresh data
