@@ -118,9 +118,11 @@ def encode_batch(records, base_offset: int, now_ms: int, mark_interval: int,
         code = _width_code(min(column), max(column))
         widths |= code << (2 * slot)
         packed.append(struct.pack(f"<{n}{_CODES[code]}", *column))
-    body = b"".join((_BODY.pack(base_offset, n, first, batch_max, attributes, widths),
-                     *packed, *parts))
-    data = _PREFIX.pack(len(body) + 4, zlib.crc32(body)) + body
+    pieces = [_BODY.pack(base_offset, n, first, batch_max, attributes, widths), *packed, *parts]
+    crc = 0
+    for piece in pieces:  # the CRC piece by piece: the batch is copied once, by the join
+        crc = zlib.crc32(piece, crc)
+    data = b"".join((_PREFIX.pack(sum(map(len, pieces)) + 4, crc), *pieces))
     marks = []
     if since_mark >= mark_interval:
         marks.append(IndexMark(base_offset, 0, max_ts))
