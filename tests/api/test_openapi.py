@@ -746,6 +746,8 @@ STATED_IN_WORDS = [
     (400, "invalid_request", "to_ms must be after from_ms"),  # a statistics range
     (400, "invalid_request", "widen bucket_ms or narrow the range"),  # too many buckets
     (400, "invalid_request", "ask for one partition, wider buckets"),  # too many lookups
+    (400, "invalid_request", "all/any nest at most"),  # a filter nested too deep
+    (400, "invalid_request", "at most 64 conditions"),  # a filter of too many conditions
 ]
 
 
