@@ -83,11 +83,12 @@ def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: i
 
 
 def ready(session: Session, partitions: list, enough: int) -> int:
-    """Records the session could read now in ``partitions`` (high watermark - position;
-    the count stops once it reaches ``enough``)."""
-    count = 0
+    """Records the session could read now in ``partitions`` (high watermark - position,
+    as its member last saw the high watermark), counted until they reach ``enough``; with
+    ``enough`` <= 1 nothing is counted (``enough`` is returned)."""
     if enough <= 1:
         return enough
+    count = 0
     for tp in partitions:
         position = session.positions.get(tp)
         if position is not None:
