@@ -66,6 +66,8 @@ def test_buckets_are_the_records_and_bytes_whose_time_falls_in_them(engine, stor
     window = Window(T0 - 50, T0 + 6_100, bucket_ms)
     got = time_buckets(engine, "t", [0, 1, 2], window)
     starts = window.boundaries()[:-1]
+    assert len(got["buckets"]) == len(starts)
+    assert [total["partition"] for total in got["partitions"]] == [0, 1, 2]
     for bucket, start in zip(got["buckets"], starts):
         inside = in_range(stored, range(PARTITIONS), start, min(start + bucket_ms, window.to_ms))
         assert (bucket["start_ms"], bucket["records"], bucket["bytes"]) == (

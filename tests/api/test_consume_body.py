@@ -59,9 +59,11 @@ def test_every_valid_body_without_a_filter_takes_the_quick_path(body):
     ({"encoding": "hex"}, "encoding"), ({"maxrecords": 5}, "maxrecords"),
 ])
 def test_a_body_the_quick_check_refuses_gets_the_schemas_error(body, field):
+    assert fast_load(body) is None
     with pytest.raises(InvalidRequest) as caught:
         parse_consume_body(body)
     assert field in caught.value.details
+    assert caught.value.details == SCHEMA.validate(body)
 
 
 def test_a_filter_goes_through_the_schema():

@@ -310,12 +310,13 @@ def test_a_consume_waits_until_min_records_are_ready_then_takes_them_all(engine,
         ("t", 0, 0), ("t", 0, 1), ("t", 0, 2), ("t", 0, 3), ("t", 1, 0)]
 
 
-def test_records_already_ready_come_at_once(engine, manager):
+def test_records_already_ready_come_at_once(engine, manager, wait_spy):
     engine.create_topic("t", 1)
     cid = manager.subscribe("g", ["t"], auto_offset_reset="earliest")["consumer_id"]
     produce(engine, "t", 0, 7)
     chunks, _ = manager.consume(cid, min_records=5, timeout_ms=30_000)
-    assert len(offsets_of(chunks)) == 7  # enough were there: all of them, no wait
+    assert len(offsets_of(chunks)) == 7  # enough were there: all of them
+    assert wait_spy.calls == []  # without waiting
 
 
 def test_at_the_timeout_a_consume_returns_the_fewer_records_there_are(engine, manager, clock,
