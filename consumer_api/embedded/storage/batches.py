@@ -283,7 +283,7 @@ class _Columns:
 
 
 def decode_from(buf, pos: int, end: int, max_records: int, max_bytes: int,
-                min_offset: int = 0, taken: int = 0, verify: bool = True):
+                min_offset: int = 0, taken: int = 0, verify: bool = True, checked: int = -1):
     """Decode the records of the batches in ``buf[pos:end]`` (which must hold whole batches,
     ``pos`` at the start of one).
 
@@ -294,8 +294,10 @@ def decode_from(buf, pos: int, end: int, max_records: int, max_bytes: int,
     :data:`RECORD_OVERHEAD` + key + value + headers per record) -- unless nothing was
     taken yet (``taken`` counts what the caller already holds), so a consumer always gets
     at least one record. Returns ``(records, taken, stop_position)``; ``stop_position <
-    end`` means a limit stopped the read. With ``verify`` each batch read from is checked
-    against its CRC once (:class:`CorruptRecordError` if wrong).
+    end`` means a limit stopped the read, in the batch that starts there. With ``verify``
+    each batch read from is checked against its CRC once (:class:`CorruptRecordError` if
+    wrong) -- but the one starting at ``checked``, which the caller checked already (the
+    stop position of its previous read: a batch's bytes never change once written).
     """
     out: list = []
     left = max_records
@@ -307,7 +309,7 @@ def decode_from(buf, pos: int, end: int, max_records: int, max_bytes: int,
         if base + count <= min_offset:
             pos += size
             continue
-        if verify and not crc_ok(buf, pos, size):
+        if verify and pos != checked and not crc_ok(buf, pos, size):
             raise CorruptRecordError(f"CRC mismatch in the batch at offset {base}")
         batch = _Columns(buf, pos, size)
         start = max(min_offset - base, 0)

@@ -13,7 +13,6 @@ from consumer_api.embedded.storage import batches, records
 
 #: the format new segments are written in
 CURRENT = batches
-FORMATS = {records.FORMAT: records, batches.FORMAT: batches}
 #: bytes to read from the start of a file to tell its format
 PROBE_BYTES = len(batches.FILE_HEADER)
 

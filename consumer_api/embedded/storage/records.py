@@ -187,7 +187,7 @@ def _flag_batch_ends(parts: list, records, base_offset: int, now_ms: int) -> Non
 
 
 def decode_from(buf, pos: int, end: int, max_records: int, max_bytes: int,
-                min_offset: int = 0, taken: int = 0, verify: bool = True):
+                min_offset: int = 0, taken: int = 0, verify: bool = True, checked: int = -1):
     """Decode frames from ``buf[pos:end]`` (which must hold whole frames).
 
     Records come back as plain ``(offset, timestamp, key, value, headers)`` tuples (the
@@ -200,7 +200,8 @@ def decode_from(buf, pos: int, end: int, max_records: int, max_bytes: int,
     already returned by the caller), so a consumer always gets at least one record.
     Returns ``(records, bytes_taken_in_total, stop_position)``; ``stop_position < end``
     means a limit stopped the read. With ``verify`` every returned frame's CRC is checked
-    (:class:`CorruptRecordError` if wrong).
+    (:class:`CorruptRecordError` if wrong); ``checked`` is format 2's (a frame is checked
+    whenever it is read).
     """
     out = []
     add = out.append

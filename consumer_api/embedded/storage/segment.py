@@ -41,7 +41,6 @@ class Segment:
                  codec=formats.CURRENT):
         self.directory = directory
         self.codec = codec
-        self.start = len(codec.FILE_HEADER)
         self.base_offset = base_offset
         self.interval = interval
         self.log_path, self.index_path, self.timeindex_path = index_paths(directory, base_offset)
@@ -55,6 +54,7 @@ class Segment:
         self.data = b""  # the log's map (writable while active)
         self.index: OffsetIndex | None = None
         self.timeindex: TimeIndex | None = None
+        self._checked = -1  # where a batch starts that a read checked and stopped in
 
     # -- opening (existing segments: segment_loader) ---------------------------------------
 
@@ -82,6 +82,11 @@ class Segment:
         return self.next_offset == self.base_offset
 
     @property
+    def start(self) -> int:
+        """Where the first batch starts: after the format's file header."""
+        return len(self.codec.FILE_HEADER)
+
+    @property
     def batch_bytes(self) -> int:
         """Bytes of batches (the file header left out): what the segment stores."""
         return self.size - self.start
@@ -94,7 +99,6 @@ class Segment:
     def reformat(self, codec) -> None:
         """Make an empty active segment one of format ``codec``."""
         self.codec = codec
-        self.start = len(codec.FILE_HEADER)
         self.write_file_header()
 
     def activate(self, log_file: MappedFile) -> None:
@@ -211,13 +215,12 @@ class Segment:
         See :func:`batches.decode_from`."""
         pos = self._position(offset - self.base_offset)
         got, taken, stop = self.codec.decode_from(self.data, pos, self.size, max_records,
-                                                  max_bytes, min_offset=offset, taken=taken)
+                                                  max_bytes, min_offset=offset, taken=taken,
+                                                  checked=self._checked)
+        # a read stopped by a limit stopped in a batch it checked: the next one, which
+        # goes on from there, need not check it again (written bytes never change)
+        self._checked = stop if stop < self.size else -1
         return got, taken, stop < self.size
-
-    def offset_for_timestamp(self, timestamp: int) -> int | None:
-        """First offset whose record has a timestamp ``>= timestamp``, None if none here."""
-        found = self.position_for_timestamp(timestamp)
-        return None if found is None else found[0]
 
     def position_for_timestamp(self, timestamp: int) -> tuple[int, int, int] | None:
         """``(offset, byte position in the log, timestamp)`` of the first record whose

@@ -237,3 +237,31 @@ def test_reopen_checks_only_the_tail_of_a_large_active_segment(data_dir, monkeyp
         assert_large_segment_reopened(plog, tail, hw, last)
     finally:
         plog.close()
+
+
+# -- reading a large batch a window at a time -------------------------------------------------
+
+def test_reads_going_on_inside_a_batch_check_its_crc_once(data_dir, monkeypatch):
+    """A consume reads a window at a time; the batch a read stopped in was checked by it,
+    and the read that goes on from there does not check it again -- any other read does."""
+    plog = PartitionLog(data_dir, LARGE)
+    try:
+        records = [NewRecord(None, b"v%03d" % i, None, None) for i in range(100)]
+        plog.append(records)
+        checks = []
+        crc_ok = batches.crc_ok
+
+        def counting_crc_ok(buf, pos, n):
+            checks.append(pos)
+            return crc_ok(buf, pos, n)
+
+        monkeypatch.setattr(batches, "crc_ok", counting_crc_ok)
+        got = []
+        while len(got) < 100:
+            got += plog.read(len(got), max_records=10)
+        assert [r[3] for r in got] == [r.value for r in records]
+        assert len(checks) == 1
+        plog.read(0, max_records=10)  # not where the last read stopped: checked again
+        assert len(checks) == 2
+    finally:
+        plog.close()
