@@ -82,8 +82,6 @@ def _window(records) -> int:
 def window_json(topic: str, partition: int, records, encoding: str) -> bytes:
     """The API form of ``records`` of one partition: their JSON objects, comma-separated
     (no brackets)."""
-    if not records:
-        return b""
     if encoding == "base64":
         return records_wire_base64.window_json(topic, partition, records)
     out: list = []

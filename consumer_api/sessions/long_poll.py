@@ -57,7 +57,8 @@ def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: i
                 partitions = manager.sync(session)
             watch_exactly(session, watched, partitions)
             remaining = deadline - manager.clock()
-            gathering = remaining > 0 and ready(session, partitions, wanted) < wanted
+            gathering = (wanted > 1 and remaining > 0
+                         and ready(session, partitions, wanted) < wanted)
             if not gathering:
                 spans, blocked = fetch_pass(manager.backend, session, partitions,
                                             max_records, max_bytes, collector, scan)
@@ -84,10 +85,7 @@ def poll(manager: ConsumerManager, session: Session, ticket: int, max_records: i
 
 def ready(session: Session, partitions: list, enough: int) -> int:
     """Records the session could read now in ``partitions`` (high watermark - position,
-    as its member last saw the high watermark), counted until they reach ``enough``; with
-    ``enough`` <= 1 nothing is counted (``enough`` is returned)."""
-    if enough <= 1:
-        return enough
+    as its member last saw the high watermark), counted until they reach ``enough``."""
     count = 0
     for tp in partitions:
         position = session.positions.get(tp)

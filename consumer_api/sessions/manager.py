@@ -703,7 +703,7 @@ class ConsumerManager:
 
     def shutdown(self) -> None:
         """Stop taking consumes, answer every waiting poll (empty; nothing is committed on
-        the clients' behalf) and stop the reaper. The sessions are saved; see also
+        the clients' behalf) and stop the reaper. The sessions are saved by
         :meth:`stop_saving`."""
         with self._lock:
             self._stopping = True
@@ -713,7 +713,6 @@ class ConsumerManager:
             session.wake()
         if self._reaper is not None:
             self._reaper.join(timeout=5)
-        self.saver.flush()
 
     def stop_saving(self) -> None:
         """Save the sessions a last time, as they are once the requests in flight are done
