@@ -40,12 +40,22 @@ class NoRoom(Exception):
 
 # -- responses ------------------------------------------------------------------------------
 
-@lru_cache(maxsize=256)  # a client sends the same header on every request
+#: headers up to this long are remembered (a client sends the same one on every request;
+#: a long one is worked out each time, so no client can fill the memory with its own)
+CACHED_HEADER_CHARS = 200
+
+
 def response_coding(accept_encoding: str | None) -> str | None:
     """The coding of :data:`CODINGS` to answer a request with ``accept_encoding`` in, or
     None for none (identity): the one with the highest q-value above 0 -- a coding not
     named takes the q-value of ``*`` if present, else 0 -- unless ``identity`` is given a
     higher one (named, or through ``*``)."""
+    if accept_encoding and len(accept_encoding) > CACHED_HEADER_CHARS:
+        return _coding_for(accept_encoding)
+    return _remembered_coding_for(accept_encoding)
+
+
+def _coding_for(accept_encoding: str | None) -> str | None:
     if not accept_encoding:
         return None
     given: dict[str, float] = {}
@@ -61,6 +71,9 @@ def response_coding(accept_encoding: str | None) -> str | None:
     if best_q <= 0 or (identity_q is not None and identity_q > best_q):
         return None
     return best
+
+
+_remembered_coding_for = lru_cache(maxsize=256)(_coding_for)
 
 
 def compress(chunks: list, coding: str) -> bytes:

@@ -16,7 +16,6 @@ API key (``"key billing"``) when keys are configured, else the peer address
 from __future__ import annotations
 
 import ipaddress
-from functools import lru_cache
 
 from flask import Flask, current_app, g, request
 
@@ -117,7 +116,6 @@ def parse_trusted_proxies(text: str) -> tuple:
     return tuple(networks)
 
 
-@lru_cache(maxsize=1024)  # the same few peers and proxy chains, request after request
 def client_address(peer: str, forwarded_for: str | None, trusted: tuple) -> str:
     """The client's address: the peer's, unless the peer is a trusted proxy -- then the
     rightmost ``X-Forwarded-For`` entry that is not itself a trusted proxy (each proxy
