@@ -184,7 +184,8 @@ def consume(consumer_id):
     if not spans:
         return delivery_tracked_json_response(pieces, records.release, records.release)
     return delivery_tracked_json_response(
-        pieces, partial(_delivered, state().metrics, spans, records.release),
+        pieces, partial(_delivered, state().manager, state().metrics, consumer_id, spans,
+                        records.release),
         partial(_undelivered, state().manager, consumer_id, spans, records.release))
 
 
@@ -197,8 +198,9 @@ def _scan_report(consumer_id: str, scan) -> bytes:
     return scan_fields(scan) + b',"positions":' + orjson.dumps(positions)
 
 
-def _delivered(metrics_, spans, release) -> None:
+def _delivered(manager_, metrics_, consumer_id, spans, release) -> None:
     release()
+    manager_.delivered(consumer_id, spans)
     consumed = metrics_.consumed
     for span in spans:
         consumed.labels(span.topic).inc(span.count)

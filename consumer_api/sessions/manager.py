@@ -395,6 +395,8 @@ class ConsumerManager:
             remaining_ms = max(0, int((deadline - self.clock()) * 1000))
             spans = poll(self, session, ticket, max_records, remaining_ms, max_bytes,
                          abandoned, client, collector, scan or Scan(), min_records)
+            if keep:  # the records are in the caller's hands now
+                self._sent(session, [(t, p) for t, p, _records in collector.chunks()])
         finally:  # heartbeat first: the reaper must never see a finished, stale consume
             session.last_heartbeat = self.clock()
             session.end_consume()
@@ -424,6 +426,19 @@ class ConsumerManager:
         with self._lock:
             self._poll_tally.remove(None if client is None else client.name)
 
+    def delivered(self, consumer_id: str, spans: list) -> None:
+        """The response carrying ``spans`` (as :meth:`consume` with a collector returned
+        them) reached the client: its records need no longer be saved as unsent."""
+        session = self._sessions.get(consumer_id)
+        if session is not None:
+            self._sent(session, [(span.topic, span.partition) for span in spans])
+
+    def _sent(self, session: Session, partitions) -> None:
+        with session.lock:
+            for tp in partitions:
+                session.unsent.pop(tp, None)
+        self.saver.changed(session)
+
     def give_back(self, consumer_id: str, spans: list) -> None:
         """The response carrying ``spans`` (as :meth:`consume` with a collector returned
         them) never reached the client -- the connection broke, or the client did not take
@@ -441,7 +456,7 @@ class ConsumerManager:
             if moved_back:
                 retreat(session, tp, span.after, span.first)
                 returned += span.count
-        self.saver.changed(session)
+        self._sent(session, [(span.topic, span.partition) for span in spans])
         log.warning("consumer %s: a response of %d records did not reach the client; %d of "
                     "them will be consumed again", consumer_id,
                     sum(span.count for span in spans), returned)

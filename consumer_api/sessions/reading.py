@@ -90,7 +90,7 @@ def _take(backend: Backend, session: Session, tp, position: int, left: list, max
         read_to = records[-1][0] + 1
         records, after, skipped = scan.keep(records, left[0])
         taken[0] -= skipped
-        if not _advance(session, tp, read_from, after, read_to):
+        if not _advance(session, tp, read_from, after, read_to, bool(records)):
             collector.unused()  # a seek or a rebalance won: the records are dropped
             break
         if not records:
@@ -168,14 +168,19 @@ def _read(backend: Backend, session: Session, tp, position, max_records, max_byt
         return (*fetch(*tp, reset, max_records, max_bytes, taken), reset)
 
 
-def _advance(session: Session, tp, read_from: int, new_position: int, read_to: int) -> bool:
+def _advance(session: Session, tp, read_from: int, new_position: int, read_to: int,
+             taking: bool) -> bool:
     """Move the position past returned (or skipped) records -- unless a seek or a
     rebalance changed it while reading: then the records are dropped (the seek or the new
-    owner wins). Records read up to ``read_to`` but not passed are read again next time."""
+    owner wins). Records read up to ``read_to`` but not passed are read again next time.
+    ``taking``: records are returned (not only skipped); they count as ``unsent`` from
+    ``read_from`` on until the consume's caller says they were delivered."""
     with session.lock:
         if session.positions.get(tp) != read_from:
             return False
         session.positions[tp] = new_position
+        if taking:
+            session.unsent.setdefault(tp, read_from)
         if new_position < read_to:
             session.member.reposition(*tp, new_position)
         if session.auto_commit:

@@ -117,11 +117,14 @@ _schema = SavedSessionSchema()
 
 
 def record_of(session: Session) -> dict:
-    """A live session as a record of the log. Reads the session without its lock: each
+    """A live session as a record of the log, a partition's position no further than the
+    records consumes took whose responses are not known to be delivered (``unsent``: after
+    a crash they are consumed again, never skipped). Reads the session without its lock: each
     field is one attribute read and each dict is copied whole, atomically under the GIL (a
     copy may be a moment older than another; the session's next line brings it up to
     date)."""
-    positions = dict(session.positions)
+    unsent = dict(session.unsent)
+    positions = {tp: min(o, unsent.get(tp, o)) for tp, o in dict(session.positions).items()}
     acked = dict(session.acked)
     return {"id": session.consumer_id, "owner": session.owner, "client": session.client,
             "group": session.group_id, "topics": list(session.topics),

@@ -68,7 +68,7 @@ class Session:
                  "auto_commit", "encoding", "owner", "manual", "generation", "assignment",
                  "partitions", "positions", "pending_commit", "last_heartbeat", "consuming",
                  "closed", "waiter", "rotation", "lock", "_turn", "consume_ticket", "client",
-                 "member", "assignor", "acked", "restored", "unsaved")
+                 "member", "assignor", "acked", "restored", "unsaved", "unsent")
 
     def __init__(self, consumer_id: str, group_id: str, topics: list, auto_offset_reset: str,
                  session_timeout_ms: int, auto_commit: bool, encoding: str, owner, now_s: float,
@@ -101,6 +101,9 @@ class Session:
         self.acked: dict = {}
         self.restored: dict = {}
         self.unsaved = False  # changed since the saver last wrote it (see sessions.saver)
+        #: {(topic, partition): offset}: where the records start that consumes took and
+        #: whose responses are not known to be delivered (saved instead of the position)
+        self.unsent: dict = {}
 
     @property
     def session_timeout_ms(self) -> int:

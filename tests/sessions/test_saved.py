@@ -163,7 +163,7 @@ def session(cid=ID, closed=False):
                            topics=["orders"], manual=False, assignment={},
                            positions={("orders", 0): 1}, acked={}, auto_offset_reset="latest",
                            session_timeout_ms=30_000, auto_commit=False, encoding="base64",
-                           assignor=None, closed=closed, unsaved=False)
+                           assignor=None, closed=closed, unsaved=False, unsent={})
 
 
 class Live:
@@ -313,3 +313,30 @@ def test_after_a_failed_write_the_log_is_rewritten_whole(saved_log, monkeypatch,
     assert lines_of(saved_log)[0] == {"format": 1}
     assert set(saved_positions(saved_log)) == {ID, OTHER}
     assert "saved to" in caplog.text
+
+
+# -- records in a response not yet delivered ---------------------------------------------------
+
+def test_a_response_not_known_delivered_is_saved_as_not_consumed(engine, manager):
+    """What a crash (kill -9) finds saved: the records of a response still on its way are
+    consumed again after the restart, never skipped; once delivered, they are passed."""
+    from consumer_api.sessions.collect import RecordLists
+    from tests.sessions.conftest import produce
+
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"], auto_offset_reset="earliest")["consumer_id"]
+    session = manager._sessions[cid]
+    produce(engine, "t", 0, 5)
+    spans, _ = manager.consume(cid, timeout_ms=0, collector=RecordLists())
+    assert manager.positions(cid) == {("t", 0): 5}
+    assert saved_module.record_of(session)["positions"] == [["t", 0, 0]]
+    manager.delivered(cid, spans)
+    assert saved_module.record_of(session)["positions"] == [["t", 0, 5]]
+    produce(engine, "t", 0, 2)
+    spans, _ = manager.consume(cid, timeout_ms=0, collector=RecordLists())
+    manager.give_back(cid, spans)  # never reached the client: consumed again anyway
+    assert saved_module.record_of(session)["positions"] == [["t", 0, 5]]
+    produce(engine, "t", 0, 1)
+    chunks, _ = manager.consume(cid, timeout_ms=0)  # returned in process: delivered
+    assert len(chunks[0][2]) == 3
+    assert saved_module.record_of(session)["positions"] == [["t", 0, 8]]
