@@ -378,6 +378,9 @@ def test_consumer_min_records_gathers_produces_into_one_poll(client, srv, name):
         consumer.assignment()  # joined: the records below come after its start
 
         def producer():
+            # the poll waits first: had it come after the records, it would get all three
+            # whatever min_records does
+            wait_until(lambda: metric(srv, "consumer_api_waiting_polls") == 1, "the poll waits")
             with Client(srv.base_url) as other:  # a client per thread
                 for i in range(3):
                     other.produce(topic, [f"m{i}"])
