@@ -275,22 +275,45 @@ def test_a_session_closed_while_the_thread_saves_is_not_put_after_its_drop(saved
     saver.changed(a)
     in_flush, release = threading.Event(), threading.Event()
     real_append = saved_log.append
+    appends: list = []
 
     def slow_append(lines):
-        in_flush.set()
-        release.wait(5)
+        appends.append(lines)
+        if len(appends) == 1:  # the flush's put waits until the drop has come
+            in_flush.set()
+            release.wait(5)
         real_append(lines)
 
+    closing = threading.Thread(target=saver.drop, args=([a],))
+
+    class Watched:
+        """The saver's write lock, noting when the drop's thread asks for it."""
+
+        def __init__(self, lock):
+            self.lock, self.asked = lock, threading.Event()
+
+        def __enter__(self):
+            if threading.current_thread() is closing:
+                self.asked.set()
+            return self.lock.__enter__()
+
+        def __exit__(self, *exc):
+            return self.lock.__exit__(*exc)
+
     monkeypatch.setattr(saved_log, "append", slow_append)
+    monkeypatch.setattr(saver, "_write_lock", Watched(saver._write_lock))
     flushing = threading.Thread(target=saver.flush)
     flushing.start()
     assert in_flush.wait(5)
     a.closed = True  # what ConsumerManager._end does before it asks for the drop
-    closing = threading.Thread(target=saver.drop, args=([a],))
     closing.start()
+    # the drop is at the lock (or, were there none, has written its line already)
+    wait_until(lambda: saver._write_lock.asked.is_set() or len(appends) == 2,
+               "the drop came while the flush writes")
     release.set()
     for t in (flushing, closing):
         t.join(5)
+        assert not t.is_alive()
     assert [list(line) for line in lines_of(saved_log)] == [["put"], ["drop"]]
     assert saved_log.read() == []
 
