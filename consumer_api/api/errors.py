@@ -44,6 +44,10 @@ STATUS = {
 
 #: seconds a client should pause before it tries again (the ``Retry-After`` header)
 RETRY_AFTER_S = {e.TooManyPolls: 1}
+#: the ``reason`` of a 503 that refuses a request for want of room (the server is busy,
+#: not unwell): answered with ``Retry-After`` and counted as a refusal by that reason
+BUSY_REASONS = frozenset(("request_budget", "response_budget", "stats_scans"))
+BUSY_RETRY_AFTER_S = 1
 
 #: (error, the ``scope`` of its details) -> the refusal's reason in /metrics
 REFUSAL_REASONS = {
@@ -90,6 +94,9 @@ def register(app: Flask) -> None:
         if type(exc) in RETRY_AFTER_S:
             resp.headers["Retry-After"] = str(RETRY_AFTER_S[type(exc)])
         reason = REFUSAL_REASONS.get((type(exc), exc.details.get("scope")))
+        if isinstance(exc, e.Unavailable) and exc.details.get("reason") in BUSY_REASONS:
+            reason = exc.details["reason"]
+            resp.headers["Retry-After"] = str(BUSY_RETRY_AFTER_S)
         if reason is not None:
             state().refusals.record(reason, security.client().name, exc.text)
         return resp

@@ -24,7 +24,6 @@ from flask.json.provider import JSONProvider
 from marshmallow import Schema, ValidationError
 
 from consumer_api.api import content_coding
-from consumer_api.api.security import client
 from consumer_api.api.state import state
 from consumer_api.errors import InvalidRequest, Unavailable, UnsupportedMediaType
 
@@ -161,18 +160,15 @@ def raw_json_body(empty_ok: bool = False):
 
 
 def _decoded(data: bytes, coding: str | None):
-    """``data`` decompressed, charged to the request budget (503 when it is spent)."""
+    """``data`` decompressed, charged to the request budget (503 when it is spent: a
+    ``request_budget`` refusal, see api/errors.py)."""
     app_state = state()
     try:
         return content_coding.decode(data, coding, app_state.config.max_body_bytes,
                                      app_state.request_budget)
     except content_coding.NoRoom:
-        app_state.refusals.record("request_budget", client().name,
-                                  "no room to decompress a request body")
-        exc = Unavailable("the server holds as many request bodies as it may; retry shortly",
-                          {"reason": "request_budget"})
-        exc.headers = {"Retry-After": "1"}
-        raise exc from None
+        raise Unavailable("the server holds as many request bodies as it may; retry shortly",
+                          {"reason": "request_budget"}) from None
 
 
 def _parse(data, empty_ok: bool):

@@ -19,13 +19,10 @@ Thread-safe: the budget locks itself; a RecordBody belongs to one request.
 """
 from __future__ import annotations
 
-from flask import request
 
 from consumer_api.api.records_wire import window_json
 from consumer_api.api.state import state
 from consumer_api.errors import Unavailable
-
-RETRY_AFTER_S = 1
 
 
 class RecordBody:
@@ -97,12 +94,6 @@ class RecordBody:
 
 
 def too_busy() -> Unavailable:
-    """The 503 of a spent budget (counted and logged as a ``response_budget`` refusal)."""
-    from consumer_api.api.security import owner
-    exc = Unavailable("the server is sending as many records as it may at once; retry "
-                      "shortly", {"reason": "response_budget"})
-    exc.headers = {"Retry-After": str(RETRY_AFTER_S)}
-    name = owner()
-    state().refusals.record("response_budget", f"key {name}" if name else
-                      f"address {request.remote_addr}", "no room for a record response")
-    return exc
+    """The 503 of a spent budget (a ``response_budget`` refusal: see api/errors.py)."""
+    return Unavailable("the server is sending as many records as it may at once; retry "
+                       "shortly", {"reason": "response_budget"})

@@ -15,7 +15,7 @@ from flask import Blueprint
 from consumer_api.api.encodings import encode_base64
 from consumer_api.api.json_io import query_args
 from consumer_api.api.schemas.topic_stats import KeyStatsQuerySchema, StatsQuerySchema
-from consumer_api.api.security import client, path_right
+from consumer_api.api.security import path_right
 from consumer_api.api.state import state
 from consumer_api.errors import Unavailable
 from consumer_api.topic_stats.buckets import time_buckets
@@ -24,7 +24,6 @@ from consumer_api.topic_stats.window import bucket_window, time_range
 
 bp = Blueprint("topic_stats", __name__, url_prefix="/api/topics")
 MAX_SCANS = 2
-RETRY_AFTER_S = 1
 _scans = threading.BoundedSemaphore(MAX_SCANS)
 _buckets = StatsQuerySchema()
 _keys = KeyStatsQuerySchema()
@@ -142,10 +141,7 @@ def _partitions(topic: str, args: dict) -> list[int]:
 
 
 def _too_many_scans() -> Unavailable:
-    """The 503 of a count by key when MAX_SCANS are running (counted and logged as a
-    ``stats_scans`` refusal)."""
-    exc = Unavailable(f"{MAX_SCANS} counts by key are running; retry shortly",
-                      {"reason": "stats_scans"})
-    exc.headers = {"Retry-After": str(RETRY_AFTER_S)}
-    state().refusals.record("stats_scans", client().name, "a count by key")
-    return exc
+    """The 503 of a count by key when MAX_SCANS are running (a ``stats_scans`` refusal:
+    see api/errors.py)."""
+    return Unavailable(f"{MAX_SCANS} counts by key are running; retry shortly",
+                       {"reason": "stats_scans"})
