@@ -329,14 +329,7 @@ class ConsumerManager:
         """Manual assignment: the session leaves group management and reads exactly the
         given ``{topic: [partitions]}``."""
         session = self._get(consumer_id, owner)
-        wanted = {}
-        for topic, partitions in topics.items():
-            count = self.backend.partition_count(topic)  # TopicNotFound
-            for p in partitions:
-                if not 0 <= p < count:
-                    raise PartitionNotFound(f"topic {topic!r} has no partition {p}",
-                                            {"topic": topic, "partition": p})
-            wanted[topic] = sorted(set(partitions))
+        wanted = self.checked_assignment(topics)
         with session.lock:
             # first catch up with the group: a partition the group moved away while the
             # session was idle must not keep the session's old position
@@ -347,6 +340,19 @@ class ConsumerManager:
         session.wake()
         self.saver.put(session)
         return self._assignment_body(session)
+
+    def checked_assignment(self, topics: dict) -> dict:
+        """``{topic: [partitions]}`` sorted and without repeats; TopicNotFound or
+        PartitionNotFound for what does not exist."""
+        wanted = {}
+        for topic, partitions in topics.items():
+            count = self.backend.partition_count(topic)  # TopicNotFound
+            for p in partitions:
+                if not 0 <= p < count:
+                    raise PartitionNotFound(f"topic {topic!r} has no partition {p}",
+                                            {"topic": topic, "partition": p})
+            wanted[topic] = sorted(set(partitions))
+        return wanted
 
     # -- consume ---------------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import time
 from typing import TYPE_CHECKING
 
 from consumer_api.backend import TopicPartition
-from consumer_api.errors import ConsumerApiError, PartitionNotFound
+from consumer_api.errors import ConsumerApiError
 from consumer_api.sessions.saved import SavedSession
 
 if TYPE_CHECKING:
@@ -83,14 +83,9 @@ def _rejoin(manager: ConsumerManager, session: Session, saved: SavedSession):
         with session.lock:
             session.member.join(saved.topics, saved.assignor)
         return None
-    for topic, partitions in saved.assignment.items():
-        count = manager.backend.partition_count(topic)  # TopicNotFound
-        for p in partitions:
-            if p >= count:
-                raise PartitionNotFound(f"topic {topic!r} has no partition {p} any more",
-                                        {"topic": topic, "partition": p})
+    wanted = manager.checked_assignment(saved.assignment)
     with session.lock:
-        return session.member.assign(saved.assignment)
+        return session.member.assign(wanted)
 
 
 def claims(saved: list[SavedSession]) -> dict[str, dict[TopicPartition, int]]:
