@@ -164,11 +164,7 @@ class ConsumerManager:
         with self._lock:
             if self._stopping:
                 raise Unavailable("the server is shutting down")
-            self._admit_session(client, owner)
-            self._sessions[session.consumer_id] = session
-            self._session_tally.add(session.client)
-            self._push_deadline(session)
-            self._cond.notify()  # the reaper may need an earlier wake-up
+            self._enter(session, client, owner)
         try:
             assignment = session.member.join(topics, assignor) or self.await_join(
                 session, time.monotonic() + self.join_wait_s)
@@ -676,12 +672,17 @@ class ConsumerManager:
         session.acked, session.restored = dict(saved.acked), dict(resume)
         session.member = self.backend.member(saved.group_id, session.consumer_id, session.wake)
         with self._lock:
-            self._admit_session(None, saved.owner)
-            self._sessions[session.consumer_id] = session
-            self._session_tally.add(session.client)
-            self._push_deadline(session)
-            self._cond.notify()
+            self._enter(session, None, saved.owner)
         return session
+
+    def _enter(self, session: Session, client: ClientQuota | None, owner) -> None:
+        """Admit ``session`` into the table (TooManyConsumers when there is no room for
+        it). ``_lock`` held."""
+        self._admit_session(client, owner)
+        self._sessions[session.consumer_id] = session
+        self._session_tally.add(session.client)
+        self._push_deadline(session)
+        self._cond.notify()  # the reaper may need an earlier wake-up
 
     def settle(self, session: Session, manual: Assignment | None) -> None:
         """Place an adopted session: its manual assignment, or its group's current one
