@@ -402,7 +402,6 @@ class ConsumerManager:
         finally:  # heartbeat first: the reaper must never see a finished, stale consume
             session.last_heartbeat = self.clock()
             session.end_consume()
-            self.saver.changed(session)
         return (collector.chunks() if keep else spans), encoding
 
     def take_poll_slot(self, client: ClientQuota | None) -> None:
@@ -482,6 +481,7 @@ class ConsumerManager:
         with session.lock:
             session.acked.update((tp, o) for tp, o in committed.items()
                                  if tp in session.positions)
+        SessionSaver.changed(session)
 
     # -- commit, seek, position ------------------------------------------------------------
 
@@ -497,7 +497,6 @@ class ConsumerManager:
                 self._require_owned(session, offsets)
         session.member.commit(offsets)
         self._acknowledge(session, offsets)
-        self.saver.changed(session)
         return offsets
 
     @staticmethod

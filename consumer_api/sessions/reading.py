@@ -19,6 +19,7 @@ import logging
 from consumer_api.backend import Backend
 from consumer_api.errors import OffsetOutOfRange, PartitionNotFound, TopicNotFound
 from consumer_api.sessions.collect import WINDOW_BYTES, Collector, Span
+from consumer_api.sessions.saver import SessionSaver
 from consumer_api.sessions.scan import Scan
 from consumer_api.sessions.session import Session
 
@@ -146,6 +147,7 @@ def retreat(session: Session, tp, after: int, back_to: int) -> None:
         if session.positions.get(tp) == after:
             session.positions[tp] = back_to
             session.member.reposition(*tp, back_to)
+            SessionSaver.changed(session)
             if session.pending_commit.get(tp) == after:
                 session.pending_commit[tp] = back_to
 
@@ -165,6 +167,7 @@ def _read(backend: Backend, session: Session, tp, position, max_records, max_byt
             if session.positions.get(tp) == position:
                 session.positions[tp] = reset
                 session.member.reposition(*tp, reset)
+                SessionSaver.changed(session)
         return (*fetch(*tp, reset, max_records, max_bytes, taken), reset)
 
 
@@ -179,6 +182,7 @@ def _advance(session: Session, tp, read_from: int, new_position: int, read_to: i
         if session.positions.get(tp) != read_from:
             return False
         session.positions[tp] = new_position
+        SessionSaver.changed(session)
         if taking:
             session.unsent.setdefault(tp, read_from)
         if new_position < read_to:

@@ -363,3 +363,17 @@ def test_a_response_not_known_delivered_is_saved_as_not_consumed(engine, manager
     chunks, _ = manager.consume(cid, timeout_ms=0)  # returned in process: delivered
     assert len(chunks[0][2]) == 3
     assert saved_module.record_of(session)["positions"] == [["t", 0, 8]]
+
+
+def test_a_consume_that_moves_nothing_leaves_nothing_to_save(engine, manager):
+    from tests.sessions.conftest import produce
+
+    engine.create_topic("t", 1)
+    cid = manager.subscribe("g", ["t"], auto_offset_reset="earliest")["consumer_id"]
+    session = manager._sessions[cid]
+    session.unsaved = False  # as the saver leaves it after writing the session
+    assert manager.consume(cid, timeout_ms=0)[0] == []
+    assert not session.unsaved  # an empty poll is not a line in the log
+    produce(engine, "t", 0, 2)
+    manager.consume(cid, timeout_ms=0)
+    assert session.unsaved  # its position moved
